@@ -1,0 +1,145 @@
+// Encoding a call and decoding its reply (caller side), and running a call on
+// an implementation (receiver side). Shared by every marshalling transport.
+#ifndef ISOLATE_DETAIL_CODEC_HPP
+#define ISOLATE_DETAIL_CODEC_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/error.hpp"
+#include "isolate/interface.hpp"
+#include "isolate/wire/archive.hpp"
+#include "isolate/wire/exception_codec.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <array>
+#include <exception>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace isolate::detail {
+
+inline void check_size(const wire::buffer& frame, std::size_t max_payload) {
+  if (frame.size() - wire::header_size > max_payload) {
+    throw error(errc::message_too_large, "message of " + std::to_string(frame.size() - wire::header_size) +
+                                             " bytes exceeds the maximum message size of " +
+                                             std::to_string(max_payload) + " bytes");
+  }
+}
+
+// Cereal reports some malformed input with its own exception; from a peer that is a protocol error.
+template <class F>
+decltype(auto) decoding(F&& decode) {
+  try {
+    return std::forward<F>(decode)();
+  } catch (const cereal::Exception& e) {
+    throw error(errc::protocol_error, std::string("malformed message: ") + e.what());
+  }
+}
+
+template <class... Args>
+void encode_call(wire::buffer& out, std::uint16_t method, std::size_t max_payload, const Args&... args) {
+  wire::begin_frame(out);
+  if constexpr (sizeof...(Args) > 0) {
+    wire::output_archive archive(out);
+    archive(args...);
+  }
+  check_size(out, max_payload);
+  wire::finish_frame(out, wire::frame_kind::call, method, 0);
+}
+
+// Returns the value in a reply frame, or throws what the plugin threw.
+template <class Result>
+Result decode_reply(const wire::buffer& reply, std::size_t max_payload) {
+  const wire::frame_view frame = wire::parse(reply.bytes(), max_payload);
+  if (frame.header.kind == wire::frame_kind::error) {
+    decoding([&] { wire::rethrow_encoded(frame.payload); });
+  }
+  if (frame.header.kind != wire::frame_kind::reply) {
+    throw error(errc::protocol_error, "expected a reply frame, got kind " +
+                                          std::to_string(static_cast<unsigned>(frame.header.kind)));
+  }
+  return decoding([&]() -> Result {
+    wire::input_archive archive(frame.payload);
+    if constexpr (std::is_void_v<Result>) {
+      archive.expect_end();
+    } else {
+      Result value{};
+      archive(value);
+      archive.expect_end();
+      return value;
+    }
+  });
+}
+
+// The receiving side of an interface: decodes a call, runs it on the
+// implementation and encodes what it returned or threw. Dispatch is a table
+// of functions indexed by method id, built at compile time.
+template <interface Interface>
+class stub {
+  using meta = typename Interface::isolate_meta;
+
+ public:
+  // Writes the reply (or error) frame for `call` into `reply`; never throws:
+  // a bad method id or undecodable arguments become a protocol_error reply.
+  static void handle(Interface& impl, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload) {
+    const auto method = call.header.method;
+    try {
+      if (method >= meta::method_count) {
+        throw error(errc::protocol_error, "unknown method id " + std::to_string(method) + " for interface " +
+                                              std::string(meta::interface_name));
+      }
+      table()[method](impl, call.payload, reply);
+      check_size(reply, max_payload);
+      wire::finish_frame(reply, wire::frame_kind::reply, method, call.header.call_id, call.header.service);
+    } catch (...) {
+      encode_failure(reply, std::current_exception(), method, call.header.call_id, call.header.service);
+    }
+  }
+
+  static void encode_failure(wire::buffer& reply, std::exception_ptr failure, std::uint16_t method,
+                             std::uint64_t call_id, std::uint8_t service) {
+    wire::begin_frame(reply);
+    wire::encode_exception(reply, failure);
+    wire::finish_frame(reply, wire::frame_kind::error, method, call_id, service);
+  }
+
+ private:
+  using entry = void (*)(Interface&, std::span<const std::byte>, wire::buffer&);
+
+  static constexpr auto table() {
+    return []<std::size_t... K>(std::index_sequence<K...>) {
+      return std::array<entry, sizeof...(K)>{&invoke<K>...};
+    }(std::make_index_sequence<meta::method_count>{});
+  }
+
+  template <std::size_t K>
+  static void invoke(Interface& impl, std::span<const std::byte> payload, wire::buffer& reply) {
+    constexpr auto pointer = std::get<K>(meta::pointers);
+    using traits = method_traits<std::remove_const_t<decltype(pointer)>>;
+    using params = typename traits::params;
+    typename traits::values args;
+    decoding([&] {
+      wire::input_archive archive(payload);
+      std::apply([&](auto&... values) { (archive(values), ...); }, args);
+      archive.expect_end();
+    });
+    wire::begin_frame(reply);
+    auto run = [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
+      return (impl.*pointer)(static_cast<std::tuple_element_t<I, params>&&>(std::get<I>(args))...);
+    };
+    constexpr auto indices = std::make_index_sequence<std::tuple_size_v<params>>{};
+    if constexpr (std::is_void_v<typename traits::result_type>) {
+      run(indices);
+    } else {
+      auto&& result = run(indices);
+      wire::output_archive archive(reply);
+      archive(result);
+    }
+  }
+};
+
+}  // namespace isolate::detail
+
+#endif

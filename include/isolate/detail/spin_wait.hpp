@@ -1,0 +1,81 @@
+// Waiting between threads of one process: spin while it pays, then sleep in
+// the kernel (std::atomic::wait, a futex on Linux). The sleeping side
+// announces itself, so the waking side makes a syscall only when needed.
+#ifndef ISOLATE_DETAIL_SPIN_WAIT_HPP
+#define ISOLATE_DETAIL_SPIN_WAIT_HPP
+
+#include "isolate/detail/config.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace isolate::detail {
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until ready() or until `budget` has passed (sized in time: a pause costs
+// 25 ns on one machine and 140 on another). Returns ready().
+template <class Ready>
+bool spin_for(std::chrono::nanoseconds budget, Ready&& ready) {
+  if (ready()) return true;
+  if (budget <= std::chrono::nanoseconds::zero()) return false;
+  const auto deadline = std::chrono::steady_clock::now() + budget;
+  for (;;) {
+    for (int i = 0; i < 32; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return ready();
+  }
+}
+
+// A flag one thread sets once and another waits for.
+class signal_flag {
+ public:
+  void set() noexcept {
+    if (state_.exchange(set_, std::memory_order_acq_rel) == sleeping_) state_.notify_all();
+  }
+  bool is_set() const noexcept { return state_.load(std::memory_order_acquire) == set_; }
+  void wait(std::chrono::nanoseconds spin) noexcept {
+    if (spin_for(spin, [this] { return is_set(); })) return;
+    std::uint32_t expected = clear_;
+    state_.compare_exchange_strong(expected, sleeping_, std::memory_order_acq_rel);
+    while (state_.load(std::memory_order_acquire) != set_) state_.wait(sleeping_, std::memory_order_acquire);
+  }
+
+ private:
+  static constexpr std::uint32_t clear_ = 0, set_ = 1, sleeping_ = 2;
+  std::atomic<std::uint32_t> state_{clear_};
+};
+
+// How long a waiter spins before sleeping, adapted to what happened last time:
+// if the last wait ended within the spin budget, spinning pays, so spin fully;
+// if it did not, halve the spin, down to nothing for an idle peer.
+class adaptive_spin {
+ public:
+  explicit adaptive_spin(std::chrono::nanoseconds max) noexcept : max_(max), budget_(max) {}
+  std::chrono::nanoseconds budget() const noexcept { return budget_; }
+  void waited(std::chrono::nanoseconds how_long) noexcept {
+    budget_ = how_long <= max_ ? max_ : budget_ / 2;
+    if (budget_ < max_ / 64) budget_ = std::chrono::nanoseconds::zero();
+  }
+
+ private:
+  std::chrono::nanoseconds max_;
+  std::chrono::nanoseconds budget_;
+};
+
+}  // namespace isolate::detail
+
+#endif

@@ -1,0 +1,90 @@
+// isolate's error codes and exceptions: one std::error_category with named
+// codes (Asio's pattern) and exceptions derived from isolate::error.
+#ifndef ISOLATE_ERROR_HPP
+#define ISOLATE_ERROR_HPP
+
+#include "isolate/detail/config.hpp"
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+namespace isolate {
+
+enum class errc {
+  protocol_error = 1,    // bytes from the peer broke the wire protocol; the peer is not trusted again
+  plugin_crashed,        // the plugin's process died (signal or exit) while calls were pending
+  timeout,               // a call or a load did not finish within its time limit
+  fingerprint_mismatch,  // plugin and host were built from different interface declarations
+  load_failed,           // the plugin could not be loaded (missing file, symbol, factory failure)
+  message_too_large,     // a message exceeded the configured maximum size
+  remote_exception,      // the plugin threw an exception the host could not map to a type
+  plugin_closed,         // the plugin was unloaded, or is being restarted, when the call was made
+  unsupported,           // the transport cannot do what was asked (e.g. a limit it cannot enforce)
+  quarantined,           // the plugin broke its limits too often and is no longer started
+};
+
+}  // namespace isolate
+
+template <>
+struct std::is_error_code_enum<isolate::errc> : std::true_type {};
+
+namespace isolate {
+
+namespace detail {
+class error_category_impl final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "isolate"; }
+  std::string message(int code) const override {
+    switch (static_cast<errc>(code)) {
+      case errc::protocol_error: return "protocol error: the peer sent bytes that break the wire protocol";
+      case errc::plugin_crashed: return "the plugin crashed";
+      case errc::timeout: return "the operation timed out";
+      case errc::fingerprint_mismatch: return "the plugin was built from a different interface declaration";
+      case errc::load_failed: return "the plugin could not be loaded";
+      case errc::message_too_large: return "the message exceeds the maximum message size";
+      case errc::remote_exception: return "the plugin threw an exception";
+      case errc::plugin_closed: return "the plugin is closed";
+      case errc::unsupported: return "the transport does not support this";
+      case errc::quarantined: return "the plugin is quarantined";
+    }
+    return "unknown isolate error";
+  }
+};
+}  // namespace detail
+
+inline const std::error_category& error_category() noexcept {
+  static const detail::error_category_impl category;
+  return category;
+}
+
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
+
+// Every failure isolate reports as an exception is an isolate::error (or derived), carrying its code.
+class error : public std::system_error {
+ public:
+  explicit error(errc code) : std::system_error(make_error_code(code)) {}
+  error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
+  error(std::error_code code, const std::string& what) : std::system_error(code, what) {}
+};
+
+// A plugin's exception whose type the host does not know (see register_exception):
+// it keeps the original type name and message.
+class remote_error : public error {
+ public:
+  remote_error(std::string type_name, const std::string& message)
+      : error(errc::remote_exception, message), type_name_(std::move(type_name)), message_(message) {}
+  // The exception's type as the plugin saw it, e.g. "my::parse_error".
+  const std::string& type_name() const noexcept { return type_name_; }
+  // The plugin's what(), without the "<message>: <category text>" decoration of system_error.
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string type_name_;
+  std::string message_;
+};
+
+}  // namespace isolate
+
+#endif

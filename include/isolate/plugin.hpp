@@ -1,0 +1,156 @@
+// isolate::plugin<Interface, Policy>: the host's handle on a loaded plugin,
+// and isolate::load to get one. Host code is the same under every policy:
+//
+//   auto calc = isolate::load<calculator, isolate::thread>(std::make_unique<my_calc>());
+//   int r = calc->add(2, 3);                                   // synchronous
+//   auto f = calc.async(&calculator::add, 2, 3, asio::use_future);  // any Asio completion token
+//
+// Asynchronous calls complete with (std::exception_ptr, Result) — or
+// (std::exception_ptr) for void — so a plugin's exception reaches a future or
+// a coroutine as the same type a synchronous call would throw.
+#ifndef ISOLATE_PLUGIN_HPP
+#define ISOLATE_PLUGIN_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/error.hpp"
+#include "isolate/interface.hpp"
+#include "isolate/transport/remote.hpp"
+
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/post.hpp>
+
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace isolate {
+
+namespace detail {
+
+template <class Result>
+struct completion_signature {
+  using type = void(std::exception_ptr, Result);
+};
+template <>
+struct completion_signature<void> {
+  using type = void(std::exception_ptr);
+};
+
+template <class Connection>
+concept marshalling_connection = requires(Connection& c) { c.transport(); };
+
+}  // namespace detail
+
+// A policy says how a plugin is isolated: in_process, thread or process.
+template <class Policy, class Interface>
+concept transport_policy = interface<Interface> && requires {
+  typename Policy::options;
+  typename Policy::template connection<Interface>;
+} && requires(typename Policy::template connection<Interface>& c) {
+  { c.target() } -> std::same_as<Interface*>;
+};
+
+template <interface Interface, class Policy>
+  requires transport_policy<Policy, Interface>
+class plugin {
+  using connection = typename Policy::template connection<Interface>;
+
+ public:
+  explicit plugin(std::unique_ptr<connection> c) noexcept : connection_(std::move(c)) {}
+
+  Interface* operator->() const noexcept { return connection_->target(); }
+  Interface& operator*() const noexcept { return *connection_->target(); }
+  connection& transport() noexcept { return *connection_; }
+
+  // p.async(&Interface::method, args..., token): the call, completed through
+  // any Asio completion token (use_future, a callback, use_awaitable, deferred).
+  template <class Result, class... Params, class... ArgsAndToken>
+  auto async(Result (Interface::*method)(Params...), ArgsAndToken&&... args_and_token) {
+    static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
+                  "isolate::plugin::async(&Interface::method, args..., token) takes one argument per parameter of "
+                  "the method, then an Asio completion token (e.g. asio::use_future).");
+    auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+    auto&& token = std::get<sizeof...(Params)>(std::move(all));
+    // The arguments are converted to the parameters' value types now, so that
+    // the call does not depend on the caller's temporaries (deferred tokens).
+    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
+    }(std::make_index_sequence<sizeof...(Params)>{});
+    using signature = typename detail::completion_signature<Result>::type;
+    return asio::async_initiate<decltype(token), signature>(
+        [this, method](auto handler, auto arguments) {
+          if constexpr (detail::marshalling_connection<connection>) {
+            const std::uint16_t id = detail::method_id<Interface>(method);
+            std::apply(
+                [&](const auto&... args) {
+                  connection_->template async_call<Result>(id, std::move(handler), args...);
+                },
+                arguments);
+          } else {
+            run_inline<Result>(method, std::move(handler), std::move(arguments));
+          }
+        },
+        token, std::move(values));
+  }
+
+ private:
+  // Direct call (in_process): run now, complete through the handler's executor
+  // (posted, never inline, as Asio requires of an initiating function).
+  template <class Result, class Method, class Handler, class Values>
+  void run_inline(Method method, Handler handler, Values values) {
+    auto executor = asio::get_associated_executor(handler);
+    std::exception_ptr failure;
+    if constexpr (std::is_void_v<Result>) {
+      try {
+        std::apply([&](auto&&... args) { (connection_->target()->*method)(std::move(args)...); }, std::move(values));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      asio::post(executor, [handler = std::move(handler), failure]() mutable { std::move(handler)(failure); });
+    } else {
+      Result result{};
+      try {
+        result = std::apply([&](auto&&... args) { return (connection_->target()->*method)(std::move(args)...); },
+                            std::move(values));
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
+        std::move(handler)(failure, std::move(result));
+      });
+    }
+  }
+
+  std::unique_ptr<connection> connection_;
+};
+
+// Loads a plugin whose code is linked into the host: `make` returns the
+// implementation (called once, on the plugin's own thread where it has one).
+template <interface Interface, class Policy, class Factory>
+  requires transport_policy<Policy, Interface> && std::invocable<Factory&> &&
+           std::convertible_to<std::invoke_result_t<Factory&>, std::unique_ptr<Interface>>
+plugin<Interface, Policy> load(Factory make, const typename Policy::options& options = {}) {
+  // Shared so that a move-only factory fits in a std::function.
+  std::function<std::unique_ptr<Interface>()> erased = [make = std::make_shared<Factory>(std::move(make))] {
+    return std::unique_ptr<Interface>((*make)());
+  };
+  using connection = typename Policy::template connection<Interface>;
+  return plugin<Interface, Policy>(std::make_unique<connection>(std::move(erased), options));
+}
+
+// Loads a plugin from an object made by the caller.
+template <interface Interface, class Policy, class Impl>
+  requires transport_policy<Policy, Interface> && std::derived_from<Impl, Interface>
+plugin<Interface, Policy> load(std::unique_ptr<Impl> impl, const typename Policy::options& options = {}) {
+  return load<Interface, Policy>(
+      [impl = std::move(impl)]() mutable -> std::unique_ptr<Interface> { return std::move(impl); }, options);
+}
+
+}  // namespace isolate
+
+#endif

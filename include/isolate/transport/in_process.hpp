@@ -1,0 +1,38 @@
+// isolate::in_process: the plugin is a plain object in the host; a call is a
+// virtual call, with no marshalling at all.
+#ifndef ISOLATE_TRANSPORT_IN_PROCESS_HPP
+#define ISOLATE_TRANSPORT_IN_PROCESS_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/error.hpp"
+#include "isolate/interface.hpp"
+
+#include <functional>
+#include <memory>
+
+namespace isolate {
+
+struct in_process {
+  struct options {};
+
+  template <interface Interface>
+  class connection {
+   public:
+    connection(std::function<std::unique_ptr<Interface>()> make, const options&) {
+      try {
+        impl_ = make();
+      } catch (const std::exception& e) {
+        throw error(errc::load_failed, std::string("the plugin failed to start: ") + e.what());
+      }
+      if (!impl_) throw error(errc::load_failed, "the plugin factory returned no object");
+    }
+    Interface* target() noexcept { return impl_.get(); }
+
+   private:
+    std::unique_ptr<Interface> impl_;
+  };
+};
+
+}  // namespace isolate
+
+#endif

@@ -1,0 +1,148 @@
+// The host side shared by every marshalling transport (thread, process):
+// a client that encodes calls onto a link, the proxy that implements the
+// interface through it, and asynchronous calls completed through Asio.
+#ifndef ISOLATE_TRANSPORT_REMOTE_HPP
+#define ISOLATE_TRANSPORT_REMOTE_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/codec.hpp"
+#include "isolate/interface.hpp"
+#include "isolate/transport/link.hpp"
+
+#include <asio/associated_executor.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/prefer.hpp>
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace isolate::detail {
+
+// What the generated proxy calls: encodes the arguments of method K, waits for
+// the reply on the link, and returns the decoded result (or throws).
+class client {
+ public:
+  explicit client(link& to) noexcept : link_(to) {}
+
+  template <std::size_t K, class Method, class... Args>
+  typename method_traits<Method>::result_type call(const Args&... args) {
+    using result = typename method_traits<Method>::result_type;
+    wire::buffer request;
+    wire::buffer reply;
+    encode_call(request, static_cast<std::uint16_t>(K), link_.max_message_size(), args...);
+    link_.call(request, reply);
+    return decode_reply<result>(reply, link_.max_message_size());
+  }
+
+ private:
+  link& link_;
+};
+
+// Delivers (exception_ptr[, value]) to an Asio completion handler on the
+// handler's associated executor, keeping that executor's work count up while
+// the call is in flight (so io_context::run() does not return under it).
+template <class Result, class Handler>
+class handler_completion final : public completion {
+ public:
+  handler_completion(Handler handler, std::size_t max_payload)
+      : handler_(std::move(handler)),
+        work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)),
+        max_payload_(max_payload) {}
+
+  void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
+    if constexpr (std::is_void_v<Result>) {
+      if (!failure) {
+        try {
+          decode_reply<void>(reply, max_payload_);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+      deliver(failure);
+    } else {
+      std::optional<Result> value;
+      if (!failure) {
+        try {
+          value.emplace(decode_reply<Result>(reply, max_payload_));
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+      deliver(failure, value ? std::move(*value) : Result{});
+    }
+  }
+
+  template <class... Values>
+  void deliver(std::exception_ptr failure, Values&&... values) noexcept {
+    asio::dispatch(work_, [handler = std::move(handler_), failure,
+                           ... values = std::forward<Values>(values)]() mutable {
+      std::move(handler)(failure, std::move(values)...);
+    });
+  }
+
+ private:
+  Handler handler_;
+  std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler>>(),
+                                     asio::execution::outstanding_work.tracked))>
+      work_;
+  std::size_t max_payload_;
+};
+
+// The method id of a member function pointer of Interface (they are compared,
+// not hashed: a handful of comparisons, no table).
+template <interface Interface, class Method>
+std::uint16_t method_id(Method method) {
+  using meta = typename Interface::isolate_meta;
+  auto id = static_cast<std::uint16_t>(meta::method_count);
+  auto check = [&]<std::size_t K>(std::integral_constant<std::size_t, K>) {
+    constexpr auto candidate = std::get<K>(meta::pointers);
+    if constexpr (std::is_same_v<std::remove_const_t<decltype(candidate)>, Method>) {
+      if (candidate == method) id = static_cast<std::uint16_t>(K);
+    }
+  };
+  [&]<std::size_t... K>(std::index_sequence<K...>) {
+    (check(std::integral_constant<std::size_t, K>{}), ...);
+  }(std::make_index_sequence<meta::method_count>{});
+  return id;
+}
+
+// A connection through a link: the proxy is what plugin<I>::operator-> returns.
+template <interface Interface>
+class remote_connection {
+ public:
+  explicit remote_connection(std::unique_ptr<link> to) : link_(std::move(to)), client_(*link_), proxy_(client_) {}
+  remote_connection(const remote_connection&) = delete;
+  remote_connection& operator=(const remote_connection&) = delete;
+
+  Interface* target() noexcept { return &proxy_; }
+  link& transport() noexcept { return *link_; }
+
+  // Sends method `method` with `args` and completes `handler` with the result.
+  template <class Result, class Handler, class... Args>
+  void async_call(std::uint16_t method, Handler&& handler, const Args&... args) {
+    using completion_type = handler_completion<Result, std::decay_t<Handler>>;
+    auto done = std::make_unique<completion_type>(std::forward<Handler>(handler), link_->max_message_size());
+    wire::buffer request;
+    try {
+      encode_call(request, method, link_->max_message_size(), args...);
+    } catch (...) {
+      wire::buffer none;
+      done->complete(std::current_exception(), none);
+      return;
+    }
+    link_->call_async(std::move(request), std::move(done));
+  }
+
+ private:
+  std::unique_ptr<link> link_;
+  client client_;
+  typename Interface::isolate_meta::template proxy<client> proxy_;
+};
+
+}  // namespace isolate::detail
+
+#endif

@@ -1,0 +1,85 @@
+// The frame: a 16-byte header followed by a Cereal payload. Every transport
+// that marshals (thread, process) moves these; parse() checks a frame from an
+// untrusted peer before anything reads its payload.
+#ifndef ISOLATE_WIRE_FRAME_HPP
+#define ISOLATE_WIRE_FRAME_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/error.hpp"
+#include "isolate/wire/buffer.hpp"
+
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+
+namespace isolate::wire {
+
+enum class frame_kind : std::uint8_t {
+  call = 1,   // host -> plugin (or plugin -> host service): invoke a method
+  reply = 2,  // the method returned; payload is the return value
+  error = 3,  // the method threw or the call failed; payload is an encoded exception
+  event = 4,  // one-way notification; no reply
+};
+
+inline bool is_known(frame_kind kind) noexcept {
+  return kind >= frame_kind::call && kind <= frame_kind::event;
+}
+
+// Fixed layout, identical in both processes: sizes and offsets are checked by static_assert.
+struct frame_header {
+  std::uint32_t size;     // payload bytes after the header
+  frame_kind kind;
+  std::uint8_t service;   // 0: the plugin's own interface; n > 0: the host service registered n-th
+  std::uint16_t method;   // index in the interface's method table
+  std::uint64_t call_id;  // matches a reply to its call; chosen by the caller
+};
+static_assert(sizeof(frame_header) == 16 && alignof(frame_header) == 8);
+static_assert(std::is_trivially_copyable_v<frame_header>);
+
+inline constexpr std::size_t header_size = sizeof(frame_header);
+
+// A parsed frame: a copy of the header and a view of the payload.
+struct frame_view {
+  frame_header header;
+  std::span<const std::byte> payload;
+};
+
+// Starts a frame in `out`: reserves the header, which finish_frame() fills in.
+inline void begin_frame(buffer& out) { out.resize(header_size); }
+
+inline void finish_frame(buffer& out, frame_kind kind, std::uint16_t method, std::uint64_t call_id,
+                         std::uint8_t service = 0) {
+  const frame_header header{static_cast<std::uint32_t>(out.size() - header_size), kind, service, method, call_id};
+  std::memcpy(out.data(), &header, header_size);
+}
+
+inline void set_call_id(buffer& frame, std::uint64_t call_id) {
+  std::memcpy(frame.data() + offsetof(frame_header, call_id), &call_id, sizeof call_id);
+}
+
+// Checks that `bytes` hold exactly one well-formed frame no bigger than max_payload.
+inline frame_view parse(std::span<const std::byte> bytes, std::size_t max_payload) {
+  if (bytes.size() < header_size) {
+    throw error(errc::protocol_error, "frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
+  }
+  frame_header header;
+  std::memcpy(&header, bytes.data(), header_size);
+  if (!is_known(header.kind)) {
+    throw error(errc::protocol_error,
+                "unknown frame kind " + std::to_string(static_cast<unsigned>(header.kind)));
+  }
+  if (header.size > max_payload) {
+    throw error(errc::message_too_large, "frame payload of " + std::to_string(header.size) +
+                                             " bytes exceeds the maximum of " + std::to_string(max_payload));
+  }
+  if (header.size != bytes.size() - header_size) {
+    throw error(errc::protocol_error, "frame header says " + std::to_string(header.size) + " payload bytes but " +
+                                          std::to_string(bytes.size() - header_size) + " arrived");
+  }
+  return {header, bytes.subspan(header_size)};
+}
+
+}  // namespace isolate::wire
+
+#endif
