@@ -20,7 +20,9 @@
 #include <asio/async_result.hpp>
 #include <asio/post.hpp>
 
+#include <chrono>
 #include <concepts>
+#include <optional>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -39,6 +41,23 @@ struct completion_signature {
 template <>
 struct completion_signature<void> {
   using type = void(std::exception_ptr);
+};
+
+// Sets the timeout of the calls made on this thread while it lives (one
+// full-expression, in `p.with_timeout(t)->method()`).
+template <class Interface>
+class timeout_scope {
+ public:
+  timeout_scope(Interface* target, std::chrono::milliseconds timeout)
+      : target_(target), previous_(std::exchange(next_call_timeout, timeout)) {}
+  ~timeout_scope() { next_call_timeout = previous_; }
+  timeout_scope(const timeout_scope&) = delete;
+  timeout_scope& operator=(const timeout_scope&) = delete;
+  Interface* operator->() const noexcept { return target_; }
+
+ private:
+  Interface* target_;
+  std::optional<std::chrono::milliseconds> previous_;
 };
 
 template <class Connection>
@@ -66,6 +85,16 @@ class plugin {
   Interface* operator->() const noexcept { return connection_->target(); }
   Interface& operator*() const noexcept { return *connection_->target(); }
   connection& transport() noexcept { return *connection_; }
+
+  // p.with_timeout(100ms)->method(args): this one call may take at most
+  // `timeout` (then it fails with errc::timeout and the plugin is killed).
+  // Only for policies whose calls can time out: a call on the caller's own
+  // thread or on a worker thread cannot be abandoned safely.
+  auto with_timeout(std::chrono::milliseconds timeout) const
+    requires Policy::calls_can_time_out
+  {
+    return detail::timeout_scope<Interface>(connection_->target(), timeout);
+  }
 
   // p.async(&Interface::method, args..., token): the call, completed through
   // any Asio completion token (use_future, a callback, use_awaitable, deferred).

@@ -5,6 +5,7 @@
 #define ISOLATE_DETAIL_SPIN_WAIT_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/shm/futex.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -40,18 +41,31 @@ bool spin_for(std::chrono::nanoseconds budget, Ready&& ready) {
   }
 }
 
-// A flag one thread sets once and another waits for.
+// A flag one thread sets once and another waits for, spinning first.
 class signal_flag {
  public:
   void set() noexcept {
-    if (state_.exchange(set_, std::memory_order_acq_rel) == sleeping_) state_.notify_all();
+    if (state_.exchange(set_, std::memory_order_acq_rel) == sleeping_) shm::futex_wake(state_);
   }
   bool is_set() const noexcept { return state_.load(std::memory_order_acquire) == set_; }
   void wait(std::chrono::nanoseconds spin) noexcept {
-    if (spin_for(spin, [this] { return is_set(); })) return;
+    wait_until(spin, std::chrono::steady_clock::time_point::max());
+  }
+  // Returns whether the flag was set before `deadline`.
+  bool wait_until(std::chrono::nanoseconds spin, std::chrono::steady_clock::time_point deadline) noexcept {
+    if (spin_for(spin, [this] { return is_set(); })) return true;
     std::uint32_t expected = clear_;
     state_.compare_exchange_strong(expected, sleeping_, std::memory_order_acq_rel);
-    while (state_.load(std::memory_order_acquire) != set_) state_.wait(sleeping_, std::memory_order_acquire);
+    while (!is_set()) {
+      if (deadline == std::chrono::steady_clock::time_point::max()) {
+        shm::futex_wait(state_, sleeping_);
+      } else {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::nanoseconds::zero()) return is_set();
+        shm::futex_wait(state_, sleeping_, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+      }
+    }
+    return true;
   }
 
  private:

@@ -4,6 +4,7 @@
 #define ISOLATE_TRANSPORT_IN_PROCESS_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/plugin_object.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
 
@@ -13,12 +14,13 @@
 namespace isolate {
 
 struct in_process {
+  static constexpr bool calls_can_time_out = false;
   struct options {};
 
   template <interface Interface>
   class connection {
    public:
-    connection(std::function<std::unique_ptr<Interface>()> make, const options&) {
+    connection(detail::plugin_factory<Interface> make, const options&) {
       try {
         impl_ = make();
       } catch (const std::exception& e) {
@@ -29,7 +31,7 @@ struct in_process {
     Interface* target() noexcept { return impl_.get(); }
 
    private:
-    std::unique_ptr<Interface> impl_;
+    detail::plugin_object<Interface> impl_;
   };
 };
 

@@ -7,11 +7,17 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/wire/buffer.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <memory>
+#include <optional>
 
 namespace isolate::detail {
+
+// The timeout of the calls this thread makes now, instead of the plugin's
+// default (set by plugin::with_timeout for one call).
+inline thread_local std::optional<std::chrono::milliseconds> next_call_timeout;
 
 // Receives the outcome of an asynchronous call, exactly once, on a transport thread.
 class completion {

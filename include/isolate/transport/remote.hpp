@@ -10,7 +10,7 @@
 #include "isolate/transport/link.hpp"
 
 #include <asio/associated_executor.hpp>
-#include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/prefer.hpp>
 
@@ -45,6 +45,8 @@ class client {
 // Delivers (exception_ptr[, value]) to an Asio completion handler on the
 // handler's associated executor, keeping that executor's work count up while
 // the call is in flight (so io_context::run() does not return under it).
+// Delivery is posted, never run inline on the transport's thread: a handler
+// that makes another call to the same plugin must not block its receiver.
 template <class Result, class Handler>
 class handler_completion final : public completion {
  public:
@@ -78,7 +80,7 @@ class handler_completion final : public completion {
 
   template <class... Values>
   void deliver(std::exception_ptr failure, Values&&... values) noexcept {
-    asio::dispatch(work_, [handler = std::move(handler_), failure,
+    asio::post(work_, [handler = std::move(handler_), failure,
                            ... values = std::forward<Values>(values)]() mutable {
       std::move(handler)(failure, std::move(values)...);
     });

@@ -6,6 +6,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/codec.hpp"
+#include "isolate/detail/plugin_object.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
@@ -30,6 +31,7 @@
 namespace isolate {
 
 struct thread {
+  static constexpr bool calls_can_time_out = false;
   struct options {
     // Worker threads serving calls. With more than one, the implementation runs
     // concurrently with itself and must be thread-safe.
@@ -49,7 +51,7 @@ namespace detail {
 template <interface Interface>
 class thread_link final : public link {
  public:
-  thread_link(std::function<std::unique_ptr<Interface>()> make, const thread::options& options)
+  thread_link(detail::plugin_factory<Interface> make, const thread::options& options)
       : options_(options) {
     if (options_.concurrency == 0) throw error(errc::unsupported, "isolate::thread needs at least one worker thread");
     // The implementation is made on the first worker, so that thread-affine
@@ -187,7 +189,7 @@ class thread_link final : public link {
   }
 
   thread::options options_;
-  std::unique_ptr<Interface> impl_;
+  plugin_object<Interface> impl_;  // destroyed after the workers are joined
   std::mutex mutex_;
   std::deque<job*> queue_;
   bool stopping_ = false;
@@ -202,7 +204,7 @@ class thread_link final : public link {
 template <interface Interface>
 class thread::connection : public detail::remote_connection<Interface> {
  public:
-  connection(std::function<std::unique_ptr<Interface>()> make, const options& opts)
+  connection(detail::plugin_factory<Interface> make, const options& opts)
       : detail::remote_connection<Interface>(std::make_unique<detail::thread_link<Interface>>(std::move(make), opts)) {}
 };
 

@@ -1,0 +1,39 @@
+// The one symbol a plugin shared library exports (ISOLATE_EXPORT_PLUGIN): a
+// table of plain C function pointers, so that a host or a worker that knows
+// nothing of the plugin's types can check, create and serve it.
+#ifndef ISOLATE_DETAIL_PLUGIN_ENTRY_HPP
+#define ISOLATE_DETAIL_PLUGIN_ENTRY_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/wire/buffer.hpp"
+
+#include <cstddef>
+#include <cstdint>
+
+namespace isolate::detail {
+
+// Bumped whenever plugin_entry or the frame format changes.
+inline constexpr std::uint32_t plugin_abi_version = 1;
+
+// The exported symbol's name (extern "C"): one plugin per shared library.
+inline constexpr const char* plugin_entry_symbol = "isolate_plugin_entry";
+
+struct plugin_entry {
+  std::uint32_t abi_version;     // plugin_abi_version of the isolate the plugin was built with
+  const char* interface_name;    // Interface::isolate_meta::interface_name
+  std::uint64_t fingerprint;     // Interface::isolate_meta::fingerprint
+  // Makes the implementation; returns it as Interface*, cast to void*. May throw.
+  void* (*create)();
+  // Destroys an object made by create().
+  void (*destroy)(void* object) noexcept;
+  // Runs one call frame on the object and writes the reply frame: used by the
+  // worker, which does not know the interface. Never throws.
+  void (*handle)(void* object, const std::byte* frame, std::size_t frame_size, wire::buffer& reply,
+                 std::size_t max_payload) noexcept;
+};
+
+using plugin_entry_function = const plugin_entry* (*)() noexcept;
+
+}  // namespace isolate::detail
+
+#endif

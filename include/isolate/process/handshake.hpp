@@ -1,0 +1,82 @@
+// What the host and a worker say on the control socket: the host's hello
+// (with the shared memory passed alongside), the worker's answer, and the
+// messages of an orderly shutdown.
+#ifndef ISOLATE_PROCESS_HANDSHAKE_HPP
+#define ISOLATE_PROCESS_HANDSHAKE_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/codec.hpp"
+#include "isolate/wire/archive.hpp"
+
+#include <cereal/types/string.hpp>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace isolate::detail {
+
+// Bumped whenever a message below or the ring layout changes.
+inline constexpr std::uint32_t process_protocol_version = 1;
+
+enum class control_type : std::uint32_t {
+  hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
+  ready = 2,     // worker -> host: the plugin is loaded; calls may flow
+  failed = 3,    // worker -> host: loading failed (code, message); the worker exits
+  shutdown = 4,  // host -> worker: finish and exit
+};
+
+struct hello_message {
+  std::uint32_t protocol_version = process_protocol_version;
+  std::uint32_t cache_line = ISOLATE_CACHE_LINE;
+  std::string plugin_path;
+  std::string interface_name;
+  std::uint64_t fingerprint = 0;
+  bool shared_memory = true;       // false: frames go over the data socket instead of rings
+  std::uint64_t ring_capacity = 0;  // bytes per direction
+  std::uint64_t max_message_size = 0;
+  std::uint32_t concurrency = 1;
+  std::int64_t max_spin_ns = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(protocol_version, cache_line, plugin_path, interface_name, fingerprint, shared_memory, ring_capacity,
+       max_message_size, concurrency, max_spin_ns);
+  }
+};
+
+struct failed_message {
+  std::int32_t code = 0;  // isolate::errc
+  std::string message;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(code, message);
+  }
+};
+
+template <class Message>
+std::vector<std::byte> encode_message(const Message& message) {
+  wire::buffer out;
+  {
+    wire::output_archive archive(out);
+    archive(message);
+  }
+  return {out.data(), out.data() + out.size()};
+}
+
+template <class Message>
+Message decode_message(std::span<const std::byte> bytes) {
+  return decoding([&] {
+    Message message;
+    wire::input_archive archive(bytes);
+    archive(message);
+    archive.expect_end();
+    return message;
+  });
+}
+
+}  // namespace isolate::detail
+
+#endif

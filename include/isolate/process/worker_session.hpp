@@ -1,0 +1,626 @@
+// One run of a process plugin's worker, from spawn to death, seen from the
+// host: the handshake, the calls in flight, and what happens when the worker
+// dies. isolate::process (transport/process.hpp) restarts sessions.
+//
+// Who reads the worker's replies: a thread waiting for a synchronous call
+// reads them itself when no one else is (it leads), delivering other calls'
+// replies on the way; so a lone caller's round trip is one hop each way with
+// no thread in between. A receiver thread reads while only asynchronous calls
+// are outstanding. A leader that got its reply hands the reading on.
+#ifndef ISOLATE_PROCESS_WORKER_SESSION_HPP
+#define ISOLATE_PROCESS_WORKER_SESSION_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/spin_wait.hpp"
+#include "isolate/error.hpp"
+#include "isolate/process/child.hpp"
+#include "isolate/process/control_channel.hpp"
+#include "isolate/process/fd_passing.hpp"
+#include "isolate/process/frame_channel.hpp"
+#include "isolate/process/handshake.hpp"
+#include "isolate/shm/futex.hpp"
+#include "isolate/shm/region.hpp"
+#include "isolate/shm/ring.hpp"
+#include "isolate/transport/link.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace isolate {
+
+// What happens when a process plugin dies (crash, kill after a timeout or a
+// protocol violation).
+struct restart_policy {
+  bool on_crash = false;
+  unsigned max_restarts = 3;                    // over the plugin's lifetime
+  std::chrono::milliseconds backoff{50};        // before the first restart; doubled for each one after
+
+  static restart_policy never() { return {}; }
+  static restart_policy crash(unsigned max_restarts = 3, std::chrono::milliseconds backoff = std::chrono::milliseconds(50)) {
+    return {true, max_restarts, backoff};
+  }
+};
+
+struct process_options {
+  // The worker program. Empty: `isolate-worker` next to the plugin, then
+  // $ISOLATE_WORKER, then next to the host executable.
+  std::filesystem::path worker;
+  std::chrono::milliseconds load_timeout{10'000};
+  // Default limit of each call; a call may set its own (plugin::with_timeout).
+  std::chrono::milliseconds call_timeout{30'000};
+  restart_policy restart;
+  // false: frames go over a socket instead of shared memory (no memfd needed).
+  bool shared_memory = true;
+  std::size_t ring_capacity = std::size_t{1} << 20;  // bytes per direction, a power of two
+  std::size_t max_message_size = ISOLATE_DEFAULT_MAX_MESSAGE_SIZE;
+  std::size_t concurrency = 1;  // calls the worker runs at once
+  shm::wait_policy wait;
+};
+
+namespace detail {
+
+struct launch_spec {
+  std::filesystem::path plugin;
+  std::string interface_name;
+  std::uint64_t fingerprint = 0;
+  process_options options;
+};
+
+inline std::filesystem::path find_worker(const launch_spec& spec) {
+  namespace fs = std::filesystem;
+  if (!spec.options.worker.empty()) return spec.options.worker;
+  std::vector<fs::path> tried;
+  tried.push_back(fs::absolute(spec.plugin).parent_path() / "isolate-worker");
+  if (const char* env = std::getenv("ISOLATE_WORKER"); env != nullptr && *env != '\0') tried.emplace_back(env);
+  std::error_code ec;
+  const auto self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) tried.push_back(self.parent_path() / "isolate-worker");
+  for (const auto& candidate : tried) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  std::string list;
+  for (const auto& candidate : tried) list += "\n  " + candidate.string();
+  throw error(errc::load_failed, "cannot find the isolate-worker program; looked for:" + list +
+                                     "\nbuild it with isolate_add_plugin() or set process::options::worker");
+}
+
+// One run of the worker process.
+class worker_session : public std::enable_shared_from_this<worker_session> {
+ public:
+  using clock = std::chrono::steady_clock;
+  using death_handler = std::function<void(const std::shared_ptr<worker_session>&)>;
+
+  worker_session(const launch_spec& spec, asio::io_context& io) : spec_(spec), io_(io) {}
+  worker_session(const worker_session&) = delete;
+  worker_session& operator=(const worker_session&) = delete;
+
+  ~worker_session() {
+    {
+      std::lock_guard lock(pending_mutex_);
+      stopping_ = true;
+    }
+    receiver_cv_.notify_all();
+    channel_.close();
+    if (receiver_.joinable()) receiver_.join();
+  }
+
+  // Spawns the worker, hands it the plugin and the rings, and waits until it
+  // has loaded the plugin. Throws load_failed, fingerprint_mismatch or timeout.
+  void start(death_handler on_death) {
+    on_death_ = std::move(on_death);
+    const auto& o = spec_.options;
+    const auto deadline = clock::now() + o.load_timeout;
+
+    std::error_code ec;
+    auto [control, worker_end] = make_socket_pair(ec);
+    if (ec) throw error(errc::load_failed, "cannot create the control socket: " + ec.message());
+    unique_fd data, worker_data;
+    shm::region region;
+    if (o.shared_memory) {
+      const std::size_t size = shm::duplex_layout::bytes_needed(o.ring_capacity);
+      region = shm::region::create(size, "isolate-rings", ec);
+      if (ec) throw error(errc::load_failed, "cannot create the shared memory for the rings: " + ec.message());
+      shm::duplex_layout::format(region.bytes(), o.ring_capacity, ec);
+      if (ec) throw error(errc::load_failed, fmt::format("ring capacity {} is not usable: {}", o.ring_capacity, ec.message()));
+    } else {
+      std::tie(data, worker_data) = make_socket_pair(ec);
+      if (ec) throw error(errc::load_failed, "cannot create the data socket: " + ec.message());
+    }
+
+    spawn_options spawn;
+    spawn.program = find_worker(spec_).string();
+    spawn.args = {"--isolate-control-fd=3", fmt::format("--isolate-parent={}", ::getpid())};
+    spawn.inherit_fds = {{worker_end.get(), 3}};
+    child_ = child_process::spawn(spawn, ec);
+    if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
+    worker_end.reset();
+    control_ = std::move(control);
+
+    hello_message hello;
+    hello.plugin_path = std::filesystem::absolute(spec_.plugin).string();
+    hello.interface_name = spec_.interface_name;
+    hello.fingerprint = spec_.fingerprint;
+    hello.shared_memory = o.shared_memory;
+    hello.ring_capacity = o.ring_capacity;
+    hello.max_message_size = o.max_message_size;
+    hello.concurrency = static_cast<std::uint32_t>(o.concurrency);
+    hello.max_spin_ns = o.wait.max_spin.count();
+    write_message(control_.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
+                  remaining(deadline), ec);
+    if (ec) fail_start(fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);
+    const int passed = o.shared_memory ? region.fd() : worker_data.get();
+    const std::byte mark{1};
+    send_with_fds(control_.get(), std::span<const std::byte>(&mark, 1), std::span<const int>(&passed, 1),
+                  remaining(deadline), ec);
+    if (ec) fail_start(fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
+    worker_data.reset();
+
+    auto answer = read_message(control_.get(), 64 * 1024, remaining(deadline), ec);
+    if (ec == std::errc::timed_out) {
+      child_.kill(SIGKILL, ec);
+      child_.wait_exit(std::chrono::seconds(5), ec);
+      throw error(errc::timeout, fmt::format("the plugin '{}' did not finish loading within {} ms",
+                                             spec_.plugin.string(), o.load_timeout.count()));
+    }
+    if (ec) fail_start("the worker did not answer", deadline);
+    if (answer.type == static_cast<std::uint32_t>(control_type::failed)) {
+      const auto failure = decode_message<failed_message>(answer.body);
+      child_.wait_exit(std::chrono::seconds(5), ec);
+      const bool known = failure.code >= static_cast<std::int32_t>(errc::protocol_error) &&
+                         failure.code <= static_cast<std::int32_t>(errc::quarantined);
+      throw error(known ? static_cast<errc>(failure.code) : errc::load_failed, failure.message);
+    }
+    if (answer.type != static_cast<std::uint32_t>(control_type::ready)) {
+      child_.kill(SIGKILL, ec);
+      throw error(errc::protocol_error, "the worker answered the handshake with an unknown message");
+    }
+
+    channel_ = o.shared_memory
+                   ? frame_channel::over_rings(std::move(region), o.ring_capacity, shm::duplex_side::host, o.wait,
+                                               o.max_message_size)
+                   : frame_channel::over_socket(std::move(data), o.max_message_size);
+    receiver_ = std::thread([this] { receive_loop(); });
+    child_.async_wait_exit(io_.get_executor(),
+                           [self = shared_from_this()](std::error_code wait_error, exit_status status) {
+                             self->on_exit(wait_error, status);
+                           });
+  }
+
+  pid_t pid() const noexcept { return child_.pid(); }
+  bool alive() const noexcept { return !dead_.load(std::memory_order_acquire); }
+  // Killed (or asked to stop) and about to die: new calls should wait for what comes next.
+  bool doomed() const {
+    std::lock_guard lock(pending_mutex_);
+    return kill_reason_.has_value() || dead_.load(std::memory_order_relaxed);
+  }
+  // Why the worker died: the code and message its pending calls failed with.
+  std::pair<errc, std::string> death() const {
+    std::lock_guard lock(pending_mutex_);
+    return {death_code_, death_message_};
+  }
+
+  void call(wire::buffer& request, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    pending_call call;
+    call.reply = &reply;
+    const std::uint64_t id = enroll(call);
+    wire::set_call_id(request, id);
+    send_or_fail(id, request, deadline);
+    await(call, id, deadline, timeout);
+    if (call.failure) std::rethrow_exception(call.failure);
+  }
+
+  void call_async(wire::buffer request, std::unique_ptr<completion> done, clock::time_point deadline,
+                  std::chrono::milliseconds timeout) {
+    auto owned = std::make_unique<pending_call>();
+    owned->done_async = std::move(done);
+    auto* call = owned.get();
+    const std::uint64_t id = enroll(*call, std::move(owned));
+    wire::set_call_id(request, id);
+    if (deadline != clock::time_point::max()) {
+      auto timer = std::make_shared<asio::steady_timer>(io_, deadline);
+      timer->async_wait([weak = weak_from_this(), id, ms = timeout.count()](std::error_code ec) {
+        auto self = weak.lock();
+        if (ec || !self) return;
+        if (auto expired = self->take(id)) {
+          self->kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", ms));
+          self->finish(*expired, std::make_exception_ptr(error(errc::timeout,
+                                                                 fmt::format("the call did not return within {} ms", ms))));
+        }
+      });
+      call->timer = std::move(timer);
+    }
+    try {
+      send_or_fail(id, request, deadline);
+    } catch (...) {
+      // send_or_fail has already failed the call through its completion.
+      return;
+    }
+    receiver_cv_.notify_one();
+  }
+
+  // Kills the worker; pending calls fail with `reason` (the first reason given wins).
+  void kill(errc reason, std::string why) {
+    {
+      std::lock_guard lock(pending_mutex_);
+      if (!kill_reason_) {
+        kill_reason_ = reason;
+        kill_message_ = std::move(why);
+      }
+    }
+    std::error_code ec;
+    child_.kill(SIGKILL, ec);
+  }
+
+  // Asks the worker to exit, then makes sure it has.
+  void stop() {
+    {
+      std::lock_guard lock(pending_mutex_);
+      if (!kill_reason_) {
+        kill_reason_ = errc::plugin_closed;
+        kill_message_ = "the plugin was unloaded";
+      }
+    }
+    std::error_code ec;
+    if (control_) {
+      write_message(control_.get(), static_cast<std::uint32_t>(control_type::shutdown), {},
+                    std::chrono::milliseconds(100), ec);
+    }
+    std::unique_lock lock(pending_mutex_);
+    if (!exited_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return exited_; })) {
+      lock.unlock();
+      child_.kill(SIGKILL, ec);
+      lock.lock();
+      exited_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return exited_; });
+    }
+  }
+
+ private:
+  // A call waiting for its reply. A synchronous caller sleeps on `state`;
+  // the reader sets it to `done`, or `poked` to hand the reading over.
+  struct pending_call {
+    static constexpr std::uint32_t waiting = 0, sleeping = 1, done = 2, poked = 3;
+    std::atomic<std::uint32_t> state{waiting};
+    wire::buffer* reply = nullptr;            // synchronous: the caller's buffer
+    std::unique_ptr<completion> done_async;   // asynchronous calls complete this
+    std::exception_ptr failure;
+    std::shared_ptr<asio::steady_timer> timer;
+
+    bool is_done() const noexcept { return state.load(std::memory_order_acquire) == done; }
+    void set_done() noexcept {
+      if (state.exchange(done, std::memory_order_acq_rel) == sleeping) shm::futex_wake(state);
+    }
+    void poke() noexcept {
+      std::uint32_t s = state.load(std::memory_order_acquire);
+      while (s == waiting || s == sleeping) {
+        if (state.compare_exchange_weak(s, poked, std::memory_order_acq_rel)) {
+          if (s == sleeping) shm::futex_wake(state);
+          return;
+        }
+      }
+    }
+    // Waits until done or poked (then back to waiting); false at the deadline.
+    bool wait(std::chrono::nanoseconds spin, clock::time_point deadline) noexcept {
+      auto settled = [&] {
+        std::uint32_t s = state.load(std::memory_order_acquire);
+        if (s == poked) state.compare_exchange_strong(s, waiting, std::memory_order_acq_rel);
+        return s == done || s == poked;
+      };
+      if (spin_for(spin, settled)) return true;
+      for (;;) {
+        std::uint32_t expected = waiting;
+        if (!state.compare_exchange_strong(expected, sleeping, std::memory_order_acq_rel) && expected != sleeping) {
+          if (settled()) return true;
+          continue;
+        }
+        if (deadline == clock::time_point::max()) {
+          shm::futex_wait(state, sleeping);
+        } else {
+          const auto left = deadline - clock::now();
+          if (left <= clock::duration::zero()) {
+            expected = sleeping;
+            state.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel);
+            return settled();
+          }
+          shm::futex_wait(state, sleeping, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+        }
+        if (settled()) return true;
+      }
+    }
+  };
+
+  static std::chrono::milliseconds remaining(clock::time_point deadline) {
+    return std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()), std::chrono::milliseconds(0));
+  }
+
+  [[noreturn]] void fail_start(const std::string& what, clock::time_point) {
+    std::error_code ec;
+    auto status = child_.wait_exit(std::chrono::seconds(2), ec);
+    if (!status) {
+      child_.kill(SIGKILL, ec);
+      status = child_.wait_exit(std::chrono::seconds(5), ec);
+    }
+    throw error(errc::load_failed, fmt::format("{}: the worker {} while loading '{}'", what,
+                                               status ? status->describe() : std::string("did not exit"),
+                                               spec_.plugin.string()));
+  }
+
+  std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call> owned = nullptr) {
+    std::lock_guard lock(pending_mutex_);
+    if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
+    const std::uint64_t id = ++last_call_id_;
+    pending_.emplace(id, &call);
+    if (owned) {
+      owned_.emplace(id, std::move(owned));
+      ++async_pending_;
+    }
+    return id;
+  }
+
+  // Removes a synchronous call that has not been answered; false if it already was.
+  bool withdraw(std::uint64_t id) {
+    std::lock_guard lock(pending_mutex_);
+    return pending_.erase(id) == 1;
+  }
+
+  // Removes an asynchronous call that has not been answered, handing it to the caller.
+  std::unique_ptr<pending_call> take(std::uint64_t id) {
+    std::lock_guard lock(pending_mutex_);
+    auto found = owned_.find(id);
+    if (found == owned_.end()) return nullptr;
+    pending_.erase(id);
+    auto call = std::move(found->second);
+    owned_.erase(found);
+    --async_pending_;
+    return call;
+  }
+
+  void send_or_fail(std::uint64_t id, const wire::buffer& request, clock::time_point deadline) {
+    const auto status = channel_.send(request.bytes(), deadline);
+    if (status == channel_status::ok) return;
+    std::exception_ptr failure;
+    if (status == channel_status::timed_out) {
+      kill(errc::timeout, "the plugin was killed because it stopped reading calls");
+      failure = std::make_exception_ptr(error(errc::timeout, "the call could not be sent in time: the plugin is not reading"));
+    } else {
+      std::lock_guard lock(pending_mutex_);
+      failure = std::make_exception_ptr(error(kill_reason_.value_or(errc::plugin_crashed),
+                                              kill_reason_ ? kill_message_ : "the plugin's channel is closed"));
+    }
+    if (auto owned = take(id)) {
+      finish(*owned, failure);
+      std::rethrow_exception(failure);
+    }
+    if (withdraw(id)) std::rethrow_exception(failure);
+    // Otherwise the call was failed by on_exit meanwhile; its caller sees that.
+  }
+
+  void finish(pending_call& call, std::exception_ptr failure) {
+    if (call.done_async) {
+      wire::buffer none;
+      if (call.timer) asio::post(io_, [timer = call.timer] { timer->cancel(); });
+      call.done_async->complete(failure, none);
+    } else {
+      call.failure = failure;
+      call.set_done();
+    }
+  }
+
+  // Waits for a synchronous call's reply, reading the channel whenever no one else is.
+  void await(pending_call& call, std::uint64_t id, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    while (!call.is_done()) {
+      if (reader_mutex_.try_lock()) {
+        const auto status = lead([&] { return call.is_done(); }, deadline);
+        if (status == channel_status::ok || call.is_done()) continue;
+        if (status == channel_status::timed_out) {
+          expire(call, id, timeout);
+          return;
+        }
+        // Closed or corrupted: the worker dies and on_exit fails the call.
+        call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
+        continue;
+      }
+      wanting_lead_.fetch_add(1, std::memory_order_acq_rel);
+      const bool settled = call.wait(spec_.options.wait.max_spin, deadline);
+      wanting_lead_.fetch_sub(1, std::memory_order_acq_rel);
+      if (!settled) {
+        expire(call, id, timeout);
+        return;
+      }
+    }
+  }
+
+  void expire(pending_call& call, std::uint64_t id, std::chrono::milliseconds timeout) {
+    if (!withdraw(id)) {
+      // Answered or failed at the last moment: take that outcome.
+      while (!call.is_done()) call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
+      return;
+    }
+    kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", timeout.count()));
+    throw error(errc::timeout, fmt::format("the call did not return within {} ms", timeout.count()));
+  }
+
+  // Reads and delivers frames (holding reader_mutex_, which it releases)
+  // until `enough()`, the deadline, or the channel fails.
+  template <class Enough>
+  channel_status lead(Enough&& enough, clock::time_point deadline) {
+    {
+      std::lock_guard lock(pending_mutex_);
+      leader_active_ = true;
+    }
+    channel_status status = channel_status::ok;
+    while (!enough()) {
+      status = channel_.receive(frame_, deadline);
+      if (status != channel_status::ok) break;
+      if (!dispatch(frame_)) {
+        status = channel_status::corrupted;
+        break;
+      }
+    }
+    if (status == channel_status::corrupted) {
+      kill(errc::protocol_error, protocol_violation_.empty()
+                                     ? "the plugin broke the protocol: the shared-memory ring holds invalid data"
+                                     : protocol_violation_);
+    }
+    hand_over();
+    return status;
+  }
+
+  // The leader is done: wake one synchronous caller still waiting to read its
+  // own reply, or the receiver if only asynchronous calls remain.
+  void hand_over() {
+    std::lock_guard lock(pending_mutex_);
+    leader_active_ = false;
+    reader_mutex_.unlock();
+    for (auto& [id, call] : pending_) {
+      if (call->reply != nullptr && !call->is_done()) {
+        call->poke();
+        return;
+      }
+    }
+    if (async_pending_ > 0) receiver_cv_.notify_one();
+  }
+
+  // Reads while only asynchronous calls are outstanding.
+  void receive_loop() {
+    for (;;) {
+      {
+        std::unique_lock lock(pending_mutex_);
+        receiver_cv_.wait(lock, [&] { return stopping_ || (async_pending_ > 0 && !leader_active_); });
+        if (stopping_) return;
+      }
+      if (!reader_mutex_.try_lock()) continue;
+      const auto status = lead(
+          [&] {
+            std::lock_guard lock(pending_mutex_);
+            return stopping_ || async_pending_ == 0 || wanting_lead_.load(std::memory_order_acquire) > 0;
+          },
+          // Short slices, so a synchronous caller that wants to read is not kept waiting.
+          clock::now() + std::chrono::milliseconds(2));
+      if (status == channel_status::closed || status == channel_status::corrupted) return;
+    }
+  }
+
+  // Delivers one frame read from the worker; false if it breaks the protocol.
+  bool dispatch(wire::buffer& frame) {
+    wire::frame_view view;
+    try {
+      view = wire::parse(frame.bytes(), spec_.options.max_message_size);
+    } catch (const error& e) {
+      protocol_violation_ = std::string("the plugin broke the protocol: ") + e.what();
+      return false;
+    }
+    if (view.header.kind != wire::frame_kind::reply && view.header.kind != wire::frame_kind::error) {
+      protocol_violation_ = fmt::format("the plugin broke the protocol: unexpected frame kind {}",
+                                        static_cast<unsigned>(view.header.kind));
+      return false;
+    }
+    std::unique_ptr<pending_call> owned;
+    {
+      std::lock_guard lock(pending_mutex_);
+      auto found = pending_.find(view.header.call_id);
+      if (found == pending_.end()) {
+        protocol_violation_ = fmt::format("the plugin broke the protocol: a reply to call {}, which is not pending",
+                                          view.header.call_id);
+        return false;
+      }
+      pending_call* call = found->second;
+      pending_.erase(found);
+      if (call->reply != nullptr) {
+        std::swap(*call->reply, frame);
+        call->set_done();
+        return true;
+      }
+      auto node = owned_.extract(view.header.call_id);
+      owned = std::move(node.mapped());
+      --async_pending_;
+    }
+    if (owned->timer) asio::post(io_, [timer = owned->timer] { timer->cancel(); });
+    owned->done_async->complete(nullptr, frame);
+    return true;
+  }
+
+  void on_exit(std::error_code wait_error, exit_status status) {
+    std::vector<std::unique_ptr<pending_call>> orphans;
+    std::vector<pending_call*> waiting;
+    {
+      std::lock_guard lock(pending_mutex_);
+      death_code_ = kill_reason_.value_or(errc::plugin_crashed);
+      const std::string how = wait_error ? "was lost (" + wait_error.message() + ")" : status.describe();
+      death_message_ = kill_reason_ ? fmt::format("{} (worker {} {})", kill_message_, child_.pid(), how)
+                                    : fmt::format("worker {} {}", child_.pid(), how);
+      dead_.store(true, std::memory_order_release);
+      for (auto& [id, call] : pending_) {
+        if (auto found = owned_.find(id); found != owned_.end()) {
+          orphans.push_back(std::move(found->second));
+        } else {
+          waiting.push_back(call);
+        }
+      }
+      pending_.clear();
+      owned_.clear();
+      async_pending_ = 0;
+      exited_ = true;
+      stopping_ = true;
+    }
+    channel_.close();
+    receiver_cv_.notify_all();
+    const auto failure = std::make_exception_ptr(error(death_code_, death_message_));
+    for (auto* call : waiting) finish(*call, failure);
+    for (auto& call : orphans) finish(*call, failure);
+    exited_cv_.notify_all();
+    if (on_death_) on_death_(shared_from_this());
+  }
+
+  launch_spec spec_;
+  asio::io_context& io_;
+  death_handler on_death_;
+  child_process child_;
+  unique_fd control_;
+  frame_channel channel_;
+  std::thread receiver_;
+
+  std::mutex reader_mutex_;          // held by whoever reads the channel (a leader or the receiver)
+  wire::buffer frame_;               // the reader's buffer, guarded by reader_mutex_
+  std::string protocol_violation_;   // why the reader gave up, guarded by reader_mutex_
+  std::atomic<int> wanting_lead_{0};  // synchronous callers waiting while the receiver reads
+
+  mutable std::mutex pending_mutex_;
+  std::condition_variable receiver_cv_;
+  std::unordered_map<std::uint64_t, pending_call*> pending_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<pending_call>> owned_;  // asynchronous calls
+  std::size_t async_pending_ = 0;
+  bool leader_active_ = false;
+  bool stopping_ = false;
+  std::uint64_t last_call_id_ = 0;
+  std::optional<errc> kill_reason_;
+  std::string kill_message_;
+  std::atomic<bool> dead_{false};
+  errc death_code_ = errc::plugin_crashed;
+  std::string death_message_;
+  bool exited_ = false;
+  std::condition_variable exited_cv_;
+};
+
+}  // namespace detail
+}  // namespace isolate
+
+#endif

@@ -1,0 +1,6 @@
+// Must compile: proves the compile-fail harness builds a correct file, so the
+// failures above are caused by what each case gets wrong.
+#include <isolate/isolate.hpp>
+ISOLATE_INTERFACE(good, (int, add, (int, int)), (void, ping, ()));
+struct impl final : good { int add(int a, int b) override { return a + b; } void ping() override {} };
+int main() { return isolate::load<good, isolate::in_process>(std::make_unique<impl>())->add(1, -1); }

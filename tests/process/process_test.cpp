@@ -1,0 +1,200 @@
+// What only the process transport promises: the plugin can crash, hang or
+// attack the shared memory, and the host survives with a named error.
+#include "isolate/transport/process.hpp"
+
+#include "faulty.hpp"
+#include "isolate/plugin_library.hpp"
+
+#include <asio/use_future.hpp>
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+
+using process_test::faulty;
+using namespace std::chrono_literals;
+
+namespace {
+
+using faulty_plugin = isolate::plugin<faulty, isolate::process>;
+
+faulty_plugin load_faulty(isolate::process::options options = {}) {
+  return isolate::load<faulty, isolate::process>(ISOLATE_TEST_FAULTY_PLUGIN, options);
+}
+
+// The error a call fails with; fails the test if it does not fail.
+template <class F>
+isolate::error failure_of(F&& f) {
+  try {
+    f();
+  } catch (const isolate::error& e) {
+    return e;
+  }
+  FAIL("the call did not fail");
+  return isolate::error(isolate::errc::unsupported);
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+bool process_exists(int pid) { return ::kill(pid, 0) == 0; }
+
+}  // namespace
+
+TEST_CASE("a process plugin answers from another process") {
+  auto p = load_faulty();
+  CHECK(p->add(2, 3) == 5);
+  CHECK(p->pid() != ::getpid());
+  CHECK(p.async(&faulty::add, 20, 22, asio::use_future).get() == 42);
+}
+
+TEST_CASE("a crash fails the pending call with plugin_crashed naming the signal; the host lives on") {
+  auto p = load_faulty();
+  SUBCASE("SIGSEGV") {
+    const auto e = failure_of([&] { p->segfault(); });
+    CHECK(e.code() == isolate::errc::plugin_crashed);
+    CHECK(contains(e.what(), "SIGSEGV"));
+  }
+  SUBCASE("abort") {
+    const auto e = failure_of([&] { p->abort_now(); });
+    CHECK(e.code() == isolate::errc::plugin_crashed);
+    CHECK(contains(e.what(), "SIGABRT"));
+  }
+  SUBCASE("exit mid-call") {
+    const auto e = failure_of([&] { p->exit_now(3); });
+    CHECK(e.code() == isolate::errc::plugin_crashed);
+    CHECK(contains(e.what(), "exited with status 3"));
+  }
+  // Without a restart policy the plugin stays down, and says why.
+  const auto after = failure_of([&] { p->add(1, 1); });
+  CHECK(after.code() == isolate::errc::plugin_crashed);
+}
+
+TEST_CASE("a crash fails every pending call at once, not at their timeouts") {
+  isolate::process::options options;
+  options.concurrency = 4;
+  options.call_timeout = 60s;
+  auto p = load_faulty(options);
+  auto slow1 = p.async(&faulty::sleep_ms, 50'000, asio::use_future);
+  auto slow2 = p.async(&faulty::sleep_ms, 50'000, asio::use_future);
+  const auto e = failure_of([&] { p->segfault(); });
+  CHECK(e.code() == isolate::errc::plugin_crashed);
+  // Bounded waits only so that a regression fails instead of hanging the suite.
+  REQUIRE(slow1.wait_for(20s) == std::future_status::ready);
+  REQUIRE(slow2.wait_for(20s) == std::future_status::ready);
+  CHECK(failure_of([&] { slow1.get(); }).code() == isolate::errc::plugin_crashed);
+  CHECK(failure_of([&] { slow2.get(); }).code() == isolate::errc::plugin_crashed);
+}
+
+TEST_CASE("with a restart policy the plugin comes back after a crash, up to the maximum") {
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(2, 1ms);
+  auto p = load_faulty(options);
+  const int first = p->pid();
+  CHECK(failure_of([&] { p->segfault(); }).code() == isolate::errc::plugin_crashed);
+  const int second = p->pid();  // waits for the restart
+  CHECK(second != first);
+  CHECK(p->add(1, 2) == 3);
+  CHECK(failure_of([&] { p->abort_now(); }).code() == isolate::errc::plugin_crashed);
+  CHECK(p->add(2, 2) == 4);
+  CHECK(p.transport().link().restarts() == 2);
+  CHECK(failure_of([&] { p->segfault(); }).code() == isolate::errc::plugin_crashed);
+  // The third crash is one too many: the plugin stays down.
+  CHECK(failure_of([&] { p->add(1, 1); }).code() == isolate::errc::plugin_crashed);
+}
+
+TEST_CASE("a call that outlives its timeout fails with timeout and the plugin is killed") {
+  isolate::process::options options;
+  options.call_timeout = 200ms;
+  auto p = load_faulty(options);
+  const int pid = p->pid();
+  const auto e = failure_of([&] { p->hang(); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(contains(e.what(), "200 ms"));
+  // Killed, not left hanging: the next call reports why it is down.
+  CHECK(failure_of([&] { p->add(1, 1); }).code() == isolate::errc::timeout);
+  CHECK_FALSE(process_exists(pid));
+}
+
+TEST_CASE("a per-call timeout overrides the default, and a restart follows the kill") {
+  isolate::process::options options;
+  options.call_timeout = 60s;
+  options.restart = isolate::restart_policy::crash(1, 1ms);
+  auto p = load_faulty(options);
+  CHECK(failure_of([&] { p.with_timeout(100ms)->sleep_ms(30'000); }).code() == isolate::errc::timeout);
+  CHECK(p->add(4, 5) == 9);  // after the restart
+  CHECK(p.with_timeout(10s)->sleep_ms(1) == 1);
+}
+
+TEST_CASE("an async call times out too") {
+  isolate::process::options options;
+  options.call_timeout = 100ms;
+  auto p = load_faulty(options);
+  auto hung = p.async(&faulty::hang, asio::use_future);
+  REQUIRE(hung.wait_for(20s) == std::future_status::ready);
+  CHECK(failure_of([&] { hung.get(); }).code() == isolate::errc::timeout);
+}
+
+TEST_CASE("a plugin stuck while loading fails the load after its timeout") {
+  isolate::process::options options;
+  options.load_timeout = 300ms;
+  const auto e = failure_of([&] { isolate::load<faulty, isolate::process>(ISOLATE_TEST_SLOW_START_PLUGIN, options); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(contains(e.what(), "did not finish loading within 300 ms"));
+}
+
+TEST_CASE("a plugin that scribbles over the shared memory is killed with protocol_error") {
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(1, 1ms);
+  auto p = load_faulty(options);
+  const auto e = failure_of([&] { p->scribble_over_shared_memory(); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(p->add(1, 1) == 2);  // restarted with fresh rings
+}
+
+TEST_CASE("messages larger than the ring are streamed; larger than the maximum are refused") {
+  isolate::process::options options;
+  options.ring_capacity = 64 * 1024;
+  options.max_message_size = 8 << 20;
+  auto p = load_faulty(options);
+  const std::string big(3 << 20, 'q');
+  CHECK(p->size_of(big) == big.size());
+  CHECK(p->text_of_size(5 << 20) == std::string(5 << 20, 'z'));
+  const auto too_big_request = failure_of([&] { p->size_of(std::string(9 << 20, 'x')); });
+  CHECK(too_big_request.code() == isolate::errc::message_too_large);
+  const auto too_big_reply = failure_of([&] { p->text_of_size(9 << 20); });
+  CHECK(too_big_reply.code() == isolate::errc::message_too_large);
+  CHECK(p->add(1, 1) == 2);  // neither broke the channel
+}
+
+TEST_CASE("the socket-only variant carries the same calls without shared memory") {
+  isolate::process::options options;
+  options.shared_memory = false;
+  auto p = load_faulty(options);
+  CHECK(p->add(2, 3) == 5);
+  CHECK(p->size_of(std::string(2 << 20, 'a')) == (2u << 20));
+  CHECK(failure_of([&] { p->segfault(); }).code() == isolate::errc::plugin_crashed);
+}
+
+TEST_CASE("a missing worker program fails the load with the places it looked") {
+  isolate::process::options options;
+  options.worker = "/nonexistent/isolate-worker";
+  const auto e = failure_of([&] { load_faulty(options); });
+  CHECK(e.code() == isolate::errc::load_failed);
+  CHECK(contains(e.what(), "/nonexistent/isolate-worker"));
+}
+
+TEST_CASE("unloading fails calls still in flight with plugin_closed and stops the worker") {
+  std::future<int> pending;
+  int pid = 0;
+  {
+    auto p = load_faulty();
+    pid = p->pid();
+    pending = p.async(&faulty::sleep_ms, 50'000, asio::use_future);
+  }
+  REQUIRE(pending.wait_for(20s) == std::future_status::ready);
+  CHECK(failure_of([&] { pending.get(); }).code() == isolate::errc::plugin_closed);
+  CHECK_FALSE(process_exists(pid));
+}
