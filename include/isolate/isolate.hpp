@@ -1,4 +1,6 @@
-// The everyday isolate headers: interfaces, errors, plugins and the transports.
+// The everyday host-side isolate headers: interfaces, errors, plugins, the
+// three transports and loading plugins from shared libraries. A plugin's
+// source includes isolate/export.hpp; the worker program isolate/worker.hpp.
 #ifndef ISOLATE_ISOLATE_HPP
 #define ISOLATE_ISOLATE_HPP
 
@@ -7,7 +9,9 @@
 #include "isolate/exceptions.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/plugin.hpp"
+#include "isolate/plugin_library.hpp"
 #include "isolate/transport/in_process.hpp"
+#include "isolate/transport/process.hpp"
 #include "isolate/transport/thread.hpp"
 
 #endif
