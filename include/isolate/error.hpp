@@ -54,15 +54,25 @@ class error_category_impl final : public std::error_category {
 };
 }  // namespace detail
 
+namespace detail {
+// A plugin library keeps its symbols to itself, so it has its own copy of
+// every inline static, the error category included; categories compare by
+// address, so the plugin's `code == errc::timeout` would be false for an error
+// the host made. The loader hands the plugin its own category at load
+// (plugin_entry::share_error_category), and error_category() returns that one.
+inline const std::error_category* shared_error_category = nullptr;
+}  // namespace detail
+
 inline const std::error_category& error_category() noexcept {
   static const detail::error_category_impl category;
+  if (const auto* shared = detail::shared_error_category) return *shared;
   return category;
 }
 
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 // Every failure isolate reports as an exception is an isolate::error (or derived), carrying its code.
-class error : public std::system_error {
+class ISOLATE_VISIBLE error : public std::system_error {
  public:
   explicit error(errc code) : std::system_error(make_error_code(code)) {}
   error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
@@ -71,7 +81,7 @@ class error : public std::system_error {
 
 // A plugin's exception whose type the host does not know (see register_exception):
 // it keeps the original type name and message.
-class remote_error : public error {
+class ISOLATE_VISIBLE remote_error : public error {
  public:
   remote_error(std::string type_name, const std::string& message)
       : error(errc::remote_exception, message), type_name_(std::move(type_name)), message_(message) {}

@@ -14,6 +14,8 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/detail/plugin_object.hpp"
+#include "isolate/services.hpp"
 #include "isolate/transport/remote.hpp"
 
 #include <asio/associated_executor.hpp>
@@ -158,6 +160,13 @@ class plugin {
   std::unique_ptr<connection> connection_;
 };
 
+namespace detail {
+template <class Interface>
+void delete_plugin(void* object) noexcept {
+  delete static_cast<Interface*>(object);
+}
+}  // namespace detail
+
 // Loads a plugin whose code is linked into the host: `make` returns the
 // implementation (called once, on the plugin's own thread where it has one).
 template <interface Interface, class Policy, class Factory>
@@ -167,6 +176,24 @@ plugin<Interface, Policy> load(Factory make, const typename Policy::options& opt
   // Shared so that a move-only factory fits in a std::function.
   std::function<std::unique_ptr<Interface>()> erased = [make = std::make_shared<Factory>(std::move(make))] {
     return std::unique_ptr<Interface>((*make)());
+  };
+  using connection = typename Policy::template connection<Interface>;
+  return plugin<Interface, Policy>(std::make_unique<connection>(std::move(erased), options));
+}
+
+// Loads a plugin linked into the host that calls back into it: `make`
+// receives the plugin_context through which the plugin reaches `services`.
+template <interface Interface, class Policy, class Factory>
+  requires transport_policy<Policy, Interface> && std::invocable<Factory&, plugin_context&> &&
+           std::convertible_to<std::invoke_result_t<Factory&, plugin_context&>, std::unique_ptr<Interface>>
+plugin<Interface, Policy> load(Factory make, const typename Policy::options& options, const host_services& services) {
+  auto host = std::make_shared<detail::direct_context>(services);
+  auto shared_make = std::make_shared<Factory>(std::move(make));
+  detail::plugin_factory<Interface> erased = [shared_make, host]() -> detail::plugin_object<Interface> {
+    std::unique_ptr<Interface> made((*shared_make)(*host));
+    // The context outlives the object, which may keep what it handed out.
+    return detail::plugin_object<Interface>(made.release(),
+                                            detail::plugin_deleter(&detail::delete_plugin<Interface>, host));
   };
   using connection = typename Policy::template connection<Interface>;
   return plugin<Interface, Policy>(std::make_unique<connection>(std::move(erased), options));

@@ -11,15 +11,17 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/plugin_entry.hpp"
+#include "isolate/plugin_library.hpp"
 #include "isolate/error.hpp"
 #include "isolate/process/control_channel.hpp"
 #include "isolate/process/fd_passing.hpp"
 #include "isolate/process/frame_channel.hpp"
 #include "isolate/process/handshake.hpp"
+#include "isolate/services.hpp"
+#include "isolate/detail/spin_wait.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -31,18 +33,114 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace isolate {
 
 namespace detail {
 
+class worker;
+
+// A link from the plugin to one of the host's objects, through the worker's channel.
+class host_link final : public link {
+ public:
+  host_link(worker& owner, std::uint8_t service, bool one_way) : owner_(owner), service_(service), one_way_(one_way) {}
+  void call(wire::buffer& request, wire::buffer& reply) override;
+  void call_async(wire::buffer, std::unique_ptr<completion> done) override {
+    wire::buffer none;
+    done->complete(std::make_exception_ptr(error(errc::unsupported, "a plugin calls its host synchronously")), none);
+  }
+  std::size_t max_message_size() const noexcept override;
+
+ private:
+  worker& owner_;
+  std::uint8_t service_;
+  bool one_way_;
+};
+
+// What the plugin sees of the host, in the worker: the host's objects through links.
+class worker_context final : public plugin_context {
+ public:
+  worker_context(worker& owner, std::vector<service_description> services)
+      : owner_(owner), services_(std::move(services)) {}
+
+ protected:
+  resolution resolve(std::string_view name, std::uint64_t fingerprint, bool one_way) override {
+    for (std::size_t i = 0; i < services_.size(); ++i) {
+      if (services_[i].name != name) continue;
+      if (services_[i].fingerprint != fingerprint) {
+        throw error(errc::fingerprint_mismatch,
+                    fmt::format("the host serves interface '{}' with fingerprint {:#018x}, but the plugin was built "
+                                "with fingerprint {:#018x}: rebuild the plugin against the host's interface header",
+                                name, services_[i].fingerprint, fingerprint));
+      }
+      links_.push_back(std::make_unique<host_link>(owner_, static_cast<std::uint8_t>(i + 1), one_way));
+      return {nullptr, links_.back().get()};
+    }
+    throw error(errc::unsupported, fmt::format("the host provides no interface '{}': pass an implementation to "
+                                               "isolate::load through isolate::host_services::provide",
+                                               name));
+  }
+
+ private:
+  worker& owner_;
+  std::vector<service_description> services_;
+  std::vector<std::unique_ptr<host_link>> links_;
+};
+
 class worker {
  public:
   explicit worker(int control) : control_(control) {}
+
+  std::size_t max_message_size() const noexcept { return max_message_; }
+
+  // A call from the plugin to the host (service 1..n). Waits for the answer,
+  // serving the host's calls meanwhile when this thread is the one reading.
+  void call_host(std::uint8_t service, bool one_way, wire::buffer& request, wire::buffer& reply) {
+    request.data()[offsetof(wire::frame_header, service)] = static_cast<std::byte>(service);
+    if (one_way) {
+      request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::event);
+      if (!send(request)) throw error(errc::plugin_closed, "the host is gone");
+      ring_doorbell();
+      wire::begin_frame(reply);
+      wire::finish_frame(reply, wire::frame_kind::reply, 0, 0, service);
+      return;
+    }
+    host_call call;
+    call.reply = &reply;
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(calls_mutex_);
+      if (closed_) throw error(errc::plugin_closed, "the host is gone");
+      id = ++last_call_id_;
+      calls_.emplace(id, &call);
+    }
+    wire::set_call_id(request, id);
+    if (!send(request)) {
+      fail_host_calls();
+      throw error(errc::plugin_closed, "the host is gone");
+    }
+    ring_doorbell();
+    if (reading_thread_ == std::this_thread::get_id()) {
+      // This thread reads the host's frames: keep serving them until the answer is in.
+      wire::buffer frame;
+      while (!call.done.is_set()) {
+        if (!receive(frame)) {
+          fail_host_calls();
+          break;
+        }
+        route(frame);
+      }
+    } else {
+      call.done.wait(std::chrono::microseconds(20));
+    }
+    if (call.failed) throw error(errc::plugin_closed, "the host is gone");
+  }
 
   int run() {
     std::error_code ec;
@@ -66,6 +164,7 @@ class worker {
                                 hello.protocol_version, hello.cache_line, process_protocol_version,
                                 ISOLATE_CACHE_LINE));
     }
+    context_ = std::make_unique<worker_context>(*this, hello.services);
     if (const int status = load(hello); status != 0) return status;
 
     try {
@@ -104,33 +203,15 @@ class worker {
   }
 
   int load(const hello_message& hello) {
-    void* library = ::dlopen(hello.plugin_path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      return report(errc::load_failed, fmt::format("cannot load plugin '{}': {}", hello.plugin_path, ::dlerror()));
-    }
-    auto* find = reinterpret_cast<plugin_entry_function>(::dlsym(library, plugin_entry_symbol));
-    if (find == nullptr) {
-      return report(errc::load_failed, fmt::format("'{}' does not export an isolate plugin (no symbol {}): "
-                                                   "add ISOLATE_EXPORT_PLUGIN(interface, implementation) to it",
-                                                   hello.plugin_path, plugin_entry_symbol));
-    }
-    entry_ = find();
-    if (entry_ == nullptr || entry_->abi_version != plugin_abi_version) {
-      return report(errc::load_failed, fmt::format("plugin '{}' was built with an incompatible isolate (plugin ABI {}, "
-                                                   "worker ABI {}): rebuild it",
-                                                   hello.plugin_path, entry_ ? entry_->abi_version : 0,
-                                                   plugin_abi_version));
-    }
-    if (hello.interface_name != entry_->interface_name || hello.fingerprint != entry_->fingerprint) {
-      return report(errc::fingerprint_mismatch,
-                    fmt::format("plugin '{}' implements interface '{}' with fingerprint {:#018x}, but the host "
-                                "expects interface '{}' with fingerprint {:#018x}: rebuild the plugin against the "
-                                "host's interface header",
-                                hello.plugin_path, entry_->interface_name, entry_->fingerprint, hello.interface_name,
-                                hello.fingerprint));
+    try {
+      library_.emplace(hello.plugin_path);
+      library_->check(hello.interface_name, hello.fingerprint);
+      entry_ = &library_->entry();
+    } catch (const error& e) {
+      return report(static_cast<errc>(e.code().value()), wire::message_of(e));
     }
     try {
-      object_ = entry_->create();
+      object_ = entry_->create(context_.get());
     } catch (const std::exception& e) {
       return report(errc::load_failed, fmt::format("plugin '{}' failed to start: {}", hello.plugin_path, e.what()));
     } catch (...) {
@@ -149,53 +230,90 @@ class worker {
     channel_.close();
   }
 
+  // A call from the plugin waiting for the host's answer.
+  struct host_call {
+    signal_flag done;
+    wire::buffer* reply = nullptr;
+    bool failed = false;
+  };
+
   void serve(std::size_t concurrency) {
-    if (concurrency == 1) {
-      wire::buffer frame, reply;
-      while (receive(frame)) {
-        handle(frame, reply);
-        if (!send(reply)) break;
-      }
-      return;
-    }
-    // More than one call at a time: this thread receives, a pool runs the calls.
-    std::mutex mutex;
-    std::condition_variable ready;
-    std::deque<wire::buffer> queue;
-    bool done = false;
+    concurrency_ = concurrency;
+    reading_thread_ = std::this_thread::get_id();
     std::vector<std::thread> pool;
-    for (std::size_t i = 0; i < concurrency; ++i) {
-      pool.emplace_back([&] {
+    for (std::size_t i = 0; concurrency > 1 && i < concurrency; ++i) {
+      pool.emplace_back([this] {
         wire::buffer reply;
         for (;;) {
           wire::buffer frame;
           {
-            std::unique_lock lock(mutex);
-            ready.wait(lock, [&] { return done || !queue.empty(); });
-            if (queue.empty()) return;
-            frame = std::move(queue.front());
-            queue.pop_front();
+            std::unique_lock lock(queue_mutex_);
+            queue_ready_.wait(lock, [&] { return queue_closed_ || !queue_.empty(); });
+            if (queue_.empty()) return;
+            frame = std::move(queue_.front());
+            queue_.pop_front();
           }
           handle(frame, reply);
           if (!send(reply)) channel_.close();
         }
       });
     }
-    for (;;) {
-      wire::buffer frame;
-      if (!receive(frame)) break;
-      {
-        std::lock_guard lock(mutex);
-        queue.push_back(std::move(frame));
-      }
-      ready.notify_one();
-    }
+    wire::buffer frame;
+    while (receive(frame)) route(frame);
+    fail_host_calls();
     {
-      std::lock_guard lock(mutex);
-      done = true;
+      std::lock_guard lock(queue_mutex_);
+      queue_closed_ = true;
     }
-    ready.notify_all();
+    queue_ready_.notify_all();
     for (auto& t : pool) t.join();
+  }
+
+  // One frame from the host: a call to run, or the answer to a call to the host.
+  void route(wire::buffer& frame) {
+    wire::frame_header header{};
+    if (frame.size() < wire::header_size) return;
+    std::memcpy(&header, frame.data(), wire::header_size);
+    if (header.kind == wire::frame_kind::call) {
+      if (concurrency_ == 1) {
+        wire::buffer reply;  // not shared: the call may nest another call from the host
+        handle(frame, reply);
+        if (!send(reply)) channel_.close();
+        return;
+      }
+      {
+        std::lock_guard lock(queue_mutex_);
+        queue_.push_back(std::move(frame));
+      }
+      queue_ready_.notify_one();
+      return;
+    }
+    // The answer to one of the plugin's calls to the host.
+    std::lock_guard lock(calls_mutex_);
+    auto found = calls_.find(header.call_id);
+    if (found == calls_.end()) return;
+    std::swap(*found->second->reply, frame);
+    found->second->done.set();
+    calls_.erase(found);
+  }
+
+  void fail_host_calls() {
+    std::lock_guard lock(calls_mutex_);
+    closed_ = true;
+    for (auto& [id, call] : calls_) {
+      call->failed = true;
+      call->done.set();
+    }
+    calls_.clear();
+  }
+
+  // Tells the host to read a frame no call of its waits for. Not needed while
+  // this thread runs a call from the host: the host reads until that call's answer.
+  void ring_doorbell() {
+    if (host_calls_running_on_this_thread > 0) return;
+    std::lock_guard lock(control_mutex_);
+    std::error_code ec;
+    write_message(control_, static_cast<std::uint32_t>(control_type::doorbell), {}, std::chrono::seconds(5), ec);
   }
 
   bool receive(wire::buffer& frame) {
@@ -205,15 +323,39 @@ class worker {
     return channel_.send(reply.bytes(), std::chrono::steady_clock::time_point::max()) == channel_status::ok;
   }
   void handle(const wire::buffer& frame, wire::buffer& reply) {
+    ++host_calls_running_on_this_thread;
     entry_->handle(object_, frame.data(), frame.size(), reply, max_message_);
+    --host_calls_running_on_this_thread;
   }
 
+  static inline thread_local int host_calls_running_on_this_thread = 0;
+
   int control_;
+  std::mutex control_mutex_;  // doorbells from several plugin threads
+  std::optional<plugin_library> library_;
   const plugin_entry* entry_ = nullptr;
+  std::unique_ptr<worker_context> context_;
   void* object_ = nullptr;
   frame_channel channel_;
   std::size_t max_message_ = 0;
+  std::size_t concurrency_ = 1;
+  std::thread::id reading_thread_;
+
+  std::mutex queue_mutex_;  // calls waiting for a pool thread (concurrency > 1)
+  std::condition_variable queue_ready_;
+  std::deque<wire::buffer> queue_;
+  bool queue_closed_ = false;
+
+  std::mutex calls_mutex_;  // the plugin's calls to the host that wait for an answer
+  std::unordered_map<std::uint64_t, host_call*> calls_;
+  std::uint64_t last_call_id_ = 0;
+  bool closed_ = false;
 };
+
+inline void host_link::call(wire::buffer& request, wire::buffer& reply) {
+  owner_.call_host(service_, one_way_, request, reply);
+}
+inline std::size_t host_link::max_message_size() const noexcept { return owner_.max_message_size(); }
 
 }  // namespace detail
 

@@ -17,6 +17,13 @@
 #define ISOLATE_DEFAULT_MAX_MESSAGE_SIZE (std::size_t{256} << 20)
 #endif
 
+// Gives a class default visibility even in a plugin built with
+// -fvisibility=hidden, so that its exceptions thrown on one side of a shared
+// library boundary are caught by type on the other (type_info is then shared).
+#ifndef ISOLATE_VISIBLE
+#define ISOLATE_VISIBLE __attribute__((visibility("default")))
+#endif
+
 // Most methods one ISOLATE_INTERFACE may declare (the preprocessor loops go this far).
 #define ISOLATE_MAX_METHODS 32
 

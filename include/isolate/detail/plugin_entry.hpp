@@ -9,6 +9,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <system_error>
+
+namespace isolate {
+class plugin_context;
+}
 
 namespace isolate::detail {
 
@@ -22,14 +27,18 @@ struct plugin_entry {
   std::uint32_t abi_version;     // plugin_abi_version of the isolate the plugin was built with
   const char* interface_name;    // Interface::isolate_meta::interface_name
   std::uint64_t fingerprint;     // Interface::isolate_meta::fingerprint
-  // Makes the implementation; returns it as Interface*, cast to void*. May throw.
-  void* (*create)();
+  // Makes the implementation (passing it `host` if its constructor takes a
+  // plugin_context&); returns it as Interface*, cast to void*. May throw.
+  void* (*create)(plugin_context* host);
   // Destroys an object made by create().
   void (*destroy)(void* object) noexcept;
   // Runs one call frame on the object and writes the reply frame: used by the
   // worker, which does not know the interface. Never throws.
   void (*handle)(void* object, const std::byte* frame, std::size_t frame_size, wire::buffer& reply,
                  std::size_t max_payload) noexcept;
+  // Makes the plugin use the loader's isolate error category (see error.hpp),
+  // so error codes compare equal on both sides. Called before create().
+  void (*share_error_category)(const std::error_category* category) noexcept;
 };
 
 using plugin_entry_function = const plugin_entry* (*)() noexcept;

@@ -9,6 +9,7 @@
 #include "isolate/wire/archive.hpp"
 
 #include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
 
 #include <cstdint>
 #include <span>
@@ -25,6 +26,18 @@ enum class control_type : std::uint32_t {
   ready = 2,     // worker -> host: the plugin is loaded; calls may flow
   failed = 3,    // worker -> host: loading failed (code, message); the worker exits
   shutdown = 4,  // host -> worker: finish and exit
+  doorbell = 5,  // worker -> host: a frame no host call waits for (event, service call) is in the ring
+};
+
+// An interface the host serves to the plugin; its id in frames is its index + 1.
+struct service_description {
+  std::string name;
+  std::uint64_t fingerprint = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(name, fingerprint);
+  }
 };
 
 struct hello_message {
@@ -38,11 +51,12 @@ struct hello_message {
   std::uint64_t max_message_size = 0;
   std::uint32_t concurrency = 1;
   std::int64_t max_spin_ns = 0;
+  std::vector<service_description> services;
 
   template <class Archive>
   void serialize(Archive& ar) {
     ar(protocol_version, cache_line, plugin_path, interface_name, fingerprint, shared_memory, ring_capacity,
-       max_message_size, concurrency, max_spin_ns);
+       max_message_size, concurrency, max_spin_ns, services);
   }
 };
 

@@ -18,6 +18,7 @@
 #include "isolate/process/fd_passing.hpp"
 #include "isolate/process/frame_channel.hpp"
 #include "isolate/process/handshake.hpp"
+#include "isolate/services.hpp"
 #include "isolate/shm/futex.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
@@ -83,6 +84,7 @@ struct launch_spec {
   std::string interface_name;
   std::uint64_t fingerprint = 0;
   process_options options;
+  host_services services;  // what the plugin may call back
 };
 
 inline std::filesystem::path find_worker(const launch_spec& spec) {
@@ -164,6 +166,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     hello.max_message_size = o.max_message_size;
     hello.concurrency = static_cast<std::uint32_t>(o.concurrency);
     hello.max_spin_ns = o.wait.max_spin.count();
+    for (const auto& service : spec_.services.entries()) {
+      hello.services.push_back({std::string(service.name), service.fingerprint});
+    }
     write_message(control_.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
                   remaining(deadline), ec);
     if (ec) fail_start(fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);
@@ -199,6 +204,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                                                o.max_message_size)
                    : frame_channel::over_socket(std::move(data), o.max_message_size);
     receiver_ = std::thread([this] { receive_loop(); });
+    // Asio owns the socket on the io thread; shutdown writes through a duplicate.
+    control_write_ = duplicate_fd(control_.get(), ec);
+    control_socket_.emplace(io_, asio::local::stream_protocol(), control_.release());
+    watch_control();
     child_.async_wait_exit(io_.get_executor(),
                            [self = shared_from_this()](std::error_code wait_error, exit_status status) {
                              self->on_exit(wait_error, status);
@@ -280,8 +289,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       }
     }
     std::error_code ec;
-    if (control_) {
-      write_message(control_.get(), static_cast<std::uint32_t>(control_type::shutdown), {},
+    if (control_write_) {
+      write_message(control_write_.get(), static_cast<std::uint32_t>(control_type::shutdown), {},
                     std::chrono::milliseconds(100), ec);
     }
     std::unique_lock lock(pending_mutex_);
@@ -426,6 +435,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // Waits for a synchronous call's reply, reading the channel whenever no one else is.
   void await(pending_call& call, std::uint64_t id, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    if (leader_thread_.load(std::memory_order_acquire) == std::this_thread::get_id()) {
+      // A call from a host service that this thread runs for the plugin: keep reading here.
+      const auto status = pump([&] { return call.is_done(); }, deadline);
+      if (!call.is_done() && status == channel_status::timed_out) expire(call, id, timeout);
+      while (!call.is_done()) call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
+      return;
+    }
     while (!call.is_done()) {
       if (reader_mutex_.try_lock()) {
         const auto status = lead([&] { return call.is_done(); }, deadline);
@@ -466,11 +482,22 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       std::lock_guard lock(pending_mutex_);
       leader_active_ = true;
     }
+    leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+    const auto status = pump(enough, deadline);
+    leader_thread_.store(std::thread::id(), std::memory_order_release);
+    hand_over();
+    return status;
+  }
+
+  // The reading itself, by the thread that holds reader_mutex_.
+  template <class Enough>
+  channel_status pump(Enough&& enough, clock::time_point deadline) {
     channel_status status = channel_status::ok;
+    wire::buffer frame;
     while (!enough()) {
-      status = channel_.receive(frame_, deadline);
+      status = channel_.receive(frame, deadline);
       if (status != channel_status::ok) break;
-      if (!dispatch(frame_)) {
+      if (!dispatch(frame)) {
         status = channel_status::corrupted;
         break;
       }
@@ -480,7 +507,6 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                                      ? "the plugin broke the protocol: the shared-memory ring holds invalid data"
                                      : protocol_violation_);
     }
-    hand_over();
     return status;
   }
 
@@ -496,27 +522,52 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         return;
       }
     }
-    if (async_pending_ > 0) receiver_cv_.notify_one();
+    if (async_pending_ > 0 || drain_requested_) receiver_cv_.notify_one();
   }
 
-  // Reads while only asynchronous calls are outstanding.
+  // Reads while only asynchronous calls are outstanding, and drains frames
+  // the worker rang the doorbell for (events, service calls) when no one reads.
   void receive_loop() {
     for (;;) {
       {
         std::unique_lock lock(pending_mutex_);
-        receiver_cv_.wait(lock, [&] { return stopping_ || (async_pending_ > 0 && !leader_active_); });
+        receiver_cv_.wait(lock, [&] { return stopping_ || ((async_pending_ > 0 || drain_requested_) && !leader_active_); });
         if (stopping_) return;
       }
       if (!reader_mutex_.try_lock()) continue;
+      bool asynchronous = false;
+      {
+        std::lock_guard lock(pending_mutex_);
+        drain_requested_ = false;
+        asynchronous = async_pending_ > 0;
+      }
       const auto status = lead(
           [&] {
             std::lock_guard lock(pending_mutex_);
-            return stopping_ || async_pending_ == 0 || wanting_lead_.load(std::memory_order_acquire) > 0;
+            return stopping_ || wanting_lead_.load(std::memory_order_acquire) > 0 ||
+                   (asynchronous && async_pending_ == 0);
           },
-          // Short slices, so a synchronous caller that wants to read is not kept waiting.
-          clock::now() + std::chrono::milliseconds(2));
+          // Short slices while calls are outstanding, so a synchronous caller
+          // that wants to read is not kept waiting; a drain stops when the ring is empty.
+          asynchronous ? clock::now() + std::chrono::milliseconds(2) : clock::now());
       if (status == channel_status::closed || status == channel_status::corrupted) return;
     }
+  }
+
+  void watch_control() {
+    async_read_message(*control_socket_, 1024,
+                       [weak = weak_from_this()](std::error_code ec, control_message message) {
+                         auto self = weak.lock();
+                         if (ec || !self) return;  // the worker is gone: its exit is handled by on_exit
+                         if (message.type == static_cast<std::uint32_t>(control_type::doorbell)) {
+                           {
+                             std::lock_guard lock(self->pending_mutex_);
+                             self->drain_requested_ = true;
+                           }
+                           self->receiver_cv_.notify_one();
+                         }
+                         self->watch_control();
+                       });
   }
 
   // Delivers one frame read from the worker; false if it breaks the protocol.
@@ -528,9 +579,12 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       protocol_violation_ = std::string("the plugin broke the protocol: ") + e.what();
       return false;
     }
-    if (view.header.kind != wire::frame_kind::reply && view.header.kind != wire::frame_kind::error) {
-      protocol_violation_ = fmt::format("the plugin broke the protocol: unexpected frame kind {}",
-                                        static_cast<unsigned>(view.header.kind));
+    if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) {
+      return serve(std::move(frame));
+    }
+    if (view.header.service != 0) {
+      protocol_violation_ = fmt::format("the plugin broke the protocol: a reply frame for service {}",
+                                        static_cast<unsigned>(view.header.service));
       return false;
     }
     std::unique_ptr<pending_call> owned;
@@ -558,6 +612,27 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return true;
   }
 
+  // Runs a call (or event) from the plugin on the host's object, on this
+  // thread, and sends the answer. The object may call the plugin again.
+  bool serve(wire::buffer frame) {
+    const auto view = wire::parse(frame.bytes(), spec_.options.max_message_size);
+    const auto& services = spec_.services.entries();
+    if (view.header.service == 0 || view.header.service > services.size()) {
+      protocol_violation_ = fmt::format("the plugin broke the protocol: a call to service {}, which the host does "
+                                        "not provide", static_cast<unsigned>(view.header.service));
+      return false;
+    }
+    const auto& service = services[view.header.service - 1u];
+    wire::buffer reply;
+    service.handle(service.object, view, reply, spec_.options.max_message_size);
+    if (view.header.kind == wire::frame_kind::event) return true;
+    const auto status = channel_.send(reply.bytes(), clock::now() + spec_.options.call_timeout);
+    if (status == channel_status::timed_out) {
+      kill(errc::timeout, "the plugin was killed because it stopped reading the host's answers");
+    }
+    return true;
+  }
+
   void on_exit(std::error_code wait_error, exit_status status) {
     std::vector<std::unique_ptr<pending_call>> orphans;
     std::vector<pending_call*> waiting;
@@ -582,6 +657,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       stopping_ = true;
     }
     channel_.close();
+    if (control_socket_) {
+      std::error_code ignored;
+      control_socket_->close(ignored);  // on the io thread, where Asio uses it
+    }
     receiver_cv_.notify_all();
     const auto failure = std::make_exception_ptr(error(death_code_, death_message_));
     for (auto* call : waiting) finish(*call, failure);
@@ -595,11 +674,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   death_handler on_death_;
   child_process child_;
   unique_fd control_;
+  std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: doorbells
+  unique_fd control_write_;                                             // after the handshake: shutdown
   frame_channel channel_;
   std::thread receiver_;
 
   std::mutex reader_mutex_;          // held by whoever reads the channel (a leader or the receiver)
-  wire::buffer frame_;               // the reader's buffer, guarded by reader_mutex_
+  std::atomic<std::thread::id> leader_thread_;  // who holds reader_mutex_, so it can read again when nested
   std::string protocol_violation_;   // why the reader gave up, guarded by reader_mutex_
   std::atomic<int> wanting_lead_{0};  // synchronous callers waiting while the receiver reads
 
@@ -609,6 +690,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::unordered_map<std::uint64_t, std::unique_ptr<pending_call>> owned_;  // asynchronous calls
   std::size_t async_pending_ = 0;
   bool leader_active_ = false;
+  bool drain_requested_ = false;  // a doorbell rang: read what is in the ring even with no call pending
   bool stopping_ = false;
   std::uint64_t last_call_id_ = 0;
   std::optional<errc> kill_reason_;

@@ -212,9 +212,10 @@ class process_link final : public link {
 template <interface Interface>
 class process::connection : public detail::remote_connection<Interface> {
  public:
-  connection(const std::filesystem::path& plugin, const options& opts)
-      : detail::remote_connection<Interface>(std::make_unique<detail::process_link>(detail::launch_spec{
-            plugin, std::string(Interface::isolate_meta::interface_name), Interface::isolate_meta::fingerprint, opts})) {}
+  connection(const std::filesystem::path& plugin, const options& opts, const host_services& services = {})
+      : detail::remote_connection<Interface>(std::make_unique<detail::process_link>(
+            detail::launch_spec{plugin, std::string(Interface::isolate_meta::interface_name),
+                                Interface::isolate_meta::fingerprint, opts, services})) {}
 
   detail::process_link& link() noexcept { return static_cast<detail::process_link&>(this->transport()); }
 };

@@ -90,6 +90,13 @@ class thread_link final : public link {
   }
 
   void call(wire::buffer& request, wire::buffer& reply) override {
+    if (on_worker_thread()) {
+      // The plugin's own thread calls it again (a host service it called is
+      // calling back): queueing would wait for this very thread, so run it here.
+      const auto call = wire::parse(request.bytes(), options_.max_message_size);
+      stub<Interface>::handle(*impl_, call, reply, options_.max_message_size);
+      return;
+    }
     job sync;
     sync.request = &request;
     sync.reply = &reply;
@@ -136,6 +143,14 @@ class thread_link final : public link {
   void wake_workers() {
     work_seq_.fetch_add(1, std::memory_order_seq_cst);
     work_seq_.notify_all();
+  }
+
+  bool on_worker_thread() const noexcept {
+    const auto self = std::this_thread::get_id();
+    for (const auto& worker : workers_) {
+      if (worker.get_id() == self) return true;
+    }
+    return false;
   }
 
   static void finish(job& j) {

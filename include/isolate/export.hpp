@@ -1,0 +1,122 @@
+// ISOLATE_EXPORT_PLUGIN: makes a shared library a plugin that isolate can load
+// under every policy. Write it once, at namespace scope, in one .cpp file of
+// the library (build it with isolate_add_plugin, which hides every other symbol):
+//
+//   struct my_calc final : calculator { ... };
+//   ISOLATE_EXPORT_PLUGIN(calculator, my_calc);
+//
+// It exports one extern "C" function, isolate_plugin_entry, returning the
+// table of detail/plugin_entry.hpp. Each library is opened with RTLD_LOCAL, so
+// plugins in different libraries never see each other's entry; a second use in
+// the same library is a duplicate-symbol link error.
+#ifndef ISOLATE_EXPORT_HPP
+#define ISOLATE_EXPORT_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/codec.hpp"
+#include "isolate/detail/plugin_entry.hpp"
+#include "isolate/interface.hpp"
+#include "isolate/services.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <cstring>
+#include <exception>
+#include <span>
+#include <string_view>
+#include <type_traits>
+
+namespace isolate::detail {
+
+static_assert(std::string_view(plugin_entry_symbol) == "isolate_plugin_entry",
+              "ISOLATE_EXPORT_PLUGIN defines the function named by plugin_entry_symbol: keep the two in step.");
+
+template <class Impl>
+inline constexpr bool constructible_for_plugin =
+    std::is_default_constructible_v<Impl> || std::is_constructible_v<Impl, plugin_context&>;
+
+template <class Interface, class Impl>
+inline constexpr bool exportable = interface<Interface> && std::is_convertible_v<Impl*, Interface*> &&
+                                   constructible_for_plugin<Impl>;
+
+// The functions of a plugin's entry table, for Impl seen as Interface.
+template <class Interface, class Impl>
+struct exported_plugin {
+  // An implementation whose constructor takes the plugin_context gets it.
+  static void* create(plugin_context* host) {
+    Interface* made = nullptr;
+    if constexpr (std::is_constructible_v<Impl, plugin_context&>) {
+      made = new Impl(*host);
+    } else {
+      made = new Impl();
+    }
+    return static_cast<void*>(made);
+  }
+
+  static void destroy(void* object) noexcept { delete static_cast<Impl*>(static_cast<Interface*>(object)); }
+
+  static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::buffer& reply,
+                     std::size_t max_payload) noexcept {
+    const std::span<const std::byte> bytes(frame, frame_size);
+    try {
+      const wire::frame_view call = wire::parse(bytes, max_payload);
+      stub<Interface>::handle(*static_cast<Interface*>(object), call, reply, max_payload);
+    } catch (...) {
+      // A frame that does not parse (or a reply that cannot be built) still
+      // gets an error reply, addressed to the call when its header is readable.
+      wire::frame_header header{};
+      if (frame_size >= wire::header_size) std::memcpy(&header, frame, wire::header_size);
+      try {
+        stub<Interface>::encode_failure(reply, std::current_exception(), header.method, header.call_id,
+                                        header.service);
+      } catch (...) {
+        reply.clear();  // out of memory: the caller reads an empty reply as a broken call
+      }
+    }
+  }
+
+  static void share_error_category(const std::error_category* category) noexcept {
+    shared_error_category = category;
+  }
+
+  static const plugin_entry* entry() noexcept {
+    static constexpr plugin_entry table{plugin_abi_version,
+                                        Interface::isolate_meta::interface_name.data(),
+                                        Interface::isolate_meta::fingerprint,
+                                        &create,
+                                        &destroy,
+                                        &handle,
+                                        &share_error_category};
+    return &table;
+  }
+};
+
+// The checks run first, so a misuse reports its sentence and nothing else.
+template <class Interface, class Impl>
+const plugin_entry* export_entry() noexcept {
+  if constexpr (exportable<Interface, Impl>) {
+    return exported_plugin<Interface, Impl>::entry();
+  } else {
+    return nullptr;
+  }
+}
+
+}  // namespace isolate::detail
+
+#define ISOLATE_EXPORT_PLUGIN(iface, impl)                                                                          \
+  static_assert(::isolate::interface<iface>,                                                                       \
+                "ISOLATE_EXPORT_PLUGIN(" #iface ", " #impl "): " #iface " is not an interface declared with "      \
+                "ISOLATE_INTERFACE; name the interface first and the implementation second.");                    \
+  static_assert(::std::is_convertible_v<impl*, iface*>,                                                            \
+                "ISOLATE_EXPORT_PLUGIN(" #iface ", " #impl "): " #impl " must derive publicly from " #iface ".");  \
+  static_assert(::isolate::detail::constructible_for_plugin<impl>,                                               \
+                "ISOLATE_EXPORT_PLUGIN(" #iface ", " #impl "): " #impl " must be default-constructible and not "   \
+                "abstract (or constructible from isolate::plugin_context&, to call its host), since the plugin's " \
+                "entry creates it with `new " #impl "()`; read any settings in its constructor.");                \
+  extern "C" __attribute__((visibility("default"))) const ::isolate::detail::plugin_entry* isolate_plugin_entry() \
+      noexcept {                                                                                                   \
+    return ::isolate::detail::export_entry<iface, impl>();                                                        \
+  }                                                                                                                \
+  extern "C" __attribute__((visibility("default"))) const ::isolate::detail::plugin_entry* isolate_plugin_entry() \
+      noexcept
+
+#endif

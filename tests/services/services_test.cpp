@@ -1,0 +1,107 @@
+// Plugins calling their host, written once and run under every transport.
+#include <isolate/isolate.hpp>
+
+#include "accountant.hpp"
+
+#include <doctest/doctest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+using namespace services_test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct host_ledger final : ledger {
+  int record(const std::string& entry) override {
+    if (entry == "boom") throw std::invalid_argument("the ledger refuses 'boom'");
+    std::lock_guard lock(mutex);
+    entries.push_back(entry);
+    return static_cast<int>(entries.size());
+  }
+  int ask_plugin_to_double_twice(int x) override { return plugin->double_it(plugin->double_it(x)); }
+
+  std::mutex mutex;
+  std::vector<std::string> entries;
+  accountant* plugin = nullptr;  // set once loaded: the host calls the plugin back
+};
+
+struct host_ticks final : ticks {
+  void tick(int n) override {
+    {
+      std::lock_guard lock(mutex);
+      seen.push_back(n);
+    }
+    changed.notify_all();
+  }
+  // Waits (bounded, so a regression fails instead of hanging) until `count` ticks arrived.
+  bool wait_for(std::size_t count) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, 20s, [&] { return seen.size() >= count; });
+  }
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<int> seen;
+};
+
+template <class Policy>
+struct fixture {
+  host_ledger book;
+  host_ticks clock;
+  isolate::plugin<accountant, Policy> plugin = [&] {
+    isolate::host_services services;
+    services.provide<ledger>(book).provide<ticks>(clock);
+    return isolate::load<accountant, Policy>(ISOLATE_TEST_ACCOUNTANT_PLUGIN, {}, services);
+  }();
+  fixture() { book.plugin = &*plugin; }
+};
+
+}  // namespace
+
+#define ISOLATE_TEST_POLICIES isolate::in_process, isolate::thread, isolate::process
+
+TEST_CASE_TEMPLATE("a plugin calls a host service and gets its answer", Policy, ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  CHECK(f.plugin->post("rent") == 1);
+  CHECK(f.plugin->post("food") == 2);
+  CHECK(f.book.entries == std::vector<std::string>{"rent", "food"});
+  CHECK(f.plugin->post_many(200) == 202);
+}
+
+TEST_CASE_TEMPLATE("the host may call the plugin again while the plugin waits on the host", Policy,
+                   ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  CHECK(f.plugin->round_trip_through_host(5) == 21);
+  CHECK(f.plugin->round_trip_through_host(1) == 5);
+}
+
+TEST_CASE_TEMPLATE("a host service's exception reaches the plugin, and through it the host", Policy,
+                   ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  CHECK_THROWS_WITH_AS(f.plugin->post("boom"), "the ledger refuses 'boom'", std::invalid_argument);
+  CHECK(f.plugin->post("after") == 1);
+}
+
+TEST_CASE_TEMPLATE("events arrive in order, during a call", Policy, ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  f.plugin->emit_ticks(50);
+  REQUIRE(f.clock.wait_for(50));
+  std::vector<int> expected(50);
+  for (int i = 0; i < 50; ++i) expected[i] = i;
+  CHECK(f.clock.seen == expected);
+}
+
+TEST_CASE_TEMPLATE("events sent while no call is in flight still arrive", Policy, ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  f.plugin->emit_ticks_later(3);
+  REQUIRE(f.clock.wait_for(3));
+  CHECK(f.clock.seen == std::vector<int>{100, 101, 102});
+}
+
+TEST_CASE_TEMPLATE("asking for a service the host does not provide is a clear error", Policy, ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  CHECK(f.plugin->missing_service_is_reported());
+}
