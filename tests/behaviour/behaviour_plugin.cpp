@@ -1,6 +1,7 @@
 #include "behaviour.hpp"
 
 #include <isolate/error.hpp>
+#include <isolate/export.hpp>
 
 #include <atomic>
 #include <thread>
@@ -72,6 +73,9 @@ class behaviour_impl final : public behaviour {
 
 }  // namespace
 
+// Linked into the host (isolate_behaviour_plugin) or loaded by path (isolate_behaviour_module).
 std::unique_ptr<behaviour> make_behaviour() { return std::make_unique<behaviour_impl>(); }
+
+ISOLATE_EXPORT_PLUGIN(behaviour, behaviour_impl);
 
 }  // namespace behaviour_test
