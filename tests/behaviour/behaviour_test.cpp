@@ -22,7 +22,11 @@ namespace {
 
 template <class Policy>
 isolate::plugin<behaviour, Policy> load_behaviour() {
-  return isolate::load<behaviour, Policy>(&behaviour_test::make_behaviour);
+  if constexpr (std::is_same_v<Policy, isolate::process>) {
+    return isolate::load<behaviour, Policy>(ISOLATE_BEHAVIOUR_PLUGIN_PATH);
+  } else {
+    return isolate::load<behaviour, Policy>(&behaviour_test::make_behaviour);
+  }
 }
 
 template <class F>
@@ -43,7 +47,7 @@ const bool registered = [] {
 
 }  // namespace
 
-#define ISOLATE_TEST_POLICIES isolate::in_process, isolate::thread
+#define ISOLATE_TEST_POLICIES isolate::in_process, isolate::thread, isolate::process
 
 TEST_CASE_TEMPLATE("synchronous calls return what the plugin returns", Policy, ISOLATE_TEST_POLICIES) {
   auto p = load_behaviour<Policy>();
