@@ -5,6 +5,7 @@
 
 #include "isolate/detail/config.hpp"
 
+#include <atomic>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -60,12 +61,12 @@ namespace detail {
 // address, so the plugin's `code == errc::timeout` would be false for an error
 // the host made. The loader hands the plugin its own category at load
 // (plugin_entry::share_error_category), and error_category() returns that one.
-inline const std::error_category* shared_error_category = nullptr;
+inline std::atomic<const std::error_category*> shared_error_category{nullptr};
 }  // namespace detail
 
 inline const std::error_category& error_category() noexcept {
   static const detail::error_category_impl category;
-  if (const auto* shared = detail::shared_error_category) return *shared;
+  if (const auto* shared = detail::shared_error_category.load(std::memory_order_acquire)) return *shared;
   return category;
 }
 

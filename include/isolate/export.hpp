@@ -75,7 +75,7 @@ struct exported_plugin {
   }
 
   static void share_error_category(const std::error_category* category) noexcept {
-    shared_error_category = category;
+    shared_error_category.store(category, std::memory_order_release);
   }
 
   static const plugin_entry* entry() noexcept {

@@ -68,7 +68,7 @@ class behaviour_impl final : public behaviour {
   void count() { ++calls_; }
   std::vector<std::string> memory_;
   int counter_ = 0;
-  int calls_ = 0;
+  std::atomic<int> calls_{0};  // under in_process, host threads call concurrently
 };
 
 }  // namespace
