@@ -10,11 +10,11 @@
 
 #include "isolate/process/unique_fd.hpp"
 
+#include <fmt/format.h>
 #include <asio/async_result.hpp>
 #include <asio/compose.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,63 +27,60 @@
 #include <utility>
 #include <vector>
 
-#include <cerrno>
-#include <csignal>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
 
-extern "C" char** environ; // NOLINT: POSIX declares it nowhere in C++ headers
+extern "C" char** environ;  // NOLINT: POSIX declares it nowhere in C++ headers
 
 namespace isolate::detail {
 
 struct spawn_options {
-    std::string program;                          // path of the executable; PATH is not searched
-    std::vector<std::string> args;                // argv[1..]; argv[0] is `program`
-    std::vector<std::pair<int, int>> inherit_fds; // (fd in parent, fd number in child)
-    std::vector<std::string> env;                 // "NAME=value" entries; empty = the parent's
+  std::string program;                           // path of the executable; PATH is not searched
+  std::vector<std::string> args;                 // argv[1..]; argv[0] is `program`
+  std::vector<std::pair<int, int>> inherit_fds;  // (fd in parent, fd number in child)
+  std::vector<std::string> env;                  // "NAME=value" entries; empty = the parent's
 };
 
 struct exit_status {
-    bool signaled = false;
-    int code_or_signal = 0;
-    bool core_dumped = false;
+  bool signaled = false;
+  int code_or_signal = 0;
+  bool core_dumped = false;
 
-    bool exited_with(int code) const noexcept { return !signaled && code_or_signal == code; }
-    bool killed_by(int sig) const noexcept { return signaled && code_or_signal == sig; }
+  bool exited_with(int code) const noexcept { return !signaled && code_or_signal == code; }
+  bool killed_by(int sig) const noexcept { return signaled && code_or_signal == sig; }
 
-    // "exited with status 3", "killed by signal 11 (SIGSEGV), core dumped"
-    std::string describe() const {
-        if (!signaled) return fmt::format("exited with status {}", code_or_signal);
-        char const* abbrev = ::sigabbrev_np(code_or_signal);
-        std::string text = abbrev != nullptr
-            ? fmt::format("killed by signal {} (SIG{})", code_or_signal, abbrev)
-            : fmt::format("killed by signal {}", code_or_signal);
-        if (core_dumped) text += ", core dumped";
-        return text;
-    }
+  // "exited with status 3", "killed by signal 11 (SIGSEGV), core dumped"
+  std::string describe() const {
+    if (!signaled) return fmt::format("exited with status {}", code_or_signal);
+    char const* abbrev = ::sigabbrev_np(code_or_signal);
+    std::string text = abbrev != nullptr ? fmt::format("killed by signal {} (SIG{})", code_or_signal, abbrev)
+                                         : fmt::format("killed by signal {}", code_or_signal);
+    if (core_dumped) text += ", core dumped";
+    return text;
+  }
 
-    friend bool operator==(exit_status const&, exit_status const&) = default;
+  friend bool operator==(exit_status const&, exit_status const&) = default;
 };
 
 namespace process_detail {
 
-inline int pidfd_open(pid_t pid) noexcept {
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0u));
-}
+inline int pidfd_open(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0u)); }
 
 inline int pidfd_send_signal(int pidfd, int sig) noexcept {
-    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0u));
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0u));
 }
 
 inline exit_status status_from(siginfo_t const& info) noexcept {
-    exit_status s;
-    s.signaled = info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
-    s.core_dumped = info.si_code == CLD_DUMPED;
-    s.code_or_signal = info.si_status;
-    return s;
+  exit_status s;
+  s.signaled = info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+  s.core_dumped = info.si_code == CLD_DUMPED;
+  s.code_or_signal = info.si_status;
+  return s;
 }
 
 inline void set_error(std::error_code& ec, int err) noexcept { ec.assign(err, std::system_category()); }
@@ -91,317 +88,318 @@ inline void set_error(std::error_code& ec, int err) noexcept { ec.assign(err, st
 // Shared by the child_process and any exit wait in flight, so a wait can
 // complete after the child_process object was moved or destroyed.
 struct child_state {
-    pid_t pid = -1;
-    unique_fd pidfd;
-    std::mutex mutex;
-    std::optional<exit_status> status; // set once, by whoever reaps
+  pid_t pid = -1;
+  unique_fd pidfd;
+  std::mutex mutex;
+  std::optional<exit_status> status;  // set once, by whoever reaps
 
-    // Reaps the child if it has exited; never blocks. Serialised so that two
-    // reapers cannot race (the loser would get ECHILD and lose the status).
-    std::optional<exit_status> try_reap(std::error_code& ec) {
-        std::lock_guard lock(mutex);
-        ec.clear();
-        if (status) return status;
-        siginfo_t info;
-        std::memset(&info, 0, sizeof info);
-        int rc;
-        do rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0) {
-            set_error(ec, errno);
-            return std::nullopt;
-        }
-        if (info.si_pid == 0) return std::nullopt; // still running
+  // Reaps the child if it has exited; never blocks. Serialised so that two
+  // reapers cannot race (the loser would get ECHILD and lose the status).
+  std::optional<exit_status> try_reap(std::error_code& ec) {
+    std::lock_guard lock(mutex);
+    ec.clear();
+    if (status) return status;
+    siginfo_t info;
+    std::memset(&info, 0, sizeof info);
+    int rc;
+    do rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+      set_error(ec, errno);
+      return std::nullopt;
+    }
+    if (info.si_pid == 0) return std::nullopt;  // still running
+    status = status_from(info);
+    return status;
+  }
+
+  // Kills and reaps, blocking until the kernel has torn the child down.
+  // Waits with poll, then reaps with WNOHANG: the pidfd's file description
+  // may be non-blocking (Asio sets O_NONBLOCK on the duplicate an exit wait
+  // watches), and then a blocking waitid would fail with EAGAIN.
+  void kill_and_reap() noexcept {
+    std::lock_guard lock(mutex);
+    if (status) return;
+    pidfd_send_signal(pidfd.get(), SIGKILL);
+    for (;;) {
+      siginfo_t info;
+      std::memset(&info, 0, sizeof info);
+      int const rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
+      if (rc == 0 && info.si_pid != 0) {
         status = status_from(info);
-        return status;
+        return;
+      }
+      if (rc < 0 && errno != EINTR && errno != EAGAIN) return;
+      pollfd p{pidfd.get(), POLLIN, 0};
+      ::poll(&p, 1, -1);
     }
+  }
 
-    // Kills and reaps, blocking until the kernel has torn the child down.
-    // Waits with poll, then reaps with WNOHANG: the pidfd's file description
-    // may be non-blocking (Asio sets O_NONBLOCK on the duplicate an exit wait
-    // watches), and then a blocking waitid would fail with EAGAIN.
-    void kill_and_reap() noexcept {
-        std::lock_guard lock(mutex);
-        if (status) return;
-        pidfd_send_signal(pidfd.get(), SIGKILL);
-        for (;;) {
-            siginfo_t info;
-            std::memset(&info, 0, sizeof info);
-            int const rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
-            if (rc == 0 && info.si_pid != 0) {
-                status = status_from(info);
-                return;
-            }
-            if (rc < 0 && errno != EINTR && errno != EAGAIN) return;
-            pollfd p{pidfd.get(), POLLIN, 0};
-            ::poll(&p, 1, -1);
-        }
-    }
-
-    bool exit_observable() const noexcept {
-        pollfd p{pidfd.get(), POLLIN, 0};
-        return ::poll(&p, 1, 0) > 0;
-    }
+  bool exit_observable() const noexcept {
+    pollfd p{pidfd.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
 };
 
 // posix_spawn's attribute and file-action objects, destroyed on every path.
 struct spawn_attributes {
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t actions;
-    bool attr_ok = false;
-    bool actions_ok = false;
-    spawn_attributes() {
-        attr_ok = ::posix_spawnattr_init(&attr) == 0;
-        actions_ok = ::posix_spawn_file_actions_init(&actions) == 0;
-    }
-    ~spawn_attributes() {
-        if (attr_ok) ::posix_spawnattr_destroy(&attr);
-        if (actions_ok) ::posix_spawn_file_actions_destroy(&actions);
-    }
-    spawn_attributes(spawn_attributes const&) = delete;
-    spawn_attributes& operator=(spawn_attributes const&) = delete;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t actions;
+  bool attr_ok = false;
+  bool actions_ok = false;
+  spawn_attributes() {
+    attr_ok = ::posix_spawnattr_init(&attr) == 0;
+    actions_ok = ::posix_spawn_file_actions_init(&actions) == 0;
+  }
+  ~spawn_attributes() {
+    if (attr_ok) ::posix_spawnattr_destroy(&attr);
+    if (actions_ok) ::posix_spawn_file_actions_destroy(&actions);
+  }
+  spawn_attributes(spawn_attributes const&) = delete;
+  spawn_attributes& operator=(spawn_attributes const&) = delete;
 };
 
 template <typename Executor>
 struct wait_exit_op {
-    std::shared_ptr<child_state> state;
-    Executor executor;
-    std::shared_ptr<asio::posix::stream_descriptor> watch;
-    bool started = false;
-    std::error_code early; // a failure to start, delivered through the executor
+  std::shared_ptr<child_state> state;
+  Executor executor;
+  std::shared_ptr<asio::posix::stream_descriptor> watch;
+  bool started = false;
+  std::error_code early;  // a failure to start, delivered through the executor
 
-    template <typename Self>
-    void operator()(Self& self, std::error_code ec = {}) {
-        if (!started) {
-            started = true;
-            // Failures complete through the executor, never inside the initiating call.
-            if (!state) {
-                early = std::make_error_code(std::errc::bad_file_descriptor);
-                return asio::post(executor, std::move(self));
-            }
-            unique_fd copy = duplicate_fd(state->pidfd.get(), early);
-            if (early) return asio::post(executor, std::move(self));
-            watch = std::make_shared<asio::posix::stream_descriptor>(executor, copy.release());
-            auto watch_ref = watch;
-            auto state_ref = state;
-            watch->async_wait(asio::posix::stream_descriptor::wait_read, std::move(self));
-            // Asio's epoll registration is edge-triggered: if the child had already
-            // exited and another thread's reactor consumed that edge before the wait
-            // was queued, the wait would never complete. Check once more now that
-            // it is queued, and wake it ourselves.
-            if (state_ref->exit_observable()) watch_ref->cancel();
-            return;
-        }
-        if (early) return finish(self, early, {});
-        std::error_code reap_ec;
-        std::optional<exit_status> status = state ? state->try_reap(reap_ec) : std::nullopt;
-        if (status) return finish(self, {}, *status);
-        if (reap_ec) return finish(self, reap_ec, {});
-        if (ec) return finish(self, ec, {});
-        // Readable yet not reapable (e.g. a tracer saw the exit first): wait again.
-        auto watch_ref = watch;
-        watch_ref->async_wait(asio::posix::stream_descriptor::wait_read, std::move(self));
+  template <typename Self>
+  void operator()(Self& self, std::error_code ec = {}) {
+    if (!started) {
+      started = true;
+      // Failures complete through the executor, never inside the initiating call.
+      if (!state) {
+        early = std::make_error_code(std::errc::bad_file_descriptor);
+        return asio::post(executor, std::move(self));
+      }
+      unique_fd copy = duplicate_fd(state->pidfd.get(), early);
+      if (early) return asio::post(executor, std::move(self));
+      watch = std::make_shared<asio::posix::stream_descriptor>(executor, copy.release());
+      auto watch_ref = watch;
+      auto state_ref = state;
+      watch->async_wait(asio::posix::stream_descriptor::wait_read, std::move(self));
+      // Asio's epoll registration is edge-triggered: if the child had already
+      // exited and another thread's reactor consumed that edge before the wait
+      // was queued, the wait would never complete. Check once more now that
+      // it is queued, and wake it ourselves.
+      if (state_ref->exit_observable()) watch_ref->cancel();
+      return;
     }
+    if (early) return finish(self, early, {});
+    std::error_code reap_ec;
+    std::optional<exit_status> status = state ? state->try_reap(reap_ec) : std::nullopt;
+    if (status) return finish(self, {}, *status);
+    if (reap_ec) return finish(self, reap_ec, {});
+    if (ec) return finish(self, ec, {});
+    // Readable yet not reapable (e.g. a tracer saw the exit first): wait again.
+    auto watch_ref = watch;
+    watch_ref->async_wait(asio::posix::stream_descriptor::wait_read, std::move(self));
+  }
 
-    template <typename Self>
-    void finish(Self& self, std::error_code ec, exit_status status) {
-        watch.reset(); // close the duplicate pidfd before the handler runs
-        state.reset();
-        self.complete(ec, status);
-    }
+  template <typename Self>
+  void finish(Self& self, std::error_code ec, exit_status status) {
+    watch.reset();  // close the duplicate pidfd before the handler runs
+    state.reset();
+    self.complete(ec, status);
+  }
 };
 
-} // namespace process_detail
+}  // namespace process_detail
 
 // A spawned child process, owned: destroying it kills (SIGKILL) and reaps a
 // child that is still running, so no zombie is ever left behind.
 class child_process {
-public:
-    child_process() noexcept = default;
-    child_process(child_process&&) noexcept = default;
-    child_process& operator=(child_process&& other) noexcept {
-        if (this != &other) {
-            terminate_now();
-            state_ = std::move(other.state_);
-        }
-        return *this;
+ public:
+  child_process() noexcept = default;
+  child_process(child_process&&) noexcept = default;
+  child_process& operator=(child_process&& other) noexcept {
+    if (this != &other) {
+      terminate_now();
+      state_ = std::move(other.state_);
     }
-    ~child_process() { terminate_now(); }
+    return *this;
+  }
+  ~child_process() { terminate_now(); }
 
-    // Starts `options.program`. Only the fds named in `inherit_fds` (plus 0, 1
-    // and 2) are open in the child; the signal mask and dispositions are reset.
-    static child_process spawn(spawn_options const& options, std::error_code& ec) {
-        ec.clear();
-        int highest_target = 2;
-        for (auto [from, to] : options.inherit_fds) {
-            if (from < 0 || to < 0) {
-                process_detail::set_error(ec, EBADF);
-                return {};
-            }
-            highest_target = std::max(highest_target, to);
-        }
-        // Copies numbered above every target, so that no dup2 onto a target can
-        // overwrite the source of a later one (mapping 5->3 and 3->4).
-        std::vector<unique_fd> sources;
-        sources.reserve(options.inherit_fds.size());
-        for (auto [from, to] : options.inherit_fds) {
-            sources.push_back(duplicate_fd(from, ec, highest_target + 1));
-            if (ec) return {};
-        }
+  // Starts `options.program`. Only the fds named in `inherit_fds` (plus 0, 1
+  // and 2) are open in the child; the signal mask and dispositions are reset.
+  static child_process spawn(spawn_options const& options, std::error_code& ec) {
+    ec.clear();
+    int highest_target = 2;
+    for (auto [from, to] : options.inherit_fds) {
+      if (from < 0 || to < 0) {
+        process_detail::set_error(ec, EBADF);
+        return {};
+      }
+      highest_target = std::max(highest_target, to);
+    }
+    // Copies numbered above every target, so that no dup2 onto a target can
+    // overwrite the source of a later one (mapping 5->3 and 3->4).
+    std::vector<unique_fd> sources;
+    sources.reserve(options.inherit_fds.size());
+    for (auto [from, to] : options.inherit_fds) {
+      sources.push_back(duplicate_fd(from, ec, highest_target + 1));
+      if (ec) return {};
+    }
 
-        process_detail::spawn_attributes sa;
-        if (!sa.attr_ok || !sa.actions_ok) {
-            process_detail::set_error(ec, ENOMEM);
-            return {};
-        }
-        int rc = 0;
-        for (std::size_t i = 0; i < sources.size() && rc == 0; ++i)
-            // dup2 clears close-on-exec on the target, so the copies themselves
-            // (close-on-exec) vanish at exec while the targets survive.
-            rc = ::posix_spawn_file_actions_adddup2(&sa.actions, sources[i].get(), options.inherit_fds[i].second);
-        // Fds between 3 and the highest target that are not targets: close.
-        for (int fd = 3; fd <= highest_target && rc == 0; ++fd) {
-            bool const is_target = std::any_of(options.inherit_fds.begin(), options.inherit_fds.end(),
-                                               [fd](auto const& p) { return p.second == fd; });
-            if (!is_target) rc = ::posix_spawn_file_actions_addclose(&sa.actions, fd);
-        }
+    process_detail::spawn_attributes sa;
+    if (!sa.attr_ok || !sa.actions_ok) {
+      process_detail::set_error(ec, ENOMEM);
+      return {};
+    }
+    int rc = 0;
+    for (std::size_t i = 0; i < sources.size() && rc == 0; ++i)
+      // dup2 clears close-on-exec on the target, so the copies themselves
+      // (close-on-exec) vanish at exec while the targets survive.
+      rc = ::posix_spawn_file_actions_adddup2(&sa.actions, sources[i].get(), options.inherit_fds[i].second);
+    // Fds between 3 and the highest target that are not targets: close.
+    for (int fd = 3; fd <= highest_target && rc == 0; ++fd) {
+      bool const is_target = std::any_of(options.inherit_fds.begin(), options.inherit_fds.end(),
+                                         [fd](auto const& p) { return p.second == fd; });
+      if (!is_target) rc = ::posix_spawn_file_actions_addclose(&sa.actions, fd);
+    }
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-        // Everything else is meant to be close-on-exec already; this also catches
-        // fds another thread or library opened without it.
-        if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&sa.actions, highest_target + 1);
+    // Everything else is meant to be close-on-exec already; this also catches
+    // fds another thread or library opened without it.
+    if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&sa.actions, highest_target + 1);
 #endif
-        sigset_t none;
-        sigset_t all;
-        ::sigemptyset(&none);
-        ::sigfillset(&all);
-        if (rc == 0) rc = ::posix_spawnattr_setsigmask(&sa.attr, &none);
-        if (rc == 0) rc = ::posix_spawnattr_setsigdefault(&sa.attr, &all);
-        if (rc == 0) rc = ::posix_spawnattr_setflags(&sa.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-        if (rc != 0) {
-            process_detail::set_error(ec, rc);
-            return {};
-        }
-
-        std::vector<char*> argv;
-        argv.reserve(options.args.size() + 2);
-        argv.push_back(const_cast<char*>(options.program.c_str()));
-        for (auto const& a : options.args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        std::vector<char*> envp;
-        if (!options.env.empty()) {
-            envp.reserve(options.env.size() + 1);
-            for (auto const& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
-            envp.push_back(nullptr);
-        }
-
-        pid_t pid = -1;
-        rc = ::posix_spawn(&pid, options.program.c_str(), &sa.actions, &sa.attr, argv.data(),
-                           envp.empty() ? environ : envp.data());
-        if (rc != 0) {
-            process_detail::set_error(ec, rc);
-            return {};
-        }
-
-        auto state = std::make_shared<process_detail::child_state>();
-        state->pid = pid;
-        // The child is ours and unreaped until we wait, so its PID cannot be
-        // reused before this (unless the host sets SIGCHLD to SIG_IGN).
-        state->pidfd.reset(process_detail::pidfd_open(pid));
-        if (!state->pidfd) {
-            int const err = errno;
-            ::kill(pid, SIGKILL);
-            int ignored;
-            while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {}
-            process_detail::set_error(ec, err);
-            return {};
-        }
-        child_process child;
-        child.state_ = std::move(state);
-        return child;
+    sigset_t none;
+    sigset_t all;
+    ::sigemptyset(&none);
+    ::sigfillset(&all);
+    if (rc == 0) rc = ::posix_spawnattr_setsigmask(&sa.attr, &none);
+    if (rc == 0) rc = ::posix_spawnattr_setsigdefault(&sa.attr, &all);
+    if (rc == 0) rc = ::posix_spawnattr_setflags(&sa.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    if (rc != 0) {
+      process_detail::set_error(ec, rc);
+      return {};
     }
 
-    static child_process spawn(spawn_options const& options) {
-        std::error_code ec;
-        child_process child = spawn(options, ec);
-        if (ec) throw std::system_error(ec, fmt::format("cannot start worker program '{}'", options.program));
-        return child;
+    std::vector<char*> argv;
+    argv.reserve(options.args.size() + 2);
+    argv.push_back(const_cast<char*>(options.program.c_str()));
+    for (auto const& a : options.args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    if (!options.env.empty()) {
+      envp.reserve(options.env.size() + 1);
+      for (auto const& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
+      envp.push_back(nullptr);
     }
 
-    bool valid() const noexcept { return state_ != nullptr; }
-    pid_t pid() const noexcept { return state_ ? state_->pid : -1; }
-    // For poll/epoll only: its file description may be non-blocking (an exit
-    // wait's duplicate shares it), so reap through wait_exit, not waitid.
-    int pidfd() const noexcept { return state_ ? state_->pidfd.get() : -1; }
-
-    // The exit status, once the child has been reaped by a wait.
-    std::optional<exit_status> status() const {
-        if (!state_) return std::nullopt;
-        std::lock_guard lock(state_->mutex);
-        return state_->status;
+    pid_t pid = -1;
+    rc = ::posix_spawn(&pid, options.program.c_str(), &sa.actions, &sa.attr, argv.data(),
+                       envp.empty() ? environ : envp.data());
+    if (rc != 0) {
+      process_detail::set_error(ec, rc);
+      return {};
     }
 
-    // Sends `sig` through the pidfd. Fails with ESRCH once the child has been
-    // reaped; a child that has exited but is not yet reaped accepts (and ignores) it.
-    void kill(int sig, std::error_code& ec) noexcept {
-        ec.clear();
-        if (!state_) return process_detail::set_error(ec, EBADF);
-        if (process_detail::pidfd_send_signal(state_->pidfd.get(), sig) < 0) process_detail::set_error(ec, errno);
+    auto state = std::make_shared<process_detail::child_state>();
+    state->pid = pid;
+    // The child is ours and unreaped until we wait, so its PID cannot be
+    // reused before this (unless the host sets SIGCHLD to SIG_IGN).
+    state->pidfd.reset(process_detail::pidfd_open(pid));
+    if (!state->pidfd) {
+      int const err = errno;
+      ::kill(pid, SIGKILL);
+      int ignored;
+      while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
+      }
+      process_detail::set_error(ec, err);
+      return {};
     }
+    child_process child;
+    child.state_ = std::move(state);
+    return child;
+  }
 
-    void kill(int sig) {
-        std::error_code ec;
-        kill(sig, ec);
-        if (ec) throw std::system_error(ec, fmt::format("cannot signal worker process {}", pid()));
+  static child_process spawn(spawn_options const& options) {
+    std::error_code ec;
+    child_process child = spawn(options, ec);
+    if (ec) throw std::system_error(ec, fmt::format("cannot start worker program '{}'", options.program));
+    return child;
+  }
+
+  bool valid() const noexcept { return state_ != nullptr; }
+  pid_t pid() const noexcept { return state_ ? state_->pid : -1; }
+  // For poll/epoll only: its file description may be non-blocking (an exit
+  // wait's duplicate shares it), so reap through wait_exit, not waitid.
+  int pidfd() const noexcept { return state_ ? state_->pidfd.get() : -1; }
+
+  // The exit status, once the child has been reaped by a wait.
+  std::optional<exit_status> status() const {
+    if (!state_) return std::nullopt;
+    std::lock_guard lock(state_->mutex);
+    return state_->status;
+  }
+
+  // Sends `sig` through the pidfd. Fails with ESRCH once the child has been
+  // reaped; a child that has exited but is not yet reaped accepts (and ignores) it.
+  void kill(int sig, std::error_code& ec) noexcept {
+    ec.clear();
+    if (!state_) return process_detail::set_error(ec, EBADF);
+    if (process_detail::pidfd_send_signal(state_->pidfd.get(), sig) < 0) process_detail::set_error(ec, errno);
+  }
+
+  void kill(int sig) {
+    std::error_code ec;
+    kill(sig, ec);
+    if (ec) throw std::system_error(ec, fmt::format("cannot signal worker process {}", pid()));
+  }
+
+  // Blocks up to `timeout` for the child to exit and reaps it. Returns
+  // nullopt (and no error) if it is still running when the time is up.
+  std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout, std::error_code& ec) {
+    ec.clear();
+    if (!state_) {
+      process_detail::set_error(ec, EBADF);
+      return std::nullopt;
     }
-
-    // Blocks up to `timeout` for the child to exit and reaps it. Returns
-    // nullopt (and no error) if it is still running when the time is up.
-    std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout, std::error_code& ec) {
-        ec.clear();
-        if (!state_) {
-            process_detail::set_error(ec, EBADF);
-            return std::nullopt;
-        }
-        auto const deadline = std::chrono::steady_clock::now() + timeout;
-        for (;;) {
-            if (auto s = state_->try_reap(ec); s || ec) return s;
-            auto const left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return std::nullopt;
-            pollfd p{state_->pidfd.get(), POLLIN, 0};
-            int const timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
-            if (::poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
-                process_detail::set_error(ec, errno);
-                return std::nullopt;
-            }
-        }
+    auto const deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (auto s = state_->try_reap(ec); s || ec) return s;
+      auto const left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{state_->pidfd.get(), POLLIN, 0};
+      int const timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
+      if (::poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
+        process_detail::set_error(ec, errno);
+        return std::nullopt;
+      }
     }
+  }
 
-    std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout) {
-        std::error_code ec;
-        auto s = wait_exit(timeout, ec);
-        if (ec) throw std::system_error(ec, fmt::format("cannot wait for worker process {}", pid()));
-        return s;
-    }
+  std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout) {
+    std::error_code ec;
+    auto s = wait_exit(timeout, ec);
+    if (ec) throw std::system_error(ec, fmt::format("cannot wait for worker process {}", pid()));
+    return s;
+  }
 
-    // Completes with (error_code, exit_status) once the child has exited and
-    // has been reaped, on `executor`. Survives moving or destroying this object:
-    // destruction kills the child and the wait completes with SIGKILL.
-    // Supports per-operation (terminal) cancellation.
-    template <typename Executor, typename CompletionToken>
-    auto async_wait_exit(Executor const& executor, CompletionToken&& token) {
-        return asio::async_compose<CompletionToken, void(std::error_code, exit_status)>(
-            process_detail::wait_exit_op<Executor>{state_, executor, nullptr, false, {}}, token, executor);
-    }
+  // Completes with (error_code, exit_status) once the child has exited and
+  // has been reaped, on `executor`. Survives moving or destroying this object:
+  // destruction kills the child and the wait completes with SIGKILL.
+  // Supports per-operation (terminal) cancellation.
+  template <typename Executor, typename CompletionToken>
+  auto async_wait_exit(Executor const& executor, CompletionToken&& token) {
+    return asio::async_compose<CompletionToken, void(std::error_code, exit_status)>(
+        process_detail::wait_exit_op<Executor>{state_, executor, nullptr, false, {}}, token, executor);
+  }
 
-private:
-    void terminate_now() noexcept {
-        if (state_) state_->kill_and_reap();
-        state_.reset();
-    }
+ private:
+  void terminate_now() noexcept {
+    if (state_) state_->kill_and_reap();
+    state_.reset();
+  }
 
-    std::shared_ptr<process_detail::child_state> state_;
+  std::shared_ptr<process_detail::child_state> state_;
 };
 
-} // namespace isolate::detail
+}  // namespace isolate::detail
 
 #endif

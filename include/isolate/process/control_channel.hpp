@@ -29,15 +29,15 @@
 #include <utility>
 #include <vector>
 
-#include <cerrno>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <cerrno>
 
 namespace isolate::detail {
 
 struct control_message {
-    std::uint32_t type = 0;
-    std::vector<std::byte> body;
+  std::uint32_t type = 0;
+  std::vector<std::byte> body;
 };
 
 inline constexpr std::size_t control_header_size = 8;
@@ -45,89 +45,89 @@ inline constexpr std::size_t control_header_size = 8;
 namespace process_detail {
 
 inline std::array<std::byte, control_header_size> encode_header(std::uint32_t type, std::uint32_t length) noexcept {
-    std::array<std::byte, control_header_size> header;
-    std::memcpy(header.data(), &type, 4);
-    std::memcpy(header.data() + 4, &length, 4);
-    return header;
+  std::array<std::byte, control_header_size> header;
+  std::memcpy(header.data(), &type, 4);
+  std::memcpy(header.data() + 4, &length, 4);
+  return header;
 }
 
-inline std::pair<std::uint32_t, std::uint32_t> decode_header(std::span<std::byte const, control_header_size> header) noexcept {
-    std::uint32_t type;
-    std::uint32_t length;
-    std::memcpy(&type, header.data(), 4);
-    std::memcpy(&length, header.data() + 4, 4);
-    return {type, length};
+inline std::pair<std::uint32_t, std::uint32_t> decode_header(
+    std::span<std::byte const, control_header_size> header) noexcept {
+  std::uint32_t type;
+  std::uint32_t length;
+  std::memcpy(&type, header.data(), 4);
+  std::memcpy(&length, header.data() + 4, 4);
+  return {type, length};
 }
 
 // Reads exactly out.size() bytes; eof if the peer closes first.
 inline void read_exact(int fd, std::span<std::byte> out, deadline_clock::time_point deadline, std::error_code& ec) {
-    std::size_t got = 0;
-    while (got < out.size()) {
-        ssize_t const n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
-        if (n > 0) {
-            got += static_cast<std::size_t>(n);
-        } else if (n == 0) {
-            ec = asio::error::eof;
-            return;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (!wait_ready(fd, POLLIN, deadline, ec)) return;
-        } else if (errno != EINTR) {
-            ec.assign(errno, std::system_category());
-            return;
-        }
+  std::size_t got = 0;
+  while (got < out.size()) {
+    ssize_t const n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+    } else if (n == 0) {
+      ec = asio::error::eof;
+      return;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!wait_ready(fd, POLLIN, deadline, ec)) return;
+    } else if (errno != EINTR) {
+      ec.assign(errno, std::system_category());
+      return;
     }
-    ec.clear();
+  }
+  ec.clear();
 }
 
-} // namespace process_detail
+}  // namespace process_detail
 
 // A connected pair of close-on-exec Unix stream sockets: one end for the host,
 // the other to hand to the worker through spawn_options::inherit_fds.
 // (asio::local::connect_pair does not set close-on-exec.)
 inline std::pair<unique_fd, unique_fd> make_socket_pair(std::error_code& ec) noexcept {
-    int fds[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
-        ec.assign(errno, std::system_category());
-        return {};
-    }
-    ec.clear();
-    return {unique_fd(fds[0]), unique_fd(fds[1])};
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+    ec.assign(errno, std::system_category());
+    return {};
+  }
+  ec.clear();
+  return {unique_fd(fds[0]), unique_fd(fds[1])};
 }
 
 // Writes one frame, whole, before the deadline. On a timeout the frame may be
 // half written: the channel is then out of step and should be dropped.
 inline void write_message(int socket, std::uint32_t type, std::span<std::byte const> body,
                           std::chrono::milliseconds timeout, std::error_code& ec) {
-    if (body.size() > std::numeric_limits<std::uint32_t>::max()) {
-        ec = std::make_error_code(std::errc::message_size);
-        return;
+  if (body.size() > std::numeric_limits<std::uint32_t>::max()) {
+    ec = std::make_error_code(std::errc::message_size);
+    return;
+  }
+  auto const deadline = deadline_after(timeout);
+  auto const header = process_detail::encode_header(type, static_cast<std::uint32_t>(body.size()));
+  std::size_t const total = header.size() + body.size();
+  std::size_t sent = 0;
+  while (sent < total) {
+    iovec iov[2];
+    int count = 0;
+    if (sent < header.size()) iov[count++] = {const_cast<std::byte*>(header.data() + sent), header.size() - sent};
+    std::size_t const body_sent = sent > header.size() ? sent - header.size() : 0;
+    if (body_sent < body.size())
+      iov[count++] = {const_cast<std::byte*>(body.data() + body_sent), body.size() - body_sent};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      sent += static_cast<std::size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
+    } else if (errno != EINTR) {
+      ec.assign(errno, std::system_category());
+      return;
     }
-    auto const deadline = deadline_after(timeout);
-    auto const header = process_detail::encode_header(type, static_cast<std::uint32_t>(body.size()));
-    std::size_t const total = header.size() + body.size();
-    std::size_t sent = 0;
-    while (sent < total) {
-        iovec iov[2];
-        int count = 0;
-        if (sent < header.size())
-            iov[count++] = {const_cast<std::byte*>(header.data() + sent), header.size() - sent};
-        std::size_t const body_sent = sent > header.size() ? sent - header.size() : 0;
-        if (body_sent < body.size())
-            iov[count++] = {const_cast<std::byte*>(body.data() + body_sent), body.size() - body_sent};
-        msghdr msg{};
-        msg.msg_iov = iov;
-        msg.msg_iovlen = static_cast<std::size_t>(count);
-        ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) {
-            sent += static_cast<std::size_t>(n);
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
-        } else if (errno != EINTR) {
-            ec.assign(errno, std::system_category());
-            return;
-        }
-    }
-    ec.clear();
+  }
+  ec.clear();
 }
 
 // Reads one frame before the deadline. A body longer than `max_size` fails
@@ -135,103 +135,103 @@ inline void write_message(int socket, std::uint32_t type, std::span<std::byte co
 // gives asio::error::eof; a silent one timed_out.
 inline control_message read_message(int socket, std::size_t max_size, std::chrono::milliseconds timeout,
                                     std::error_code& ec) {
-    auto const deadline = deadline_after(timeout);
-    std::array<std::byte, control_header_size> header;
-    process_detail::read_exact(socket, header, deadline, ec);
-    if (ec) return {};
-    auto const [type, length] = process_detail::decode_header(header);
-    if (length > max_size) {
-        ec = std::make_error_code(std::errc::message_size);
-        return {};
-    }
-    control_message message{type, std::vector<std::byte>(length)};
-    process_detail::read_exact(socket, message.body, deadline, ec);
-    if (ec) return {};
-    return message;
+  auto const deadline = deadline_after(timeout);
+  std::array<std::byte, control_header_size> header;
+  process_detail::read_exact(socket, header, deadline, ec);
+  if (ec) return {};
+  auto const [type, length] = process_detail::decode_header(header);
+  if (length > max_size) {
+    ec = std::make_error_code(std::errc::message_size);
+    return {};
+  }
+  control_message message{type, std::vector<std::byte>(length)};
+  process_detail::read_exact(socket, message.body, deadline, ec);
+  if (ec) return {};
+  return message;
 }
 
 inline void write_message(int socket, std::uint32_t type, std::span<std::byte const> body,
                           std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    write_message(socket, type, body, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot write to the control channel");
+  std::error_code ec;
+  write_message(socket, type, body, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot write to the control channel");
 }
 
 inline control_message read_message(int socket, std::size_t max_size, std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    auto message = read_message(socket, max_size, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot read from the control channel");
-    return message;
+  std::error_code ec;
+  auto message = read_message(socket, max_size, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot read from the control channel");
+  return message;
 }
 
 // The same on an Asio socket (its native handle). Do not mix with an
 // asynchronous read or write in flight in the same direction.
 inline void write_message(asio::local::stream_protocol::socket& socket, std::uint32_t type,
                           std::span<std::byte const> body, std::chrono::milliseconds timeout, std::error_code& ec) {
-    write_message(socket.native_handle(), type, body, timeout, ec);
+  write_message(socket.native_handle(), type, body, timeout, ec);
 }
 
 inline void write_message(asio::local::stream_protocol::socket& socket, std::uint32_t type,
                           std::span<std::byte const> body, std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    write_message(socket, type, body, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot write to the control channel");
+  std::error_code ec;
+  write_message(socket, type, body, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot write to the control channel");
 }
 
 inline control_message read_message(asio::local::stream_protocol::socket& socket, std::size_t max_size,
                                     std::chrono::milliseconds timeout, std::error_code& ec) {
-    return read_message(socket.native_handle(), max_size, timeout, ec);
+  return read_message(socket.native_handle(), max_size, timeout, ec);
 }
 
 inline control_message read_message(asio::local::stream_protocol::socket& socket, std::size_t max_size,
                                     std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    auto message = read_message(socket, max_size, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot read from the control channel");
-    return message;
+  std::error_code ec;
+  auto message = read_message(socket, max_size, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot read from the control channel");
+  return message;
 }
 
 namespace process_detail {
 
 struct read_message_op {
-    asio::local::stream_protocol::socket& socket;
-    std::size_t max_size;
-    // On the heap: the buffers must not move while a read is in flight, and
-    // this object is moved from one intermediate handler to the next.
-    struct frame {
-        std::array<std::byte, control_header_size> header;
-        control_message message;
-    };
-    std::unique_ptr<frame> buffers;
-    enum { starting, reading_header, reading_body } phase = starting;
+  asio::local::stream_protocol::socket& socket;
+  std::size_t max_size;
+  // On the heap: the buffers must not move while a read is in flight, and
+  // this object is moved from one intermediate handler to the next.
+  struct frame {
+    std::array<std::byte, control_header_size> header;
+    control_message message;
+  };
+  std::unique_ptr<frame> buffers;
+  enum { starting, reading_header, reading_body } phase = starting;
 
-    template <typename Self>
-    void operator()(Self& self, std::error_code ec = {}, std::size_t = 0) {
-        switch (phase) {
-        case starting:
-            phase = reading_header;
-            buffers = std::make_unique<frame>();
-            asio::async_read(socket, asio::buffer(buffers->header), std::move(self));
-            return;
-        case reading_header: {
-            if (ec) return self.complete(ec, control_message{});
-            auto const [type, length] = decode_header(buffers->header);
-            if (length > max_size) return self.complete(std::make_error_code(std::errc::message_size), control_message{});
-            buffers->message.type = type;
-            if (length == 0) return self.complete(ec, std::move(buffers->message));
-            buffers->message.body.resize(length);
-            phase = reading_body;
-            asio::async_read(socket, asio::buffer(buffers->message.body), std::move(self));
-            return;
-        }
-        case reading_body:
-            if (ec) return self.complete(ec, control_message{});
-            return self.complete(ec, std::move(buffers->message));
-        }
+  template <typename Self>
+  void operator()(Self& self, std::error_code ec = {}, std::size_t = 0) {
+    switch (phase) {
+      case starting:
+        phase = reading_header;
+        buffers = std::make_unique<frame>();
+        asio::async_read(socket, asio::buffer(buffers->header), std::move(self));
+        return;
+      case reading_header: {
+        if (ec) return self.complete(ec, control_message{});
+        auto const [type, length] = decode_header(buffers->header);
+        if (length > max_size) return self.complete(std::make_error_code(std::errc::message_size), control_message{});
+        buffers->message.type = type;
+        if (length == 0) return self.complete(ec, std::move(buffers->message));
+        buffers->message.body.resize(length);
+        phase = reading_body;
+        asio::async_read(socket, asio::buffer(buffers->message.body), std::move(self));
+        return;
+      }
+      case reading_body:
+        if (ec) return self.complete(ec, control_message{});
+        return self.complete(ec, std::move(buffers->message));
     }
+  }
 };
 
-} // namespace process_detail
+}  // namespace process_detail
 
 // Reads one frame asynchronously; completes with (error_code, control_message).
 // Meant to stay outstanding on the host, so a dead worker shows up at once as
@@ -239,10 +239,11 @@ struct read_message_op {
 // bound cancellation slot.
 template <typename CompletionToken>
 auto async_read_message(asio::local::stream_protocol::socket& socket, std::size_t max_size, CompletionToken&& token) {
-    return asio::async_compose<CompletionToken, void(std::error_code, control_message)>(
-        process_detail::read_message_op{socket, max_size, nullptr, process_detail::read_message_op::starting}, token, socket);
+  return asio::async_compose<CompletionToken, void(std::error_code, control_message)>(
+      process_detail::read_message_op{socket, max_size, nullptr, process_detail::read_message_op::starting}, token,
+      socket);
 }
 
-} // namespace isolate::detail
+}  // namespace isolate::detail
 
 #endif

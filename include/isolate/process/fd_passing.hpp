@@ -18,8 +18,8 @@
 #include <system_error>
 #include <vector>
 
-#include <cerrno>
 #include <sys/socket.h>
+#include <cerrno>
 
 namespace isolate::detail {
 
@@ -31,60 +31,58 @@ namespace process_detail {
 // Linux ≥ 6.5 may attach a pidfd (SCM_PIDFD) when the socket has SO_PASSPIDFD.
 inline constexpr int scm_pidfd = 0x04;
 
-inline std::size_t control_space(std::size_t fd_count) noexcept {
-    return CMSG_SPACE(sizeof(int) * fd_count);
-}
+inline std::size_t control_space(std::size_t fd_count) noexcept { return CMSG_SPACE(sizeof(int) * fd_count); }
 
-} // namespace process_detail
+}  // namespace process_detail
 
 // Sends all of `payload` (at least one byte: a stream socket carries ancillary
 // data only with data) with `fds` attached to its first byte. Works whether or
 // not the socket is in non-blocking mode.
 inline void send_with_fds(int socket, std::span<std::byte const> payload, std::span<int const> fds,
                           std::chrono::milliseconds timeout, std::error_code& ec) {
-    ec.clear();
-    if (payload.empty() || fds.size() > max_passed_fds) {
-        ec = std::make_error_code(std::errc::invalid_argument);
-        return;
-    }
-    auto const deadline = deadline_after(timeout);
-    std::vector<char> control;
-    if (!fds.empty()) control.resize(process_detail::control_space(fds.size()));
+  ec.clear();
+  if (payload.empty() || fds.size() > max_passed_fds) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return;
+  }
+  auto const deadline = deadline_after(timeout);
+  std::vector<char> control;
+  if (!fds.empty()) control.resize(process_detail::control_space(fds.size()));
 
-    std::size_t sent = 0;
-    while (sent < payload.size()) {
-        iovec iov{const_cast<std::byte*>(payload.data() + sent), payload.size() - sent};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (sent == 0 && !control.empty()) {
-            msg.msg_control = control.data();
-            msg.msg_controllen = control.size();
-            cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-            cmsg->cmsg_level = SOL_SOCKET;
-            cmsg->cmsg_type = SCM_RIGHTS;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0) {
-            sent += static_cast<std::size_t>(n);
-            continue;
-        }
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            ec.assign(errno, std::system_category());
-            return;
-        }
-        if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
+  std::size_t sent = 0;
+  while (sent < payload.size()) {
+    iovec iov{const_cast<std::byte*>(payload.data() + sent), payload.size() - sent};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (sent == 0 && !control.empty()) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+      cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
     }
+    ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec.assign(errno, std::system_category());
+      return;
+    }
+    if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
+  }
 }
 
 inline void send_with_fds(int socket, std::span<std::byte const> payload, std::span<int const> fds,
                           std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    send_with_fds(socket, payload, fds, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot send file descriptors");
+  std::error_code ec;
+  send_with_fds(socket, payload, fds, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot send file descriptors");
 }
 
 // Receives exactly payload.size() bytes (at least one) and exactly `fd_count`
@@ -96,78 +94,78 @@ inline void send_with_fds(int socket, std::span<std::byte const> payload, std::s
 // out of step and should be dropped.
 inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> payload, std::size_t fd_count,
                                                std::chrono::milliseconds timeout, std::error_code& ec) {
-    ec.clear();
-    std::vector<unique_fd> received;
-    if (payload.empty() || fd_count > max_passed_fds) {
-        ec = std::make_error_code(std::errc::invalid_argument);
-        return received;
-    }
-    auto const deadline = deadline_after(timeout);
-    // Room for one descriptor more than expected, so an excess is seen as
-    // such; anything beyond that is discarded by the kernel (MSG_CTRUNC).
-    std::vector<char> control(process_detail::control_space(fd_count + 1));
-    bool malformed = false;
-
-    std::size_t got = 0;
-    while (got < payload.size()) {
-        iovec iov{payload.data() + got, payload.size() - got};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        ssize_t const n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                ec.assign(errno, std::system_category());
-                received.clear();
-                return received;
-            }
-            if (!wait_ready(socket, POLLIN, deadline, ec)) {
-                received.clear();
-                return received;
-            }
-            continue;
-        }
-        // Take ownership of every descriptor first, so that all are closed on error.
-        for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-            bool const carries_fds = cmsg->cmsg_level == SOL_SOCKET &&
-                                     (cmsg->cmsg_type == SCM_RIGHTS || cmsg->cmsg_type == process_detail::scm_pidfd);
-            if (carries_fds && cmsg->cmsg_len >= CMSG_LEN(0)) {
-                std::size_t const count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int fd;
-                    std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
-                    received.emplace_back(fd);
-                }
-            }
-            // Descriptors may only come with the first byte, and only as SCM_RIGHTS.
-            if (!carries_fds || cmsg->cmsg_type != SCM_RIGHTS || got != 0) malformed = true;
-        }
-        if (msg.msg_flags & MSG_CTRUNC) malformed = true;
-        if (n == 0) {
-            ec = asio::error::eof;
-            received.clear();
-            return received;
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    if (malformed || received.size() != fd_count) {
-        ec = std::make_error_code(std::errc::bad_message);
-        received.clear();
-    }
+  ec.clear();
+  std::vector<unique_fd> received;
+  if (payload.empty() || fd_count > max_passed_fds) {
+    ec = std::make_error_code(std::errc::invalid_argument);
     return received;
+  }
+  auto const deadline = deadline_after(timeout);
+  // Room for one descriptor more than expected, so an excess is seen as
+  // such; anything beyond that is discarded by the kernel (MSG_CTRUNC).
+  std::vector<char> control(process_detail::control_space(fd_count + 1));
+  bool malformed = false;
+
+  std::size_t got = 0;
+  while (got < payload.size()) {
+    iovec iov{payload.data() + got, payload.size() - got};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    ssize_t const n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec.assign(errno, std::system_category());
+        received.clear();
+        return received;
+      }
+      if (!wait_ready(socket, POLLIN, deadline, ec)) {
+        received.clear();
+        return received;
+      }
+      continue;
+    }
+    // Take ownership of every descriptor first, so that all are closed on error.
+    for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+      bool const carries_fds = cmsg->cmsg_level == SOL_SOCKET &&
+                               (cmsg->cmsg_type == SCM_RIGHTS || cmsg->cmsg_type == process_detail::scm_pidfd);
+      if (carries_fds && cmsg->cmsg_len >= CMSG_LEN(0)) {
+        std::size_t const count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < count; ++i) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof fd);
+          received.emplace_back(fd);
+        }
+      }
+      // Descriptors may only come with the first byte, and only as SCM_RIGHTS.
+      if (!carries_fds || cmsg->cmsg_type != SCM_RIGHTS || got != 0) malformed = true;
+    }
+    if (msg.msg_flags & MSG_CTRUNC) malformed = true;
+    if (n == 0) {
+      ec = asio::error::eof;
+      received.clear();
+      return received;
+    }
+    got += static_cast<std::size_t>(n);
+  }
+  if (malformed || received.size() != fd_count) {
+    ec = std::make_error_code(std::errc::bad_message);
+    received.clear();
+  }
+  return received;
 }
 
 inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> payload, std::size_t fd_count,
                                                std::chrono::milliseconds timeout) {
-    std::error_code ec;
-    auto fds = receive_with_fds(socket, payload, fd_count, timeout, ec);
-    if (ec) throw std::system_error(ec, "cannot receive file descriptors");
-    return fds;
+  std::error_code ec;
+  auto fds = receive_with_fds(socket, payload, fd_count, timeout, ec);
+  if (ec) throw std::system_error(ec, "cannot receive file descriptors");
+  return fds;
 }
 
-} // namespace isolate::detail
+}  // namespace isolate::detail
 
 #endif
