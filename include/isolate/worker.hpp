@@ -23,6 +23,7 @@
 #include "isolate/shm/ring.hpp"
 
 #include <fmt/format.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -376,6 +377,12 @@ inline int worker_main(int argc, char** argv) {
   }
   if (parent != 0 && ::getppid() != parent) return 1;  // the host died before PR_SET_PDEATHSIG took effect
   ::signal(SIGPIPE, SIG_IGN);
+  // Large messages are decoded into fresh buffers on every call. glibc maps
+  // each allocation over 32 MiB anew and unmaps it on free, so every such call
+  // would fault in every page again; keep them in the heap and keep the heap.
+  // The worker is isolate's own process, so this is ours to choose.
+  ::mallopt(M_MMAP_MAX, 0);
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
   return detail::worker(control).run();
 }
 

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -114,4 +115,43 @@ TEST_CASE("the stub rejects arguments that do not decode") {
   isolate::wire::finish_frame(call, isolate::wire::frame_kind::call, 0, 1);
   isolate::detail::stub<geometry>::handle(impl, isolate::wire::parse(call.bytes(), 1024), reply, 1024);
   CHECK_THROWS_AS(isolate::detail::decode_reply<double>(reply, 1024), isolate::error);
+}
+
+namespace interface_test {
+ISOLATE_INTERFACE(numbers, (int, add, (int, int)), (double, half, (double)));
+struct numbers_impl final : numbers {
+  int add(int a, int b) override { return a + b; }
+  double half(double x) override { return x / 2; }
+};
+}  // namespace interface_test
+
+TEST_CASE("numbers-only calls (sent without an archive) still reject a payload of the wrong size") {
+  interface_test::numbers_impl impl;
+  for (std::size_t size : {0u, 4u, 7u, 9u, 16u}) {
+    isolate::wire::buffer call, reply;
+    isolate::wire::begin_frame(call);
+    const std::string bytes(size, '\1');
+    call.append(bytes.data(), bytes.size());
+    isolate::wire::finish_frame(call, isolate::wire::frame_kind::call, 0, 1);
+    isolate::detail::stub<interface_test::numbers>::handle(impl, isolate::wire::parse(call.bytes(), 1024), reply, 1024);
+    try {
+      isolate::detail::decode_reply<int>(reply, 1024);
+      FAIL("no error for a payload of " << size << " bytes");
+    } catch (const isolate::error& e) {
+      CHECK(e.code() == isolate::errc::protocol_error);
+    }
+  }
+  // And the same bytes as Cereal's archive would write: the right answer.
+  isolate_test::loopback<interface_test::numbers> remote(std::make_unique<interface_test::numbers_impl>());
+  CHECK(remote->add(40, 2) == 42);
+  CHECK(remote->half(3.0) == 1.5);
+  isolate::wire::buffer archived;
+  {
+    isolate::wire::output_archive archive(archived);
+    archive(40, 2);
+  }
+  isolate::wire::buffer raw;
+  isolate::detail::encode_values(raw, 40, 2);
+  CHECK(archived.size() == raw.size());
+  CHECK(std::memcmp(archived.data(), raw.data(), raw.size()) == 0);
 }

@@ -38,13 +38,49 @@ decltype(auto) decoding(F&& decode) {
   }
 }
 
+// Numbers travel as their bytes, exactly as Cereal's binary archive writes
+// them; for calls whose values are all numbers the archive is skipped, since
+// setting one up costs more than the call's own work. (bool is left to the
+// archive, which checks its byte.)
+template <class T>
+inline constexpr bool is_raw_value = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+
+template <class... Values>
+void encode_values(wire::buffer& out, const Values&... values) {
+  if constexpr (sizeof...(Values) == 0) {
+    return;
+  } else if constexpr ((is_raw_value<Values> && ...)) {
+    (out.append(&values, sizeof(Values)), ...);
+  } else {
+    wire::output_archive archive(out);
+    archive(values...);
+  }
+}
+
+// Decodes `values` from `payload`, which must hold exactly them.
+template <class... Values>
+void decode_values(std::span<const std::byte> payload, Values&... values) {
+  if constexpr ((is_raw_value<Values> && ...)) {
+    constexpr std::size_t size = (sizeof(Values) + ... + 0);
+    if (payload.size() != size) {
+      throw error(errc::protocol_error, "message of " + std::to_string(payload.size()) + " bytes where " +
+                                            std::to_string(size) + " were expected");
+    }
+    std::size_t offset = 0;
+    ((std::memcpy(&values, payload.data() + offset, sizeof(Values)), offset += sizeof(Values)), ...);
+  } else {
+    decoding([&] {
+      wire::input_archive archive(payload);
+      (archive(values), ...);
+      archive.expect_end();
+    });
+  }
+}
+
 template <class... Args>
 void encode_call(wire::buffer& out, std::uint16_t method, std::size_t max_payload, const Args&... args) {
   wire::begin_frame(out);
-  if constexpr (sizeof...(Args) > 0) {
-    wire::output_archive archive(out);
-    archive(args...);
-  }
+  encode_values(out, args...);
   check_size(out, max_payload);
   wire::finish_frame(out, wire::frame_kind::call, method, 0);
 }
@@ -60,17 +96,13 @@ Result decode_reply(const wire::buffer& reply, std::size_t max_payload) {
     throw error(errc::protocol_error, "expected a reply frame, got kind " +
                                           std::to_string(static_cast<unsigned>(frame.header.kind)));
   }
-  return decoding([&]() -> Result {
-    wire::input_archive archive(frame.payload);
-    if constexpr (std::is_void_v<Result>) {
-      archive.expect_end();
-    } else {
-      Result value{};
-      archive(value);
-      archive.expect_end();
-      return value;
-    }
-  });
+  if constexpr (std::is_void_v<Result>) {
+    decode_values(frame.payload);
+  } else {
+    Result value{};
+    decode_values(frame.payload, value);
+    return value;
+  }
 }
 
 // The receiving side of an interface: decodes a call, runs it on the
@@ -120,11 +152,7 @@ class stub {
     using traits = method_traits<std::remove_const_t<decltype(pointer)>>;
     using params = typename traits::params;
     typename traits::values args;
-    decoding([&] {
-      wire::input_archive archive(payload);
-      std::apply([&](auto&... values) { (archive(values), ...); }, args);
-      archive.expect_end();
-    });
+    std::apply([&](auto&... values) { decode_values(payload, values...); }, args);
     wire::begin_frame(reply);
     auto run = [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
       return (impl.*pointer)(static_cast<std::tuple_element_t<I, params>&&>(std::get<I>(args))...);
@@ -133,9 +161,8 @@ class stub {
     if constexpr (std::is_void_v<typename traits::result_type>) {
       run(indices);
     } else {
-      auto&& result = run(indices);
-      wire::output_archive archive(reply);
-      archive(result);
+      const auto& result = run(indices);
+      encode_values(reply, result);
     }
   }
 };

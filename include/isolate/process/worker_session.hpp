@@ -454,8 +454,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
         continue;
       }
+      // Another thread reads: the answer comes through it. No spinning here:
+      // the reader and the worker already hold a CPU each on a small machine.
       wanting_lead_.fetch_add(1, std::memory_order_acq_rel);
-      const bool settled = call.wait(spec_.options.wait.max_spin, deadline);
+      const bool settled = call.wait(std::chrono::nanoseconds::zero(), deadline);
       wanting_lead_.fetch_sub(1, std::memory_order_acq_rel);
       if (!settled) {
         expire(call, id, timeout);
