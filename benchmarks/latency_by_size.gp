@@ -8,7 +8,7 @@ stats data using 1 nooutput
 set terminal svg size 900,560 dynamic noenhanced font 'sans,12'
 set output output
 set title 'Round trip by payload size (median of sampled round trips)'
-set xlabel 'payload each way (bytes)'
+set xlabel 'payload (bytes): each way for the baselines, one way for isolate_*_by_value'
 set ylabel 'round trip (ns)'
 set logscale xy
 set format x '%.0s%cB'

@@ -1,0 +1,21 @@
+// The interface isolate's own benchmarks call, under every policy.
+#ifndef ISOLATE_BENCHMARKS_BENCH_INTERFACE_HPP
+#define ISOLATE_BENCHMARKS_BENCH_INTERFACE_HPP
+
+#include <isolate/interface.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace isolate::bench {
+
+// std::uint8_t, not std::byte: Cereal writes a vector of an arithmetic type
+// as one block (a memcpy); a vector of std::byte would go element by element.
+ISOLATE_INTERFACE(bench_service,
+                  (int, add, (int, int)),
+                  // A payload passed by value one way; returns its size.
+                  (std::uint64_t, consume, (std::vector<std::uint8_t> const&)));
+
+}  // namespace isolate::bench
+
+#endif

@@ -1,0 +1,101 @@
+// isolate's small call, `int add(int, int)`, under each policy, placed like
+// the baselines it is held to (baseline_thread_bench, baseline_process_bench,
+// baseline_capnp_bench): one iteration = one call.
+#include "isolate_bench_support.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <optional>
+
+namespace {
+
+using namespace isolate::bench;
+
+// Calls add() `warm_up_calls` times, then once per iteration, and checks the
+// sum at the end, so a wrong answer cannot pass for a fast one.
+template <class Plugin>
+void run_adds(benchmark::State& state, Plugin& p) {
+  int sum = 0;
+  for (int i = 0; i < warm_up_calls; ++i) sum = p->add(sum, 1);
+  run_round_trips(state, [&] {
+    sum = p->add(sum, 1);
+    benchmark::DoNotOptimize(sum);
+  });
+  if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls) state.SkipWithError("add() answered wrongly");
+}
+
+void in_process_add(benchmark::State& state) {
+  auto p = isolate::load<bench_service, isolate::in_process>(plugin_path);
+  int sum = 0;
+  for (auto _ : state) {
+    sum = p->add(sum, 1);
+    benchmark::DoNotOptimize(sum);
+  }
+}
+
+// The worker thread is started by load() and inherits the CPU of the thread
+// that loads: load on the peer's CPU, then move the caller to CPU 0.
+void thread_add(benchmark::State& state, std::chrono::nanoseconds max_spin, placement where) {
+  scoped_pin pin(peer_cpu(where));
+  isolate::thread::options options;
+  options.max_spin = max_spin;
+  auto p = isolate::load<bench_service, isolate::thread>(plugin_path, options);
+  pin_this_thread(0);
+  run_adds(state, p);
+}
+
+void process_add(benchmark::State& state, bool shared_memory, placement where) {
+  scoped_pin pin(0);
+  isolate::process::options options;
+  options.shared_memory = shared_memory;
+  auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
+  pin_process(worker_pid(p), peer_cpu(where));
+  run_adds(state, p);
+}
+
+// Several host threads calling one process plugin (worker concurrency 1:
+// calls queue in the ring). Benchmark's thread 0 (the main thread) loads
+// before the start barrier and unloads after the stop barrier. Unplaced.
+std::optional<process_plugin> shared_plugin;
+
+void process_throughput(benchmark::State& state) {
+  if (state.thread_index() == 0) {
+    shared_plugin.emplace(isolate::load<bench_service, isolate::process>(plugin_path));
+    for (int i = 0; i < warm_up_calls; ++i) benchmark::DoNotOptimize((*shared_plugin)->add(i, 1));
+  }
+  int sum = 0;
+  for (auto _ : state) {
+    sum = (*shared_plugin)->add(sum, 1);
+    benchmark::DoNotOptimize(sum);
+  }
+  if (static_cast<benchmark::IterationCount>(sum) != state.iterations()) state.SkipWithError("add() answered wrongly");
+  // Summed over threads, divided by the wall time: calls per second in all.
+  state.counters["calls_per_second"] = benchmark::Counter(static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  if (state.thread_index() == 0) shared_plugin.reset();
+}
+
+}  // namespace
+
+BENCHMARK(in_process_add)->Name("isolate_in_process_add");
+BENCHMARK_CAPTURE(thread_add, spin, isolate::thread::options{}.max_spin, placement::two_cores)
+    ->Name("isolate_thread_add/spin")
+    ->UseRealTime();
+BENCHMARK_CAPTURE(thread_add, condvar, std::chrono::nanoseconds::zero(), placement::two_cores)
+    ->Name("isolate_thread_add/condvar")
+    ->UseRealTime();
+// Same CPU: the transport skips spinning by itself.
+BENCHMARK_CAPTURE(thread_add, one_core, isolate::thread::options{}.max_spin, placement::one_core)
+    ->Name("isolate_thread_add/one_core")
+    ->UseRealTime();
+BENCHMARK_CAPTURE(process_add, ring_two, true, placement::two_cores)->Name("isolate_process_add/two_cores")->UseRealTime();
+BENCHMARK_CAPTURE(process_add, ring_one, true, placement::one_core)->Name("isolate_process_add/one_core")->UseRealTime();
+BENCHMARK_CAPTURE(process_add, socket_two, false, placement::two_cores)
+    ->Name("isolate_process_socket_add/two_cores")
+    ->UseRealTime();
+BENCHMARK_CAPTURE(process_add, socket_one, false, placement::one_core)
+    ->Name("isolate_process_socket_add/one_core")
+    ->UseRealTime();
+BENCHMARK(process_throughput)->Name("isolate_process_throughput")->UseRealTime()->Threads(1)->Threads(2)->Threads(4);
+
+BENCHMARK_MAIN();

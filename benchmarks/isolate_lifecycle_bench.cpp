@@ -1,0 +1,86 @@
+// A process plugin's life outside calls: how long load() takes until the
+// first call has returned, and what an idle plugin costs (worker memory, and
+// CPU over one second with nothing to do). Unplaced.
+#include "isolate_bench_support.hpp"
+
+#include <benchmark/benchmark.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace isolate::bench;
+using clock_type = std::chrono::steady_clock;
+
+double percentile(std::vector<double>& samples, double p) {
+  auto const at = samples.begin() + static_cast<std::ptrdiff_t>(p * static_cast<double>(samples.size() - 1));
+  std::nth_element(samples.begin(), at, samples.end());
+  return *at;
+}
+
+// One iteration = spawn, handshake, dlopen in the worker, first add(); the
+// unload that follows is timed apart (manual time counts the start only).
+void process_start(benchmark::State& state) {
+  std::vector<double> starts;
+  std::vector<double> unloads;
+  for (auto _ : state) {
+    auto const began = clock_type::now();
+    std::optional<process_plugin> p;
+    p.emplace(isolate::load<bench_service, isolate::process>(plugin_path));
+    int const sum = (*p)->add(2, 3);
+    auto const ready = clock_type::now();
+    p.reset();
+    auto const gone = clock_type::now();
+    if (sum != 5) state.SkipWithError("add() answered wrongly");
+    double const start_s = std::chrono::duration<double>(ready - began).count();
+    state.SetIterationTime(start_s);
+    starts.push_back(start_s * 1e9);
+    unloads.push_back(std::chrono::duration<double, std::nano>(gone - ready).count());
+  }
+  if (starts.empty()) return;
+  state.counters["p50_ns"] = percentile(starts, 0.50);
+  state.counters["p99_ns"] = percentile(starts, 0.99);
+  state.counters["unload_p50_ns"] = percentile(unloads, 0.50);
+}
+
+// One iteration: a loaded plugin that made one call, then one second with
+// none. The worker's RSS (VmRSS: counts every resident page it maps,
+// including the C++ runtime shared with other processes; PSS divides those)
+// and the CPU its threads and the host's threads burned meanwhile.
+void process_idle(benchmark::State& state) {
+  constexpr auto idle = std::chrono::seconds(1);
+  for (auto _ : state) {
+    auto p = isolate::load<bench_service, isolate::process>(plugin_path);
+    if (p->add(2, 3) != 5) state.SkipWithError("add() answered wrongly");
+    pid_t const worker = worker_pid(p);
+    // Let a spinning waiter give up before measuring (the spin is ≤ 50 µs).
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto const worker_before = cpu_ns(worker);
+    auto const host_before = cpu_ns(::getpid());
+    auto const began = clock_type::now();
+    std::this_thread::sleep_for(idle);
+    double const elapsed_ns = std::chrono::duration<double, std::nano>(clock_type::now() - began).count();
+    auto const worker_used = cpu_ns(worker) - worker_before;
+    auto const host_used = cpu_ns(::getpid()) - host_before;
+    state.counters["cpu_percent"] = 100.0 * static_cast<double>(worker_used) / elapsed_ns;
+    state.counters["host_cpu_percent"] = 100.0 * static_cast<double>(host_used) / elapsed_ns;
+    state.counters["rss_bytes"] = static_cast<double>(status_bytes(worker, "VmRSS"));
+    state.counters["rss_anon_bytes"] = static_cast<double>(status_bytes(worker, "RssAnon"));
+    state.counters["rss_file_bytes"] = static_cast<double>(status_bytes(worker, "RssFile"));
+    state.counters["rss_shmem_bytes"] = static_cast<double>(status_bytes(worker, "RssShmem"));
+    state.counters["pss_bytes"] = static_cast<double>(pss_bytes(worker));
+  }
+}
+
+}  // namespace
+
+BENCHMARK(process_start)->Name("isolate_process_start")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(process_idle)->Name("isolate_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
