@@ -7,28 +7,19 @@
 
 #include <doctest/doctest.h>
 
+#include "../support/failure.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 
+using isolate_test::contains;
+using isolate_test::failure_of;
 using plugin_library_test::calculator;
 
 namespace {
-
-template <class F>
-isolate::error failure_of(F&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return e;
-  }
-  FAIL("the load did not fail");
-  return isolate::error(isolate::errc::unsupported);
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // These libraries have no isolate-worker beside them: name one.
 isolate::process::options with_worker() {
@@ -53,11 +44,13 @@ TEST_CASE("a plugin built from another declaration is refused, naming both finge
 }
 
 TEST_CASE("a missing library, a library that is not a plugin, and a throwing constructor fail the load") {
-  const auto missing = failure_of([] { isolate::load<calculator, isolate::process>("/nonexistent/libplugin.so", with_worker()); });
+  const auto missing =
+      failure_of([] { isolate::load<calculator, isolate::process>("/nonexistent/libplugin.so", with_worker()); });
   CHECK(missing.code() == isolate::errc::load_failed);
   CHECK(contains(missing.what(), "/nonexistent/libplugin.so"));
 
-  const auto not_plugin = failure_of([] { isolate::load<calculator, isolate::process>(ISOLATE_TEST_NO_ENTRY_LIBRARY, with_worker()); });
+  const auto not_plugin =
+      failure_of([] { isolate::load<calculator, isolate::process>(ISOLATE_TEST_NO_ENTRY_LIBRARY, with_worker()); });
   CHECK(not_plugin.code() == isolate::errc::load_failed);
   CHECK(contains(not_plugin.what(), "ISOLATE_EXPORT_PLUGIN"));
 
@@ -66,7 +59,8 @@ TEST_CASE("a missing library, a library that is not a plugin, and a throwing con
 }
 
 TEST_CASE("unloading shuts the worker down in order: the plugin's destructor runs") {
-  const auto report = std::filesystem::temp_directory_path() / ("isolate_process_destroyed." + std::to_string(::getpid()));
+  const auto report =
+      std::filesystem::temp_directory_path() / ("isolate_process_destroyed." + std::to_string(::getpid()));
   std::filesystem::remove(report);
   {
     auto calc = isolate::load<calculator, isolate::process>(ISOLATE_TEST_CALCULATOR_PLUGIN);

@@ -5,8 +5,10 @@
 #include "faulty.hpp"
 #include "isolate/plugin_library.hpp"
 
-#include <asio/use_future.hpp>
 #include <doctest/doctest.h>
+#include <asio/use_future.hpp>
+
+#include "../support/failure.hpp"
 
 #include <sys/wait.h>
 
@@ -16,6 +18,8 @@
 
 using process_test::faulty;
 using namespace std::chrono_literals;
+using isolate_test::contains;
+using isolate_test::failure_of;
 
 namespace {
 
@@ -24,20 +28,6 @@ using faulty_plugin = isolate::plugin<faulty, isolate::process>;
 faulty_plugin load_faulty(isolate::process::options options = {}) {
   return isolate::load<faulty, isolate::process>(ISOLATE_TEST_FAULTY_PLUGIN, options);
 }
-
-// The error a call fails with; fails the test if it does not fail.
-template <class F>
-isolate::error failure_of(F&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return e;
-  }
-  FAIL("the call did not fail");
-  return isolate::error(isolate::errc::unsupported);
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 bool process_exists(int pid) { return ::kill(pid, 0) == 0; }
 

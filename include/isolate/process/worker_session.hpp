@@ -217,10 +217,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   pid_t pid() const noexcept { return child_.pid(); }
   bool alive() const noexcept { return !dead_.load(std::memory_order_acquire); }
   // Killed (or asked to stop) and about to die: new calls should wait for what comes next.
-  bool doomed() const {
-    std::lock_guard lock(pending_mutex_);
-    return kill_reason_.has_value() || dead_.load(std::memory_order_relaxed);
-  }
+  bool doomed() const noexcept { return doomed_.load(std::memory_order_acquire); }
   // Why the worker died: the code and message its pending calls failed with.
   std::pair<errc, std::string> death() const {
     std::lock_guard lock(pending_mutex_);
@@ -275,6 +272,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         kill_message_ = std::move(why);
       }
     }
+    doomed_.store(true, std::memory_order_release);
     std::error_code ec;
     child_.kill(SIGKILL, ec);
   }
@@ -288,6 +286,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         kill_message_ = "the plugin was unloaded";
       }
     }
+    doomed_.store(true, std::memory_order_release);
     std::error_code ec;
     if (control_write_) {
       write_message(control_write_.get(), static_cast<std::uint32_t>(control_type::shutdown), {},
@@ -645,6 +644,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       death_message_ = kill_reason_ ? fmt::format("{} (worker {} {})", kill_message_, child_.pid(), how)
                                     : fmt::format("worker {} {}", child_.pid(), how);
       dead_.store(true, std::memory_order_release);
+      doomed_.store(true, std::memory_order_release);
       for (auto& [id, call] : pending_) {
         if (auto found = owned_.find(id); found != owned_.end()) {
           orphans.push_back(std::move(found->second));
@@ -698,6 +698,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::optional<errc> kill_reason_;
   std::string kill_message_;
   std::atomic<bool> dead_{false};
+  std::atomic<bool> doomed_{false};  // killed, stopping or dead: new calls should wait for a restart
   errc death_code_ = errc::plugin_crashed;
   std::string death_message_;
   bool exited_ = false;

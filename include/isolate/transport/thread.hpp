@@ -192,7 +192,10 @@ class thread_link final : public link {
   void serve() {
     adaptive_spin spin(options_.max_spin);
     while (job* j = next_job(spin)) {
-      worker_cpu_.store(::sched_getcpu(), std::memory_order_relaxed);
+      // Written only when it changes, so the callers' copy of the line stays valid.
+      if (const int cpu = ::sched_getcpu(); worker_cpu_.load(std::memory_order_relaxed) != cpu) {
+        worker_cpu_.store(cpu, std::memory_order_relaxed);
+      }
       try {
         const auto call = wire::parse(j->request->bytes(), options_.max_message_size);
         stub<Interface>::handle(*impl_, call, *j->reply, options_.max_message_size);
