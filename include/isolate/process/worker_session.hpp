@@ -32,6 +32,7 @@
 
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -104,6 +105,65 @@ inline std::filesystem::path find_worker(const launch_spec& spec) {
   throw error(errc::load_failed, "cannot find the isolate-worker program; looked for:" + list +
                                      "\nbuild it with isolate_add_plugin() or set process::options::worker");
 }
+
+// The calls waiting for a reply, by call id. Ids are consecutive, so a call
+// usually gets the slot `id % slots` of a fixed table: no allocation per call.
+// A call whose slot is still taken by an older one goes to a map.
+template <class Call>
+class pending_table {
+ public:
+  void insert(std::uint64_t id, Call* call) {
+    auto& slot = slots_[id % slots_.size()];
+    if (slot.call == nullptr) {
+      slot = {id, call};
+    } else {
+      overflow_.emplace(id, call);
+    }
+    ++size_;
+  }
+  Call* find(std::uint64_t id) const {
+    const auto& slot = slots_[id % slots_.size()];
+    if (slot.call != nullptr && slot.id == id) return slot.call;
+    auto found = overflow_.find(id);
+    return found == overflow_.end() ? nullptr : found->second;
+  }
+  // Removes and returns the call, or nullptr if it is not there.
+  Call* erase(std::uint64_t id) {
+    auto& slot = slots_[id % slots_.size()];
+    if (slot.call != nullptr && slot.id == id) {
+      --size_;
+      return std::exchange(slot.call, nullptr);
+    }
+    auto found = overflow_.find(id);
+    if (found == overflow_.end()) return nullptr;
+    Call* call = found->second;
+    overflow_.erase(found);
+    --size_;
+    return call;
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    if (size_ == 0) return;
+    for (const auto& slot : slots_) {
+      if (slot.call != nullptr) f(slot.id, slot.call);
+    }
+    for (const auto& [id, call] : overflow_) f(id, call);
+  }
+  void clear() {
+    for (auto& slot : slots_) slot.call = nullptr;
+    overflow_.clear();
+    size_ = 0;
+  }
+
+ private:
+  struct entry {
+    std::uint64_t id = 0;
+    Call* call = nullptr;
+  };
+  std::array<entry, 64> slots_{};
+  std::unordered_map<std::uint64_t, Call*> overflow_;
+  std::size_t size_ = 0;
+};
 
 // One run of the worker process.
 class worker_session : public std::enable_shared_from_this<worker_session> {
@@ -375,7 +435,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::lock_guard lock(pending_mutex_);
     if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
     const std::uint64_t id = ++last_call_id_;
-    pending_.emplace(id, &call);
+    pending_.insert(id, &call);
     if (owned) {
       owned_.emplace(id, std::move(owned));
       ++async_pending_;
@@ -386,7 +446,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // Removes a synchronous call that has not been answered; false if it already was.
   bool withdraw(std::uint64_t id) {
     std::lock_guard lock(pending_mutex_);
-    return pending_.erase(id) == 1;
+    return pending_.erase(id) != nullptr;
   }
 
   // Removes an asynchronous call that has not been answered, handing it to the caller.
@@ -453,11 +513,19 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
         continue;
       }
-      // Another thread reads: the answer comes through it. No spinning here:
-      // the reader and the worker already hold a CPU each on a small machine.
-      wanting_lead_.fetch_add(1, std::memory_order_acq_rel);
+      // Another thread reads: the answer comes through it, or it pokes us to
+      // read once it is done. Announce first, then look again: a reader that
+      // let go just before the announcement is seen by the second try_lock
+      // (hand_over checks the announcements after letting go).
+      wanting_lead_.fetch_add(1, std::memory_order_seq_cst);
+      if (reader_mutex_.try_lock()) {
+        wanting_lead_.fetch_sub(1, std::memory_order_seq_cst);
+        reader_mutex_.unlock();
+        continue;
+      }
+      // No spinning here: the reader and the worker already hold a CPU each on a small machine.
       const bool settled = call.wait(std::chrono::nanoseconds::zero(), deadline);
-      wanting_lead_.fetch_sub(1, std::memory_order_acq_rel);
+      wanting_lead_.fetch_sub(1, std::memory_order_seq_cst);
       if (!settled) {
         expire(call, id, timeout);
         return;
@@ -479,10 +547,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // until `enough()`, the deadline, or the channel fails.
   template <class Enough>
   channel_status lead(Enough&& enough, clock::time_point deadline) {
-    {
-      std::lock_guard lock(pending_mutex_);
-      leader_active_ = true;
-    }
+    leader_active_.store(true, std::memory_order_seq_cst);
     leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
     const auto status = pump(enough, deadline);
     leader_thread_.store(std::thread::id(), std::memory_order_release);
@@ -513,15 +578,24 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // The leader is done: wake one synchronous caller still waiting to read its
   // own reply, or the receiver if only asynchronous calls remain.
+  // The common case, a lone caller, takes no lock: the fence orders letting
+  // go before reading the counters, against their writers' read-modify-writes.
   void hand_over() {
-    std::lock_guard lock(pending_mutex_);
-    leader_active_ = false;
+    leader_active_.store(false, std::memory_order_seq_cst);
     reader_mutex_.unlock();
-    for (auto& [id, call] : pending_) {
-      if (call->reply != nullptr && !call->is_done()) {
-        call->poke();
-        return;
-      }
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (wanting_lead_.load(std::memory_order_seq_cst) == 0 && async_pending_.load(std::memory_order_seq_cst) == 0 &&
+        !drain_requested_.load(std::memory_order_seq_cst)) {
+      return;
+    }
+    std::lock_guard lock(pending_mutex_);
+    pending_call* waiting = nullptr;
+    pending_.for_each([&](std::uint64_t, pending_call* call) {
+      if (waiting == nullptr && call->reply != nullptr && !call->is_done()) waiting = call;
+    });
+    if (waiting != nullptr) {
+      waiting->poke();
+      return;
     }
     if (async_pending_ > 0 || drain_requested_) receiver_cv_.notify_one();
   }
@@ -539,7 +613,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       bool asynchronous = false;
       {
         std::lock_guard lock(pending_mutex_);
-        drain_requested_ = false;
+        drain_requested_.store(false);
         asynchronous = async_pending_ > 0;
       }
       const auto status = lead(
@@ -591,14 +665,12 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::unique_ptr<pending_call> owned;
     {
       std::lock_guard lock(pending_mutex_);
-      auto found = pending_.find(view.header.call_id);
-      if (found == pending_.end()) {
+      pending_call* call = pending_.erase(view.header.call_id);
+      if (call == nullptr) {
         protocol_violation_ = fmt::format("the plugin broke the protocol: a reply to call {}, which is not pending",
                                           view.header.call_id);
         return false;
       }
-      pending_call* call = found->second;
-      pending_.erase(found);
       if (call->reply != nullptr) {
         std::swap(*call->reply, frame);
         call->set_done();
@@ -645,13 +717,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                                     : fmt::format("worker {} {}", child_.pid(), how);
       dead_.store(true, std::memory_order_release);
       doomed_.store(true, std::memory_order_release);
-      for (auto& [id, call] : pending_) {
+      pending_.for_each([&](std::uint64_t id, pending_call* call) {
         if (auto found = owned_.find(id); found != owned_.end()) {
           orphans.push_back(std::move(found->second));
         } else {
           waiting.push_back(call);
         }
-      }
+      });
       pending_.clear();
       owned_.clear();
       async_pending_ = 0;
@@ -688,11 +760,12 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   mutable std::mutex pending_mutex_;
   std::condition_variable receiver_cv_;
-  std::unordered_map<std::uint64_t, pending_call*> pending_;
+  pending_table<pending_call> pending_;
   std::unordered_map<std::uint64_t, std::unique_ptr<pending_call>> owned_;  // asynchronous calls
-  std::size_t async_pending_ = 0;
-  bool leader_active_ = false;
-  bool drain_requested_ = false;  // a doorbell rang: read what is in the ring even with no call pending
+  // Written under pending_mutex_, read without it by hand_over.
+  std::atomic<std::size_t> async_pending_{0};
+  std::atomic<bool> leader_active_{false};
+  std::atomic<bool> drain_requested_{false};  // a doorbell rang: read what is in the ring even with no call pending
   bool stopping_ = false;
   std::uint64_t last_call_id_ = 0;
   std::optional<errc> kill_reason_;
