@@ -56,6 +56,26 @@ void handle_service_call(void* object, const wire::frame_view& call, wire::buffe
   stub<Interface>::handle(*static_cast<Interface*>(object), call, reply, max_payload);
 }
 
+// The index of the interface `name` among `services` (anything with `name`
+// and `fingerprint` members), checked against the fingerprint the plugin was
+// built with. Throws when the host has no such interface or another version.
+template <class Services>
+std::size_t find_service(const Services& services, std::string_view name, std::uint64_t fingerprint) {
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (services[i].name != name) continue;
+    if (services[i].fingerprint != fingerprint) {
+      throw error(errc::fingerprint_mismatch,
+                  fmt::format("the host serves interface '{}' with fingerprint {:#018x}, but the plugin was built "
+                              "with fingerprint {:#018x}: rebuild the plugin against the host's interface header",
+                              name, services[i].fingerprint, fingerprint));
+    }
+    return i;
+  }
+  throw error(errc::unsupported, fmt::format("the host provides no interface '{}': pass an implementation to "
+                                             "isolate::load through isolate::host_services::provide",
+                                             name));
+}
+
 template <interface Interface>
 constexpr bool all_methods_return_void() {
   return []<std::size_t... K>(std::index_sequence<K...>) {
@@ -89,19 +109,7 @@ class host_services {
   // The entry for an interface, checked against the plugin's idea of it.
   // Returns its index; throws when the host has no such interface.
   std::size_t find(std::string_view name, std::uint64_t fingerprint) const {
-    for (std::size_t i = 0; i < entries_.size(); ++i) {
-      if (entries_[i].name != name) continue;
-      if (entries_[i].fingerprint != fingerprint) {
-        throw error(errc::fingerprint_mismatch,
-                    fmt::format("the host serves interface '{}' with fingerprint {:#018x}, but the plugin was built "
-                                "with fingerprint {:#018x}: rebuild the plugin against the host's interface header",
-                                name, entries_[i].fingerprint, fingerprint));
-      }
-      return i;
-    }
-    throw error(errc::unsupported, fmt::format("the host provides no interface '{}': pass an implementation to "
-                                               "isolate::load through isolate::host_services::provide",
-                                               name));
+    return detail::find_service(entries_, name, fingerprint);
   }
 
  private:

@@ -72,20 +72,9 @@ class worker_context final : public plugin_context {
 
  protected:
   resolution resolve(std::string_view name, std::uint64_t fingerprint, bool one_way) override {
-    for (std::size_t i = 0; i < services_.size(); ++i) {
-      if (services_[i].name != name) continue;
-      if (services_[i].fingerprint != fingerprint) {
-        throw error(errc::fingerprint_mismatch,
-                    fmt::format("the host serves interface '{}' with fingerprint {:#018x}, but the plugin was built "
-                                "with fingerprint {:#018x}: rebuild the plugin against the host's interface header",
-                                name, services_[i].fingerprint, fingerprint));
-      }
-      links_.push_back(std::make_unique<host_link>(owner_, static_cast<std::uint8_t>(i + 1), one_way));
-      return {nullptr, links_.back().get()};
-    }
-    throw error(errc::unsupported, fmt::format("the host provides no interface '{}': pass an implementation to "
-                                               "isolate::load through isolate::host_services::provide",
-                                               name));
+    const std::size_t index = find_service(services_, name, fingerprint);
+    links_.push_back(std::make_unique<host_link>(owner_, static_cast<std::uint8_t>(index + 1), one_way));
+    return {nullptr, links_.back().get()};
   }
 
  private:
