@@ -6,24 +6,14 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/shm/futex.hpp"
+#include "isolate/shm/waiter.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
 
 namespace isolate::detail {
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 // Spins until ready() or until `budget` has passed (sized in time: a pause costs
 // 25 ns on one machine and 140 on another). Returns ready().
@@ -35,7 +25,7 @@ bool spin_for(std::chrono::nanoseconds budget, Ready&& ready) {
   for (;;) {
     for (int i = 0; i < 32; ++i) {
       if (ready()) return true;
-      cpu_relax();
+      shm::detail::cpu_relax();
     }
     if (std::chrono::steady_clock::now() >= deadline) return ready();
   }

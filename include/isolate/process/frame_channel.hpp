@@ -125,12 +125,6 @@ class frame_channel {
     return channel_status::corrupted;
   }
 
-  static std::chrono::milliseconds left(clock::time_point deadline) {
-    if (deadline == clock::time_point::max()) return std::chrono::milliseconds::max();
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now());
-    return std::max(ms, std::chrono::milliseconds(0));
-  }
-
   static channel_status socket_status(std::error_code ec) {
     if (ec == std::errc::timed_out) return channel_status::timed_out;
     if (ec == std::errc::message_size) return channel_status::corrupted;
@@ -139,13 +133,13 @@ class frame_channel {
 
   channel_status send_socket(std::span<const std::byte> frame, clock::time_point deadline) {
     std::error_code ec;
-    write_message(socket_.get(), 0, frame, left(deadline), ec);
+    write_message(socket_.get(), 0, frame, time_left(deadline), ec);
     return ec ? socket_status(ec) : channel_status::ok;
   }
 
   channel_status receive_socket(wire::buffer& out, clock::time_point deadline) {
     std::error_code ec;
-    auto message = read_message(socket_.get(), max_frame_, left(deadline), ec);
+    auto message = read_message(socket_.get(), max_frame_, time_left(deadline), ec);
     if (ec) return socket_status(ec);
     out.assign(message.body);
     return channel_status::ok;

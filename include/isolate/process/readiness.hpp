@@ -23,6 +23,14 @@ inline deadline_clock::time_point deadline_after(std::chrono::milliseconds timeo
   return now + timeout;
 }
 
+// The inverse of deadline_after: what is left before `deadline`, rounded up,
+// never negative; time_point::max() ("no deadline") gives milliseconds::max().
+inline std::chrono::milliseconds time_left(deadline_clock::time_point deadline) noexcept {
+  if (deadline == deadline_clock::time_point::max()) return std::chrono::milliseconds::max();
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - deadline_clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
 // Waits until `fd` reports one of `events` (or an error/hangup, which the next
 // read or write will report properly). Fails with timed_out at the deadline.
 inline bool wait_ready(int fd, short events, deadline_clock::time_point deadline, std::error_code& ec) noexcept {

@@ -230,23 +230,23 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       hello.services.push_back({std::string(service.name), service.fingerprint});
     }
     write_message(control_.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
-                  remaining(deadline), ec);
-    if (ec) fail_start(fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);
+                  time_left(deadline), ec);
+    if (ec) fail_start(fmt::format("cannot send the plugin to the worker: {}", ec.message()));
     const int passed = o.shared_memory ? region.fd() : worker_data.get();
     const std::byte mark{1};
     send_with_fds(control_.get(), std::span<const std::byte>(&mark, 1), std::span<const int>(&passed, 1),
-                  remaining(deadline), ec);
-    if (ec) fail_start(fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
+                  time_left(deadline), ec);
+    if (ec) fail_start(fmt::format("cannot send the channel to the worker: {}", ec.message()));
     worker_data.reset();
 
-    auto answer = read_message(control_.get(), 64 * 1024, remaining(deadline), ec);
+    auto answer = read_message(control_.get(), 64 * 1024, time_left(deadline), ec);
     if (ec == std::errc::timed_out) {
       child_.kill(SIGKILL, ec);
       child_.wait_exit(std::chrono::seconds(5), ec);
       throw error(errc::timeout, fmt::format("the plugin '{}' did not finish loading within {} ms",
                                              spec_.plugin.string(), o.load_timeout.count()));
     }
-    if (ec) fail_start("the worker did not answer", deadline);
+    if (ec) fail_start("the worker did not answer");
     if (answer.type == static_cast<std::uint32_t>(control_type::failed)) {
       const auto failure = decode_message<failed_message>(answer.body);
       child_.wait_exit(std::chrono::seconds(5), ec);
@@ -415,11 +415,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
   };
 
-  static std::chrono::milliseconds remaining(clock::time_point deadline) {
-    return std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()), std::chrono::milliseconds(0));
-  }
-
-  [[noreturn]] void fail_start(const std::string& what, clock::time_point) {
+  [[noreturn]] void fail_start(const std::string& what) {
     std::error_code ec;
     auto status = child_.wait_exit(std::chrono::seconds(2), ec);
     if (!status) {
