@@ -3,6 +3,7 @@
 #define ISOLATE_BENCHMARKS_BENCH_INTERFACE_HPP
 
 #include <isolate/interface.hpp>
+#include <isolate/shared_buffer.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -14,7 +15,9 @@ namespace isolate::bench {
 ISOLATE_INTERFACE(bench_service,
                   (int, add, (int, int)),
                   // A payload passed by value one way; returns its size.
-                  (std::uint64_t, consume, (std::vector<std::uint8_t> const&)));
+                  (std::uint64_t, consume, (std::vector<std::uint8_t> const&)),
+                  // A shared buffer: returns its size, having read one byte of it.
+                  (std::uint64_t, consume_shared, (isolate::shared_buffer const&)));
 
 }  // namespace isolate::bench
 

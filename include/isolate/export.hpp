@@ -17,6 +17,7 @@
 #include "isolate/detail/plugin_entry.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/services.hpp"
+#include "isolate/shared_buffer.hpp"
 #include "isolate/wire/frame.hpp"
 
 #include <cstring>
@@ -43,6 +44,10 @@ template <class Interface, class Impl>
 struct exported_plugin {
   // An implementation whose constructor takes the plugin_context gets it.
   static void* create(plugin_context* host) {
+    // This library's own copy of the resolver: its calls decode here.
+    if (host != nullptr) {
+      if (auto* buffers = host->shared_buffers()) plugin_buffer_resolver.store(buffers, std::memory_order_release);
+    }
     Interface* made = nullptr;
     if constexpr (std::is_constructible_v<Impl, plugin_context&>) {
       made = new Impl(*host);
@@ -54,12 +59,17 @@ struct exported_plugin {
 
   static void destroy(void* object) noexcept { delete static_cast<Impl*>(static_cast<Interface*>(object)); }
 
-  static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::buffer& reply,
-                     std::size_t max_payload) noexcept {
+  static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
+                     wire::buffer& reply, std::size_t max_payload) noexcept {
     const std::span<const std::byte> bytes(frame, frame_size);
     try {
-      const wire::frame_view call = wire::parse(bytes, max_payload);
-      stub<Interface>::handle(*static_cast<Interface*>(object), call, reply, max_payload);
+      if (rest == nullptr) {
+        stub<Interface>::handle(*static_cast<Interface*>(object), wire::parse(bytes, max_payload), reply, max_payload);
+      } else {
+        const wire::frame_header header = wire::parse_header(bytes, max_payload);
+        const wire::inbound_payload payload{bytes.subspan(wire::header_size), header.size, rest};
+        stub<Interface>::handle(*static_cast<Interface*>(object), header, payload, reply, max_payload);
+      }
     } catch (...) {
       // A frame that does not parse (or a reply that cannot be built) still
       // gets an error reply, addressed to the call when its header is readable.

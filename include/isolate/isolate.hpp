@@ -10,6 +10,7 @@
 #include "isolate/interface.hpp"
 #include "isolate/plugin.hpp"
 #include "isolate/plugin_library.hpp"
+#include "isolate/shared_buffer.hpp"
 #include "isolate/transport/in_process.hpp"
 #include "isolate/transport/process.hpp"
 #include "isolate/transport/thread.hpp"

@@ -42,6 +42,9 @@ namespace isolate {
 
 namespace detail {
 
+template <class Interface, class Impl>
+struct exported_plugin;  // export.hpp
+
 // One object the host serves, seen without its type.
 struct service_entry {
   std::string_view name;
@@ -146,6 +149,14 @@ class plugin_context {
   };
   // Throws isolate::error when the host does not provide the interface.
   virtual resolution resolve(std::string_view name, std::uint64_t fingerprint, bool one_way) = 0;
+
+  // Where the plugin finds the shared_buffers its calls name, when not in
+  // this process's own table (the worker: the buffers the host sent it).
+  // Handed to the plugin library when its object is made (export.hpp), since
+  // the library has its own copy of every inline variable.
+  virtual detail::buffer_resolver* shared_buffers() noexcept { return nullptr; }
+  template <class Interface, class Impl>
+  friend struct detail::exported_plugin;
 
  private:
   template <interface Interface>

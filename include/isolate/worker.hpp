@@ -13,6 +13,7 @@
 #include "isolate/detail/plugin_entry.hpp"
 #include "isolate/plugin_library.hpp"
 #include "isolate/error.hpp"
+#include "isolate/process/buffer_sharing.hpp"
 #include "isolate/process/control_channel.hpp"
 #include "isolate/process/fd_passing.hpp"
 #include "isolate/process/frame_channel.hpp"
@@ -57,6 +58,7 @@ class host_link final : public link {
     done->complete(std::make_exception_ptr(error(errc::unsupported, "a plugin calls its host synchronously")), none);
   }
   std::size_t max_message_size() const noexcept override;
+  buffer_resolver* shared_buffers() noexcept override;
 
  private:
   worker& owner_;
@@ -76,6 +78,7 @@ class worker_context final : public plugin_context {
     links_.push_back(std::make_unique<host_link>(owner_, static_cast<std::uint8_t>(index + 1), one_way));
     return {nullptr, links_.back().get()};
   }
+  buffer_resolver* shared_buffers() noexcept override;
 
  private:
   worker& owner_;
@@ -88,6 +91,8 @@ class worker {
   explicit worker(int control) : control_(control) {}
 
   std::size_t max_message_size() const noexcept { return max_message_; }
+  // The shared buffers the host sent this worker.
+  received_buffers& buffers() noexcept { return buffers_; }
 
   // A call from the plugin to the host (service 1..n). Waits for the answer,
   // serving the host's calls meanwhile when this thread is the one reading.
@@ -119,12 +124,13 @@ class worker {
     if (reading_thread_ == std::this_thread::get_id()) {
       // This thread reads the host's frames: keep serving them until the answer is in.
       wire::buffer frame;
+      ring_payload large;
       while (!call.done.is_set()) {
-        if (!receive(frame)) {
+        if (!receive(frame, large)) {
           fail_host_calls();
           break;
         }
-        route(frame);
+        route(frame, large);
       }
     } else {
       call.done.wait(std::chrono::microseconds(20));
@@ -214,10 +220,43 @@ class worker {
   void watch_control() {
     for (;;) {
       std::error_code ec;
-      auto message = read_message(control_, 1024, std::chrono::milliseconds::max(), ec);
+      std::vector<unique_fd> fds;
+      auto message = read_message_with_fds(control_, 1024, 1, fds, std::chrono::milliseconds::max(), ec);
       if (ec || message.type == static_cast<std::uint32_t>(control_type::shutdown)) break;
+      handle_control(message, fds);
     }
+    buffers_.close();
     channel_.close();
+  }
+
+  // One message from the host after the handshake; the host is trusted, but
+  // what does not parse is ignored rather than believed.
+  void handle_control(const control_message& message, std::vector<unique_fd>& fds) {
+    try {
+      switch (static_cast<control_type>(message.type)) {
+        case control_type::share_buffer: {
+          const auto shared = decode_message<buffer_message>(message.body);
+          buffers_.add(shared.id, shared.size, fds.empty() ? unique_fd() : std::move(fds.front()));
+          break;
+        }
+        case control_type::forget_buffer: {
+          const auto forgotten = decode_message<forget_message>(message.body);
+          buffers_.forget(forgotten.id, forgotten.answers);
+          break;
+        }
+        case control_type::sync: {
+          std::lock_guard lock(control_mutex_);
+          std::error_code ec;
+          write_message(control_, static_cast<std::uint32_t>(control_type::synced), message.body,
+                        std::chrono::seconds(5), ec);
+          break;
+        }
+        default:
+          break;
+      }
+    } catch (const error&) {
+      // A body that does not decode is ignored.
+    }
   }
 
   // A call from the plugin waiting for the host's answer.
@@ -249,7 +288,8 @@ class worker {
       });
     }
     wire::buffer frame;
-    while (receive(frame)) route(frame);
+    ring_payload large;
+    while (receive(frame, large)) route(frame, large);
     fail_host_calls();
     {
       std::lock_guard lock(queue_mutex_);
@@ -260,7 +300,16 @@ class worker {
   }
 
   // One frame from the host: a call to run, or the answer to a call to the host.
-  void route(wire::buffer& frame) {
+  void route(wire::buffer& frame, ring_payload& large) {
+    if (large.active()) {
+      // A large call, decoded straight from the ring.
+      wire::buffer reply;
+      ++host_calls_running_on_this_thread;
+      entry_->handle(object_, large.first().data(), large.first().size(), &large, reply, max_message_);
+      --host_calls_running_on_this_thread;
+      if (!large.end() || !send(reply)) channel_.close();
+      return;
+    }
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return;
     std::memcpy(&header, frame.data(), wire::header_size);
@@ -306,15 +355,18 @@ class worker {
     write_message(control_, static_cast<std::uint32_t>(control_type::doorbell), {}, std::chrono::seconds(5), ec);
   }
 
-  bool receive(wire::buffer& frame) {
-    return channel_.receive(frame, std::chrono::steady_clock::time_point::max()) == channel_status::ok;
+  // A large call is left in the ring for `large` to stream, unless a pool
+  // thread will run it (it must then be copied out).
+  bool receive(wire::buffer& frame, ring_payload& large) {
+    return channel_.receive(frame, std::chrono::steady_clock::time_point::max(),
+                            concurrency_ == 1 ? &large : nullptr) == channel_status::ok;
   }
   bool send(const wire::buffer& reply) {
     return channel_.send(reply.bytes(), std::chrono::steady_clock::time_point::max()) == channel_status::ok;
   }
   void handle(const wire::buffer& frame, wire::buffer& reply) {
     ++host_calls_running_on_this_thread;
-    entry_->handle(object_, frame.data(), frame.size(), reply, max_message_);
+    entry_->handle(object_, frame.data(), frame.size(), nullptr, reply, max_message_);
     --host_calls_running_on_this_thread;
   }
 
@@ -322,6 +374,7 @@ class worker {
 
   int control_;
   std::mutex control_mutex_;  // doorbells from several plugin threads
+  received_buffers buffers_;
   std::optional<plugin_library> library_;
   const plugin_entry* entry_ = nullptr;
   std::unique_ptr<worker_context> context_;
@@ -346,6 +399,8 @@ inline void host_link::call(wire::buffer& request, wire::buffer& reply) {
   owner_.call_host(service_, one_way_, request, reply);
 }
 inline std::size_t host_link::max_message_size() const noexcept { return owner_.max_message_size(); }
+inline buffer_resolver* host_link::shared_buffers() noexcept { return &owner_.buffers().answers(); }
+inline buffer_resolver* worker_context::shared_buffers() noexcept { return &owner_.buffers(); }
 
 }  // namespace detail
 

@@ -178,15 +178,36 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 0, max, 40, 2);
     isolate::wire::set_call_id(request, 77);
-    entry.handle(object, request.data(), request.size(), reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
     const auto frame = isolate::wire::parse(reply.bytes(), max);
     CHECK(frame.header.call_id == 77);
     CHECK(isolate::detail::decode_reply<int>(reply, max) == 42);
   }
+  SUBCASE("a call whose payload arrives in pieces after the header") {
+    isolate::wire::buffer request, reply;
+    const std::string name(5000, 'n');
+    isolate::detail::encode_call(request, 1, max, name);
+    // The entry gets the header and 10 payload bytes; the rest comes 7 bytes at a time.
+    struct pieces final : isolate::wire::chunk_source {
+      std::span<const std::byte> left;
+      int finished = 0;
+      std::span<const std::byte> next() override {
+        const auto piece = left.first(std::min<std::size_t>(7, left.size()));
+        left = left.subspan(piece.size());
+        return piece;
+      }
+      void finish() noexcept override { ++finished; }
+    } rest;
+    const std::size_t first = isolate::wire::header_size + 10;
+    rest.left = request.bytes().subspan(first);
+    entry.handle(object, request.data(), first, &rest, reply, max);
+    CHECK(isolate::detail::decode_reply<std::string>(reply, max) == "hello, " + name);
+    CHECK(rest.finished == 1);
+  }
   SUBCASE("a call whose method throws") {
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 5, max, std::string("nope"));
-    entry.handle(object, request.data(), request.size(), reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
     CHECK_THROWS_WITH_AS(isolate::detail::decode_reply<void>(reply, max), "nope", std::invalid_argument);
   }
   SUBCASE("a frame that does not parse gets an error reply addressed to its call") {
@@ -194,7 +215,7 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
     isolate::detail::encode_call(request, 0, max, 40, 2);
     isolate::wire::set_call_id(request, 9);
     request.resize(request.size() - 1);  // shorter than its header says
-    entry.handle(object, request.data(), request.size(), reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
     const auto frame = isolate::wire::parse(reply.bytes(), max);
     CHECK(frame.header.kind == isolate::wire::frame_kind::error);
     CHECK(frame.header.call_id == 9);
@@ -204,14 +225,14 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
   SUBCASE("a frame shorter than a header gets an error reply too") {
     const std::byte scrap[3]{};
     isolate::wire::buffer reply;
-    entry.handle(object, scrap, sizeof scrap, reply, max);
+    entry.handle(object, scrap, sizeof scrap, nullptr, reply, max);
     const auto [code, what] = failure_of([&] { isolate::detail::decode_reply<int>(reply, max); });
     CHECK(code == isolate::errc::protocol_error);
   }
   SUBCASE("an unknown method") {
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 200, max);
-    entry.handle(object, request.data(), request.size(), reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
     const auto [code, what] = failure_of([&] { isolate::detail::decode_reply<int>(reply, max); });
     CHECK(code == isolate::errc::protocol_error);
   }

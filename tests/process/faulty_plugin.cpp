@@ -33,6 +33,8 @@ struct faulty_impl final : faulty {
   }
   std::string text_of_size(std::uint64_t size) override { return std::string(size, 'z'); }
   std::uint64_t size_of(const std::string& text) override { return text.size(); }
+  std::uint64_t checksum(const std::vector<std::uint8_t>& bytes) override { return checksum_of(bytes); }
+  std::uint64_t size_of_fickle(const fickle& payload) override { return payload.bytes.size(); }
 
   // A hostile plugin that knows the layout of the shared memory: it keeps
   // filling the rings with garbage and ringing the host's doorbells, and never

@@ -14,6 +14,8 @@
 
 #include <chrono>
 #include <future>
+#include <random>
+#include <vector>
 #include <string>
 
 using process_test::faulty;
@@ -157,6 +159,71 @@ TEST_CASE("messages larger than the ring are streamed; larger than the maximum a
   const auto too_big_reply = failure_of([&] { p->text_of_size(9 << 20); });
   CHECK(too_big_reply.code() == isolate::errc::message_too_large);
   CHECK(p->add(1, 1) == 2);  // neither broke the channel
+}
+
+std::vector<std::uint8_t> pattern(std::size_t size) {
+  std::vector<std::uint8_t> bytes(size);
+  std::mt19937 random(static_cast<unsigned>(size));
+  for (auto& b : bytes) b = static_cast<std::uint8_t>(random());
+  return bytes;
+}
+
+TEST_CASE("large calls decoded straight from the ring arrive intact at every size around the limits") {
+  isolate::process::options options;
+  options.ring_capacity = 64 * 1024;  // records of at most 32 KiB: a large call spans many
+  auto p = load_faulty(options);
+  const std::size_t large = isolate::wire::large_payload;
+  for (std::size_t size : {large - 9, large - 8, large - 7, large, std::size_t{32} << 10, std::size_t{64} << 10,
+                           (std::size_t{64} << 10) + 1, (std::size_t{3} << 20) + 5}) {
+    CAPTURE(size);
+    const auto bytes = pattern(size);
+    CHECK(p->checksum(bytes) == process_test::checksum_of(bytes));
+  }
+  CHECK(p->add(1, 2) == 3);
+}
+
+TEST_CASE("with several worker threads, large calls are copied out of the ring and still arrive intact") {
+  isolate::process::options options;
+  options.concurrency = 2;
+  auto p = load_faulty(options);
+  const auto bytes = pattern(std::size_t{5} << 20);
+  std::vector<std::future<std::uint64_t>> answers;
+  for (int i = 0; i < 4; ++i) answers.push_back(std::async(std::launch::async, [&] { return p->checksum(bytes); }));
+  for (auto& answer : answers) CHECK(answer.get() == process_test::checksum_of(bytes));
+}
+
+TEST_CASE("a large payload whose serialisation throws while being written fails that call only") {
+  auto p = load_faulty();
+  process_test::fickle payload;
+  payload.how = process_test::fickle::mode::throws;
+  payload.bytes.resize(1 << 20);
+  CHECK_THROWS_WITH_AS(p->size_of_fickle(payload), "fickle refused to be written", std::runtime_error);
+  CHECK(payload.saves == 2);  // measured, then written: the throw came from the ring write
+  payload.how = process_test::fickle::mode::steady;
+  CHECK(p->size_of_fickle(payload) == payload.bytes.size());  // the ring is still in step
+}
+
+TEST_CASE("a large payload that writes less than it measured is a protocol error for that call only") {
+  auto p = load_faulty();
+  process_test::fickle payload;
+  payload.how = process_test::fickle::mode::shrinks;
+  payload.bytes.resize(1 << 20);
+  CHECK(failure_of([&] { p->size_of_fickle(payload); }).code() == isolate::errc::protocol_error);
+  CHECK(p->checksum(pattern(1 << 20)) == process_test::checksum_of(pattern(1 << 20)));
+}
+
+TEST_CASE("a large call to a plugin that stopped reading times out and the plugin is killed") {
+  isolate::process::options options;
+  options.ring_capacity = 64 * 1024;
+  auto p = load_faulty(options);
+  const int pid = p->pid();
+  auto hung = p.async(&faulty::hang, asio::use_future);
+  // The worker runs hang() and reads nothing more: the ring fills mid-frame.
+  const auto e = failure_of([&] { p.with_timeout(300ms)->checksum(pattern(std::size_t{1} << 20)); });
+  CHECK(e.code() == isolate::errc::timeout);
+  REQUIRE(hung.wait_for(20s) == std::future_status::ready);
+  CHECK(failure_of([&] { hung.get(); }).code() == isolate::errc::timeout);
+  CHECK_FALSE(process_exists(pid));
 }
 
 TEST_CASE("the socket-only variant carries the same calls without shared memory") {

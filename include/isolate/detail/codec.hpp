@@ -6,6 +6,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/transport/link.hpp"
 #include "isolate/wire/archive.hpp"
 #include "isolate/wire/exception_codec.hpp"
 #include "isolate/wire/frame.hpp"
@@ -20,12 +21,16 @@
 
 namespace isolate::detail {
 
-inline void check_size(const wire::buffer& frame, std::size_t max_payload) {
-  if (frame.size() - wire::header_size > max_payload) {
-    throw error(errc::message_too_large, "message of " + std::to_string(frame.size() - wire::header_size) +
+inline void check_payload_size(std::size_t size, std::size_t max_payload) {
+  if (size > max_payload) {
+    throw error(errc::message_too_large, "message of " + std::to_string(size) +
                                              " bytes exceeds the maximum message size of " +
                                              std::to_string(max_payload) + " bytes");
   }
+}
+
+inline void check_size(const wire::buffer& frame, std::size_t max_payload) {
+  check_payload_size(frame.size() - wire::header_size, max_payload);
 }
 
 // Cereal reports some malformed input with its own exception; from a peer that is a protocol error.
@@ -77,6 +82,52 @@ void decode_values(std::span<const std::byte> payload, Values&... values) {
   }
 }
 
+// As above, for a payload that may arrive in pieces. The last piece is given
+// back once the values are read, before anything else reads the channel.
+template <class... Values>
+void decode_values(const wire::inbound_payload& payload, Values&... values) {
+  if (payload.rest == nullptr) {
+    if (payload.first.size() != payload.size) {
+      throw error(errc::protocol_error, "message of " + std::to_string(payload.first.size()) + " bytes where " +
+                                            std::to_string(payload.size) + " were announced");
+    }
+    return decode_values(payload.first, values...);
+  }
+  decoding([&] {
+    wire::input_archive archive(payload);
+    (archive(values), ...);
+    archive.expect_end();
+  });
+  payload.rest->finish();
+}
+
+// The bytes encode_values() would write, found without copying any.
+template <class... Values>
+std::size_t payload_size(const Values&... values) {
+  if constexpr ((is_raw_value<Values> && ...)) {
+    return (sizeof(Values) + ... + 0);
+  } else {
+    wire::counting_sink counter;
+    wire::output_archive archive(counter);
+    archive(values...);
+    return counter.bytes();
+  }
+}
+
+// A call whose arguments the transport writes straight into its channel.
+template <class... Args>
+class streamed_arguments final : public streamed_call {
+ public:
+  streamed_arguments(std::uint16_t method, std::size_t size, const Args&... args)
+      : streamed_call(method, size), args_(args...) {}
+  void write_payload(wire::output_archive& archive) const override {
+    std::apply([&](const auto&... values) { archive(values...); }, args_);
+  }
+
+ private:
+  std::tuple<const Args&...> args_;
+};
+
 template <class... Args>
 void encode_call(wire::buffer& out, std::uint16_t method, std::size_t max_payload, const Args&... args) {
   wire::begin_frame(out);
@@ -116,17 +167,23 @@ class stub {
   // Writes the reply (or error) frame for `call` into `reply`; never throws:
   // a bad method id or undecodable arguments become a protocol_error reply.
   static void handle(Interface& impl, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload) {
-    const auto method = call.header.method;
+    handle(impl, call.header, wire::inbound_payload{call.payload, call.payload.size(), nullptr}, reply, max_payload);
+  }
+
+  // As above, for a call whose payload may still be arriving (wire/stream.hpp).
+  static void handle(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
+                     wire::buffer& reply, std::size_t max_payload) {
+    const auto method = header.method;
     try {
       if (method >= meta::method_count) {
         throw error(errc::protocol_error, "unknown method id " + std::to_string(method) + " for interface " +
                                               std::string(meta::interface_name));
       }
-      table()[method](impl, call.payload, reply);
+      table()[method](impl, payload, reply);
       check_size(reply, max_payload);
-      wire::finish_frame(reply, wire::frame_kind::reply, method, call.header.call_id, call.header.service);
+      wire::finish_frame(reply, wire::frame_kind::reply, method, header.call_id, header.service);
     } catch (...) {
-      encode_failure(reply, std::current_exception(), method, call.header.call_id, call.header.service);
+      encode_failure(reply, std::current_exception(), method, header.call_id, header.service);
     }
   }
 
@@ -138,7 +195,7 @@ class stub {
   }
 
  private:
-  using entry = void (*)(Interface&, std::span<const std::byte>, wire::buffer&);
+  using entry = void (*)(Interface&, const wire::inbound_payload&, wire::buffer&);
 
   static constexpr auto table() {
     return []<std::size_t... K>(std::index_sequence<K...>) {
@@ -147,7 +204,7 @@ class stub {
   }
 
   template <std::size_t K>
-  static void invoke(Interface& impl, std::span<const std::byte> payload, wire::buffer& reply) {
+  static void invoke(Interface& impl, const wire::inbound_payload& payload, wire::buffer& reply) {
     constexpr auto pointer = std::get<K>(meta::pointers);
     using traits = method_traits<std::remove_const_t<decltype(pointer)>>;
     using params = typename traits::params;

@@ -6,6 +6,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/wire/buffer.hpp"
+#include "isolate/wire/stream.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -18,7 +19,7 @@ class plugin_context;
 namespace isolate::detail {
 
 // Bumped whenever plugin_entry or the frame format changes.
-inline constexpr std::uint32_t plugin_abi_version = 2;
+inline constexpr std::uint32_t plugin_abi_version = 3;
 
 // The exported symbol's name (extern "C"): one plugin per shared library.
 inline constexpr const char* plugin_entry_symbol = "isolate_plugin_entry";
@@ -33,9 +34,11 @@ struct plugin_entry {
   // Destroys an object made by create().
   void (*destroy)(void* object) noexcept;
   // Runs one call frame on the object and writes the reply frame: used by the
-  // worker, which does not know the interface. Never throws.
-  void (*handle)(void* object, const std::byte* frame, std::size_t frame_size, wire::buffer& reply,
-                 std::size_t max_payload) noexcept;
+  // worker, which does not know the interface. `frame` holds the header and
+  // the payload, or only its first bytes when `rest` streams the others
+  // (wire/stream.hpp). Never throws.
+  void (*handle)(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
+                 wire::buffer& reply, std::size_t max_payload) noexcept;
   // Makes the plugin use the loader's isolate error category (see error.hpp),
   // so error codes compare equal on both sides. Called before create().
   void (*share_error_category)(const std::error_category* category) noexcept;

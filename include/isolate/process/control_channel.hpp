@@ -7,6 +7,7 @@
 
 #include "isolate/detail/config.hpp"
 
+#include "isolate/process/fd_passing.hpp"
 #include "isolate/process/readiness.hpp"
 #include "isolate/process/unique_fd.hpp"
 
@@ -188,6 +189,45 @@ inline control_message read_message(asio::local::stream_protocol::socket& socket
   std::error_code ec;
   auto message = read_message(socket, max_size, timeout, ec);
   if (ec) throw std::system_error(ec, "cannot read from the control channel");
+  return message;
+}
+
+// Writes one frame with `fds` attached to its first byte (SCM_RIGHTS), whole,
+// before the deadline; the same caveat on a timeout as write_message.
+inline void write_message_with_fds(int socket, std::uint32_t type, std::span<std::byte const> body,
+                                   std::span<int const> fds, std::chrono::milliseconds timeout, std::error_code& ec) {
+  if (body.size() > std::numeric_limits<std::uint32_t>::max() - control_header_size) {
+    ec = std::make_error_code(std::errc::message_size);
+    return;
+  }
+  auto const header = process_detail::encode_header(type, static_cast<std::uint32_t>(body.size()));
+  std::vector<std::byte> frame(header.begin(), header.end());
+  frame.insert(frame.end(), body.begin(), body.end());
+  send_with_fds(socket, frame, fds, timeout, ec);
+}
+
+// Reads one frame and the descriptors (at most `max_fds`) attached to its
+// first byte into `fds`; descriptors attached anywhere else, or too many, are
+// closed and make it bad_message. Otherwise as read_message.
+inline control_message read_message_with_fds(int socket, std::size_t max_size, std::size_t max_fds,
+                                             std::vector<unique_fd>& fds, std::chrono::milliseconds timeout,
+                                             std::error_code& ec) {
+  auto const deadline = deadline_after(timeout);
+  std::array<std::byte, control_header_size> header;
+  fds = receive_with_fds_between(socket, header, 0, max_fds, timeout, ec);
+  if (ec) return {};
+  auto const [type, length] = process_detail::decode_header(header);
+  if (length > max_size) {
+    fds.clear();
+    ec = std::make_error_code(std::errc::message_size);
+    return {};
+  }
+  control_message message{type, std::vector<std::byte>(length)};
+  process_detail::read_exact(socket, message.body, deadline, ec);
+  if (ec) {
+    fds.clear();
+    return {};
+  }
   return message;
 }
 

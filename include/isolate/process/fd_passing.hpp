@@ -92,18 +92,21 @@ inline void send_with_fds(int socket, std::span<std::byte const> payload, std::s
 // later byte, another kind of control message, or more than fit (MSG_CTRUNC).
 // On any error every received descriptor has been closed; the stream is then
 // out of step and should be dropped.
-inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> payload, std::size_t fd_count,
-                                               std::chrono::milliseconds timeout, std::error_code& ec) {
+// receive_with_fds_between accepts any count from `min_fds` to `max_fds` (a
+// message that may or may not carry one).
+inline std::vector<unique_fd> receive_with_fds_between(int socket, std::span<std::byte> payload, std::size_t min_fds,
+                                                       std::size_t max_fds, std::chrono::milliseconds timeout,
+                                                       std::error_code& ec) {
   ec.clear();
   std::vector<unique_fd> received;
-  if (payload.empty() || fd_count > max_passed_fds) {
+  if (payload.empty() || min_fds > max_fds || max_fds > max_passed_fds) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return received;
   }
   auto const deadline = deadline_after(timeout);
   // Room for one descriptor more than expected, so an excess is seen as
   // such; anything beyond that is discarded by the kernel (MSG_CTRUNC).
-  std::vector<char> control(process_detail::control_space(fd_count + 1));
+  std::vector<char> control(process_detail::control_space(max_fds + 1));
   bool malformed = false;
 
   std::size_t got = 0;
@@ -151,11 +154,16 @@ inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> 
     }
     got += static_cast<std::size_t>(n);
   }
-  if (malformed || received.size() != fd_count) {
+  if (malformed || received.size() < min_fds || received.size() > max_fds) {
     ec = std::make_error_code(std::errc::bad_message);
     received.clear();
   }
   return received;
+}
+
+inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> payload, std::size_t fd_count,
+                                               std::chrono::milliseconds timeout, std::error_code& ec) {
+  return receive_with_fds_between(socket, payload, fd_count, fd_count, timeout, ec);
 }
 
 inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> payload, std::size_t fd_count,

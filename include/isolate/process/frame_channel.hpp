@@ -1,8 +1,10 @@
 // Moves whole frames between the host and a worker, over the shared-memory
 // rings (the fast path) or over a socket (no shared memory). A frame bigger
-// than one ring record is streamed as consecutive records; the receiver
+// than one ring record is streamed as consecutive records. The receiver
 // copies every frame out of shared memory before anything parses it, so a
-// peer cannot change bytes after they were checked.
+// peer cannot change bytes after they were checked; except that a worker may
+// decode a large call straight from the ring (ring_payload), with an archive
+// that copies each value out before checking it.
 #ifndef ISOLATE_PROCESS_FRAME_CHANNEL_HPP
 #define ISOLATE_PROCESS_FRAME_CHANNEL_HPP
 
@@ -12,14 +14,17 @@
 #include "isolate/process/unique_fd.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
+#include "isolate/transport/link.hpp"
 #include "isolate/wire/buffer.hpp"
 #include "isolate/wire/frame.hpp"
+#include "isolate/wire/stream.hpp"
 
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <mutex>
 #include <span>
 #include <string>
@@ -27,6 +32,66 @@
 namespace isolate::detail {
 
 enum class channel_status { ok, closed, timed_out, corrupted };
+
+// A large call frame still in the ring, read record by record while its
+// arguments are decoded (frame_channel::receive). The first record, which
+// starts with the frame header, is held until the decoding moves past it.
+class ring_payload final : public wire::chunk_source {
+ public:
+  bool active() const noexcept { return reader_ != nullptr; }
+  // The header and the first bytes of the payload, in shared memory.
+  std::span<const std::byte> first() const noexcept { return first_; }
+
+  std::span<const std::byte> next() override {
+    finish();
+    if (left_ == 0) return {};
+    std::error_code ec;
+    auto record = reader_->read(std::chrono::steady_clock::time_point::max(), ec);
+    if (ec) throw error(errc::plugin_closed, "the channel closed while a call's arguments were arriving");
+    holding_ = true;
+    if (record.size() > left_) {
+      broken_ = true;
+      throw error(errc::protocol_error, "a ring record runs past the end of its frame");
+    }
+    left_ -= record.size();
+    return record;
+  }
+  void finish() noexcept override {
+    if (holding_) reader_->release();
+    holding_ = false;
+  }
+  // Skips the records nobody read (when decoding failed) and lets go of the
+  // ring. False when the frame cannot be skipped: the channel is unusable.
+  bool end() {
+    finish();
+    bool ok = !broken_;
+    while (ok && left_ > 0) {
+      std::error_code ec;
+      auto record = reader_->read(std::chrono::steady_clock::time_point::max(), ec);
+      ok = !ec && record.size() <= left_;
+      if (ok) left_ -= record.size();
+      reader_->release();
+    }
+    reader_ = nullptr;
+    return ok;
+  }
+
+ private:
+  friend class frame_channel;
+  void begin(shm::ring_reader& reader, std::span<const std::byte> first, std::size_t left) noexcept {
+    reader_ = &reader;
+    first_ = first;
+    left_ = left;
+    holding_ = true;
+    broken_ = false;
+  }
+
+  shm::ring_reader* reader_ = nullptr;
+  std::span<const std::byte> first_;
+  std::size_t left_ = 0;  // payload bytes in records not read yet
+  bool holding_ = false;  // a record is read and not released
+  bool broken_ = false;
+};
 
 class frame_channel {
  public:
@@ -84,9 +149,49 @@ class frame_channel {
     return channel_status::ok;
   }
 
+  // Sends a call with a large payload, writing it straight into the ring
+  // (gathered into a buffer first over a socket). If the arguments' own
+  // serialisation throws, the frame is still completed (with zeros: the
+  // receiver answers with an error), so the ring stays in step; `thrown` gets
+  // the exception, for the caller once the answer is in.
+  channel_status send(const streamed_call& call, std::uint64_t call_id, clock::time_point deadline,
+                      std::exception_ptr& thrown) {
+    if (!region_) {
+      wire::buffer frame;
+      try {
+        call.encode(frame);
+      } catch (...) {
+        thrown = std::current_exception();
+        wire::begin_frame(frame);
+        frame.resize(wire::header_size + call.payload_size());
+        std::memset(frame.data() + wire::header_size, 0, call.payload_size());
+        wire::finish_frame(frame, wire::frame_kind::call, call.method(), 0);
+      }
+      wire::set_call_id(frame, call_id);
+      return send(frame.bytes(), deadline);
+    }
+    std::lock_guard lock(send_mutex_);
+    const wire::frame_header header{static_cast<std::uint32_t>(call.payload_size()), wire::frame_kind::call, 0,
+                                    call.method(), call_id};
+    ring_sink sink(writer_, wire::header_size + header.size, deadline);
+    try {
+      sink.write(&header, wire::header_size);
+      wire::output_archive archive(sink);
+      call.write_payload(archive);
+    } catch (const ring_sink::failed&) {
+      return status_of(sink.failure());
+    } catch (...) {
+      thrown = std::current_exception();
+    }
+    return status_of(sink.close());
+  }
+
   // Receives the next frame into `out`. One thread receives at a time.
   // A frame that breaks the format is `corrupted` (the peer is not trusted again).
-  channel_status receive(wire::buffer& out, clock::time_point deadline) {
+  // With `large`, a call frame whose payload is large is not copied: `large`
+  // becomes active and streams it from the ring (`out` is left empty); the
+  // caller must end() it before receiving again.
+  channel_status receive(wire::buffer& out, clock::time_point deadline, ring_payload* large = nullptr) {
     if (!region_) return receive_socket(out, deadline);
     out.clear();
     std::size_t expected = 0;
@@ -94,15 +199,20 @@ class frame_channel {
       std::error_code ec;
       auto record = reader_.read(deadline, ec);
       if (ec) return status_of(ec);
+      if (expected == 0) {
+        if (record.size() < wire::header_size) return channel_status::corrupted;
+        wire::frame_header header;
+        std::memcpy(&header, record.data(), wire::header_size);
+        expected = wire::header_size + header.size;
+        if (expected > max_frame_ || record.size() > expected) return channel_status::corrupted;
+        if (large != nullptr && header.kind == wire::frame_kind::call && header.size >= wire::large_payload) {
+          large->begin(reader_, record, expected - record.size());
+          return channel_status::ok;
+        }
+        out.reserve(expected);
+      }
       out.append(record.data(), record.size());  // copied before it is looked at
       reader_.release();
-      if (expected == 0) {
-        if (out.size() < wire::header_size) return channel_status::corrupted;
-        std::uint32_t payload = 0;
-        std::memcpy(&payload, out.data(), sizeof payload);
-        expected = wire::header_size + payload;
-        if (expected > max_frame_) return channel_status::corrupted;
-      }
       if (out.size() == expected) return channel_status::ok;
       if (out.size() > expected) return channel_status::corrupted;
     }
@@ -120,6 +230,7 @@ class frame_channel {
 
  private:
   static channel_status status_of(std::error_code ec) {
+    if (!ec) return channel_status::ok;
     if (ec == shm::errc::timed_out) return channel_status::timed_out;
     if (ec == shm::errc::closed) return channel_status::closed;
     return channel_status::corrupted;
@@ -144,6 +255,70 @@ class frame_channel {
     out.assign(message.body);
     return channel_status::ok;
   }
+
+  // Writes one frame into consecutive ring records as an archive produces it.
+  class ring_sink final : public wire::byte_sink {
+   public:
+    struct failed {};  // the ring failed: failure() says how
+
+    ring_sink(shm::ring_writer& writer, std::size_t frame_size, clock::time_point deadline)
+        : writer_(writer), left_(frame_size), deadline_(deadline) {}
+    void write(const void* data, std::size_t size) override {
+      auto from = static_cast<const std::byte*>(data);
+      while (size != 0) {
+        if (room_.empty()) {
+          if (left_ == 0) return;  // more bytes than announced: the receiver sees a malformed payload
+          open_record();
+        }
+        const std::size_t n = std::min(size, room_.size());
+        std::memcpy(room_.data(), from, n);
+        room_ = room_.subspan(n);
+        from += n;
+        size -= n;
+      }
+    }
+    // Completes the frame (zeros where the archive wrote too little); the ring's error, if any.
+    std::error_code close() {
+      try {
+        static constexpr std::byte zeros[256]{};
+        while (left_ != 0 || !room_.empty()) {
+          if (room_.empty()) open_record();
+          const std::size_t n = std::min(room_.size(), sizeof zeros);
+          std::memcpy(room_.data(), zeros, n);
+          room_ = room_.subspan(n);
+        }
+      } catch (const failed&) {
+        return failure_;
+      }
+      if (open_) writer_.commit(reserved_);
+      open_ = false;
+      return failure_;
+    }
+    std::error_code failure() const noexcept { return failure_; }
+
+   private:
+    // Records of this size let the receiver copy one while the next is being
+    // written, and stay in the caches the two cores share.
+    static constexpr std::size_t record_bytes = std::size_t{64} << 10;
+
+    void open_record() {
+      if (open_) writer_.commit(reserved_);
+      open_ = false;
+      reserved_ = std::min({left_, record_bytes, writer_.max_record_size()});
+      room_ = writer_.reserve(reserved_, deadline_, failure_);
+      if (failure_) throw failed{};
+      open_ = true;
+      left_ -= reserved_;
+    }
+
+    shm::ring_writer& writer_;
+    std::size_t left_;  // bytes of the frame not yet in a record
+    clock::time_point deadline_;
+    std::span<std::byte> room_;
+    std::size_t reserved_ = 0;
+    bool open_ = false;
+    std::error_code failure_;
+  };
 
   shm::region region_;
   shm::ring_writer writer_;

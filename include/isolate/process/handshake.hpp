@@ -19,7 +19,7 @@
 namespace isolate::detail {
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 1;
+inline constexpr std::uint32_t process_protocol_version = 2;
 
 enum class control_type : std::uint32_t {
   hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
@@ -27,6 +27,11 @@ enum class control_type : std::uint32_t {
   failed = 3,    // worker -> host: loading failed (code, message); the worker exits
   shutdown = 4,  // host -> worker: finish and exit
   doorbell = 5,  // worker -> host: a frame no host call waits for (event, service call) is in the ring
+  share_buffer = 6,   // host -> worker, with one fd: a shared_buffer's memfd (buffer_message)
+  forget_buffer = 7,  // host -> worker: the host let go of a buffer (forget_message)
+  sync = 8,           // host -> worker: answer `synced` with the same body (sync_message) once
+                      // everything sent before is handled
+  synced = 9,         // worker -> host: the answer to `sync`
 };
 
 // An interface the host serves to the plugin; its id in frames is its index + 1.
@@ -57,6 +62,38 @@ struct hello_message {
   void serialize(Archive& ar) {
     ar(protocol_version, cache_line, plugin_path, interface_name, fingerprint, shared_memory, ring_capacity,
        max_message_size, concurrency, max_spin_ns, services);
+  }
+};
+
+// Names a shared_buffer: the host's id for it, and its size in bytes.
+struct buffer_message {
+  std::uint64_t id = 0;
+  std::uint64_t size = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, size);
+  }
+};
+
+// The host let go of buffer `id`, after `answers` of its answers to the
+// plugin's calls named it: the worker keeps it until it has decoded them.
+struct forget_message {
+  std::uint64_t id = 0;
+  std::uint64_t answers = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id, answers);
+  }
+};
+
+struct sync_message {
+  std::uint64_t token = 0;  // increases with each sync
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(token);
   }
 };
 

@@ -13,6 +13,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/error.hpp"
+#include "isolate/process/buffer_sharing.hpp"
 #include "isolate/process/child.hpp"
 #include "isolate/process/control_channel.hpp"
 #include "isolate/process/fd_passing.hpp"
@@ -32,6 +33,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -42,6 +44,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -86,6 +89,8 @@ struct launch_spec {
   std::uint64_t fingerprint = 0;
   process_options options;
   host_services services;  // what the plugin may call back
+  // The shared buffers lent to the plugin, kept across restarts (copies of the spec share it).
+  std::shared_ptr<lent_buffers> lent = std::make_shared<lent_buffers>();
 };
 
 inline std::filesystem::path find_worker(const launch_spec& spec) {
@@ -265,7 +270,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                    : frame_channel::over_socket(std::move(data), o.max_message_size);
     receiver_ = std::thread([this] { receive_loop(); });
     // Asio owns the socket on the io thread; shutdown writes through a duplicate.
-    control_write_ = duplicate_fd(control_.get(), ec);
+    control_writer_ = std::make_shared<worker_control>(duplicate_fd(control_.get(), ec));
     control_socket_.emplace(io_, asio::local::stream_protocol(), control_.release());
     watch_control();
     child_.async_wait_exit(io_.get_executor(),
@@ -284,13 +289,53 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return {death_code_, death_message_};
   }
 
+  // Sends the worker the memfds of `buffers` it does not have yet, before a
+  // call (or, `answer`, an answer to the plugin) naming them; records them as
+  // lent to the plugin.
+  void share_buffers(std::span<const shared_buffer> buffers, clock::time_point deadline, bool answer = false) {
+    if (const auto ec = control_writer_->share(buffers, *spec_.lent, deadline, answer)) {
+      fail_control(ec, "cannot share a buffer with the worker");
+    }
+  }
+
+  // Returns once the worker has handled every control message sent before
+  // (buffers released by then are unmapped, unless the plugin holds them).
+  void sync_control(clock::time_point deadline) {
+    const std::uint64_t token = sync_sent_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const auto body = encode_message(sync_message{token});
+    if (const auto ec = control_writer_->send(control_type::sync, body, deadline)) {
+      fail_control(ec, "cannot reach the worker's control socket");
+    }
+    std::unique_lock lock(pending_mutex_);
+    if (!synced_cv_.wait_until(lock, deadline, [&] { return synced_ >= token || exited_; })) {
+      throw error(errc::timeout, "the worker did not answer on its control socket in time");
+    }
+    if (synced_ < token) throw error(death_code_, death_message_);
+  }
+
+  // How many buffers were sent to this worker.
+  std::size_t buffers_shared() const noexcept { return control_writer_ ? control_writer_->buffers_shared() : 0; }
+
   void call(wire::buffer& request, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
     pending_call call;
     call.reply = &reply;
     const std::uint64_t id = enroll(call);
     wire::set_call_id(request, id);
-    send_or_fail(id, request, deadline);
+    settle_send(id, channel_.send(request.bytes(), deadline));
     await(call, id, deadline, timeout);
+    if (call.failure) std::rethrow_exception(call.failure);
+  }
+
+  // A call with a large payload, written straight into the channel.
+  void call(const streamed_call& request, wire::buffer& reply, clock::time_point deadline,
+            std::chrono::milliseconds timeout) {
+    pending_call call;
+    call.reply = &reply;
+    const std::uint64_t id = enroll(call);
+    std::exception_ptr thrown;
+    settle_send(id, channel_.send(request, id, deadline, thrown));
+    await(call, id, deadline, timeout);
+    if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
     if (call.failure) std::rethrow_exception(call.failure);
   }
 
@@ -315,9 +360,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       call->timer = std::move(timer);
     }
     try {
-      send_or_fail(id, request, deadline);
+      settle_send(id, channel_.send(request.bytes(), deadline));
     } catch (...) {
-      // send_or_fail has already failed the call through its completion.
+      // settle_send has already failed the call through its completion.
       return;
     }
     receiver_cv_.notify_one();
@@ -348,10 +393,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     doomed_.store(true, std::memory_order_release);
     std::error_code ec;
-    if (control_write_) {
-      write_message(control_write_.get(), static_cast<std::uint32_t>(control_type::shutdown), {},
-                    std::chrono::milliseconds(100), ec);
-    }
+    if (control_writer_) control_writer_->send(control_type::shutdown, {}, clock::now() + std::chrono::milliseconds(100));
     std::unique_lock lock(pending_mutex_);
     if (!exited_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return exited_; })) {
       lock.unlock();
@@ -415,6 +457,32 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
   };
 
+  void on_synced(std::span<const std::byte> body) {
+    sync_message answer;
+    try {
+      answer = decode_message<sync_message>(body);
+    } catch (const error&) {
+      return;  // a garbled answer: its sync times out
+    }
+    {
+      std::lock_guard lock(pending_mutex_);
+      synced_ = std::max(synced_, std::min(answer.token, sync_sent_.load(std::memory_order_relaxed)));
+    }
+    synced_cv_.notify_all();
+  }
+
+  // A control message could not be sent: the worker died or stopped reading.
+  [[noreturn]] void fail_control(std::error_code ec, const char* what) {
+    if (ec == std::errc::timed_out) {
+      kill(errc::timeout, "the plugin was killed because its worker stopped reading its control socket");
+      throw error(errc::timeout, fmt::format("{}: the worker stopped reading its control socket", what));
+    }
+    std::lock_guard lock(pending_mutex_);
+    if (exited_) throw error(death_code_, death_message_);
+    if (kill_reason_) throw error(*kill_reason_, kill_message_);
+    throw error(errc::plugin_crashed, fmt::format("{}: {}", what, ec.message()));
+  }
+
   [[noreturn]] void fail_start(const std::string& what) {
     std::error_code ec;
     auto status = child_.wait_exit(std::chrono::seconds(2), ec);
@@ -457,8 +525,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return call;
   }
 
-  void send_or_fail(std::uint64_t id, const wire::buffer& request, clock::time_point deadline) {
-    const auto status = channel_.send(request.bytes(), deadline);
+  // After sending call `id`: if the send failed, fails the call (and throws).
+  void settle_send(std::uint64_t id, channel_status status) {
     if (status == channel_status::ok) return;
     std::exception_ptr failure;
     if (status == channel_status::timed_out) {
@@ -636,6 +704,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                              self->drain_requested_ = true;
                            }
                            self->receiver_cv_.notify_one();
+                         } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
+                           self->on_synced(message.body);
                          }
                          self->watch_control();
                        });
@@ -693,8 +763,19 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     const auto& service = services[view.header.service - 1u];
     wire::buffer reply;
-    service.handle(service.object, view, reply, spec_.options.max_message_size);
+    attachment_scope attached;  // shared buffers in the answer, sent to the worker before it
+    {
+      resolution_scope from(spec_.lent.get());  // the plugin may only name buffers lent to it
+      service.handle(service.object, view, reply, spec_.options.max_message_size);
+    }
     if (view.header.kind == wire::frame_kind::event) return true;
+    if (!attached.buffers().empty()) {
+      try {
+        share_buffers(attached.buffers(), clock::now() + spec_.options.call_timeout, true);
+      } catch (const error&) {
+        // The worker is going away; the plugin's call fails with it.
+      }
+    }
     const auto status = channel_.send(reply.bytes(), clock::now() + spec_.options.call_timeout);
     if (status == channel_status::timed_out) {
       kill(errc::timeout, "the plugin was killed because it stopped reading the host's answers");
@@ -731,7 +812,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       std::error_code ignored;
       control_socket_->close(ignored);  // on the io thread, where Asio uses it
     }
+    if (control_writer_) control_writer_->close();
     receiver_cv_.notify_all();
+    synced_cv_.notify_all();
     const auto failure = std::make_exception_ptr(error(death_code_, death_message_));
     for (auto* call : waiting) finish(*call, failure);
     for (auto& call : orphans) finish(*call, failure);
@@ -745,7 +828,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   child_process child_;
   unique_fd control_;
   std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: doorbells
-  unique_fd control_write_;                                             // after the handshake: shutdown
+  // After the handshake, every message to the worker: buffers, sync, shutdown.
+  std::shared_ptr<worker_control> control_writer_;
+  std::atomic<std::uint64_t> sync_sent_{0};
+  std::uint64_t synced_ = 0;  // the last sync the worker answered, guarded by pending_mutex_
+  std::condition_variable synced_cv_;
   frame_channel channel_;
   std::thread receiver_;
 

@@ -5,7 +5,11 @@
 #define ISOLATE_TRANSPORT_LINK_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/wire/archive.hpp"
 #include "isolate/wire/buffer.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <cstdint>
 
 #include <chrono>
 #include <cstddef>
@@ -14,6 +18,8 @@
 #include <optional>
 
 namespace isolate::detail {
+
+class buffer_resolver;  // shared_buffer.hpp
 
 // The timeout of the calls this thread makes now, instead of the plugin's
 // default (set by plugin::with_timeout for one call).
@@ -28,15 +34,50 @@ class completion {
   virtual void complete(std::exception_ptr failure, wire::buffer& reply) noexcept = 0;
 };
 
+// A call with a large payload, which the transport writes straight into its
+// channel instead of gathering it into a buffer first (see wire/stream.hpp).
+class streamed_call {
+ public:
+  streamed_call(std::uint16_t method, std::size_t payload_size) noexcept : method_(method), size_(payload_size) {}
+  std::uint16_t method() const noexcept { return method_; }
+  std::size_t payload_size() const noexcept { return size_; }
+  // Writes exactly payload_size() bytes.
+  virtual void write_payload(wire::output_archive& archive) const = 0;
+  // Gathers the whole call frame into `frame` (call id 0).
+  void encode(wire::buffer& frame) const {
+    wire::begin_frame(frame);
+    frame.reserve(wire::header_size + size_);
+    wire::output_archive archive(frame);
+    write_payload(archive);
+    wire::finish_frame(frame, wire::frame_kind::call, method_, 0);
+  }
+
+ protected:
+  ~streamed_call() = default;
+
+ private:
+  std::uint16_t method_;
+  std::size_t size_;
+};
+
 class link {
  public:
   virtual ~link() = default;
   // Sends the call frame in `request` and blocks until its reply frame is in `reply`.
   // Throws isolate::error when the transport fails.
   virtual void call(wire::buffer& request, wire::buffer& reply) = 0;
+  // As call(), for a large payload. By default it is gathered into a buffer.
+  virtual void call_streamed(const streamed_call& request, wire::buffer& reply) {
+    wire::buffer frame;
+    request.encode(frame);
+    call(frame, reply);
+  }
   virtual void call_async(wire::buffer request, std::unique_ptr<completion> done) = 0;
   // Largest payload the link carries, in either direction.
   virtual std::size_t max_message_size() const noexcept = 0;
+  // Where the shared_buffers named by a reply are found; null: in this
+  // process, for links that do not leave it.
+  virtual buffer_resolver* shared_buffers() noexcept { return nullptr; }
 };
 
 }  // namespace isolate::detail

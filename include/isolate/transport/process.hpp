@@ -69,17 +69,26 @@ class process_link final : public link {
   }
 
   void call(wire::buffer& request, wire::buffer& reply) override {
+    const auto* attachments = take_attachments();
     const auto timeout = call_timeout();
     const auto deadline = deadline_after(timeout);
-    acquire(deadline)->call(request, reply, deadline, timeout);
+    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+  }
+
+  void call_streamed(const streamed_call& request, wire::buffer& reply) override {
+    const auto* attachments = take_attachments();
+    const auto timeout = call_timeout();
+    const auto deadline = deadline_after(timeout);
+    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
   }
 
   void call_async(wire::buffer request, std::unique_ptr<completion> done) override {
+    const auto* attachments = take_attachments();
     const auto timeout = call_timeout();
     const auto deadline = deadline_after(timeout);
     std::shared_ptr<worker_session> session;
     try {
-      session = acquire(deadline);
+      session = share_then(acquire(deadline), attachments, deadline);
     } catch (...) {
       wire::buffer none;
       done->complete(std::current_exception(), none);
@@ -89,6 +98,23 @@ class process_link final : public link {
   }
 
   std::size_t max_message_size() const noexcept override { return spec_.options.max_message_size; }
+
+  // What the plugin sends back may only name buffers the host lent it.
+  buffer_resolver* shared_buffers() noexcept override { return spec_.lent.get(); }
+
+  // Returns once the worker has handled every control message sent before,
+  // so a buffer the host released is unmapped there unless the plugin holds
+  // it. Mostly for tests; throws timeout or the reason the worker is down.
+  void sync_control(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = deadline_after(timeout);
+    acquire(deadline)->sync_control(deadline);
+  }
+
+  // How many shared buffers were sent to the current worker (each once).
+  std::size_t buffers_shared() const {
+    std::lock_guard lock(mutex_);
+    return current_ ? current_->buffers_shared() : 0;
+  }
 
   // The worker's process id (changes after a restart); -1 while it is down.
   pid_t pid() const {
@@ -130,6 +156,13 @@ class process_link final : public link {
       throw error(down_code_, down_message_.empty() ? "the plugin is not running" : down_message_);
     }
     return current_;
+  }
+
+  // Sends the worker the shared buffers of the call it is about to get.
+  static std::shared_ptr<worker_session> share_then(std::shared_ptr<worker_session> session,
+                                                    const buffer_attachments* attachments, clock::time_point deadline) {
+    if (attachments != nullptr && !attachments->empty()) session->share_buffers(*attachments, deadline);
+    return session;
   }
 
   bool may_restart() const { return spec_.options.restart.on_crash && restarts_ < spec_.options.restart.max_restarts; }

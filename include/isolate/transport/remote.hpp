@@ -7,6 +7,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/shared_buffer.hpp"
 #include "isolate/transport/link.hpp"
 
 #include <asio/associated_executor.hpp>
@@ -31,14 +32,31 @@ class client {
   template <std::size_t K, class Method, class... Args>
   typename method_traits<Method>::result_type call(const Args&... args) {
     using result = typename method_traits<Method>::result_type;
-    wire::buffer request;
+    constexpr auto method = static_cast<std::uint16_t>(K);
+    attachment_scope attached;  // shared_buffers among the arguments: kept alive, sent by the link
     wire::buffer reply;
-    encode_call(request, static_cast<std::uint16_t>(K), link_.max_message_size(), args...);
+    if constexpr (!(is_raw_value<Args> && ...)) {
+      // A large payload goes straight into the transport: measured first, never gathered.
+      if (const std::size_t size = payload_size(args...); size >= wire::large_payload) {
+        check_payload_size(size, link_.max_message_size());
+        link_.call_streamed(streamed_arguments<Args...>(method, size, args...), reply);
+        return decode<result>(reply);
+      }
+    }
+    wire::buffer request;
+    encode_call(request, method, link_.max_message_size(), args...);
     link_.call(request, reply);
-    return decode_reply<result>(reply, link_.max_message_size());
+    return decode<result>(reply);
   }
 
  private:
+  // Decodes a reply; the shared_buffers it names are looked up where the link says.
+  template <class Result>
+  Result decode(const wire::buffer& reply) {
+    resolution_scope resolving(link_.shared_buffers());
+    return decode_reply<Result>(reply, link_.max_message_size());
+  }
+
   link& link_;
 };
 
@@ -55,7 +73,15 @@ class handler_completion final : public completion {
         work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)),
         max_payload_(max_payload) {}
 
+  // Keeps the call's shared_buffers alive until it is over, and says where
+  // those named by the reply are found.
+  void keep(const buffer_attachments& buffers, buffer_resolver* resolver) {
+    attachments_ = buffers;
+    resolver_ = resolver;
+  }
+
   void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
+    resolution_scope resolving(resolver_);
     if constexpr (std::is_void_v<Result>) {
       if (!failure) {
         try {
@@ -92,6 +118,8 @@ class handler_completion final : public completion {
                                      asio::execution::outstanding_work.tracked))>
       work_;
   std::size_t max_payload_;
+  buffer_attachments attachments_;
+  buffer_resolver* resolver_ = nullptr;
 };
 
 // The method id of a member function pointer of Interface (they are compared,
@@ -129,8 +157,10 @@ class remote_connection {
     using completion_type = handler_completion<Result, std::decay_t<Handler>>;
     auto done = std::make_unique<completion_type>(std::forward<Handler>(handler), link_->max_message_size());
     wire::buffer request;
+    attachment_scope attached;
     try {
       encode_call(request, method, link_->max_message_size(), args...);
+      done->keep(attached.buffers(), link_->shared_buffers());
     } catch (...) {
       wire::buffer none;
       done->complete(std::current_exception(), none);

@@ -58,8 +58,9 @@ inline void set_call_id(buffer& frame, std::uint64_t call_id) {
   std::memcpy(frame.data() + offsetof(frame_header, call_id), &call_id, sizeof call_id);
 }
 
-// Checks that `bytes` hold exactly one well-formed frame no bigger than max_payload.
-inline frame_view parse(std::span<const std::byte> bytes, std::size_t max_payload) {
+// Checks the header at the start of `bytes`: a known kind, a payload no bigger
+// than max_payload, and no more bytes after the header than the payload has.
+inline frame_header parse_header(std::span<const std::byte> bytes, std::size_t max_payload) {
   if (bytes.size() < header_size) {
     throw error(errc::protocol_error, "frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
   }
@@ -73,6 +74,16 @@ inline frame_view parse(std::span<const std::byte> bytes, std::size_t max_payloa
     throw error(errc::message_too_large, "frame payload of " + std::to_string(header.size) +
                                              " bytes exceeds the maximum of " + std::to_string(max_payload));
   }
+  if (header.size < bytes.size() - header_size) {
+    throw error(errc::protocol_error, "frame header says " + std::to_string(header.size) + " payload bytes but " +
+                                          std::to_string(bytes.size() - header_size) + " arrived");
+  }
+  return header;
+}
+
+// Checks that `bytes` hold exactly one well-formed frame no bigger than max_payload.
+inline frame_view parse(std::span<const std::byte> bytes, std::size_t max_payload) {
+  const frame_header header = parse_header(bytes, max_payload);
   if (header.size != bytes.size() - header_size) {
     throw error(errc::protocol_error, "frame header says " + std::to_string(header.size) + " payload bytes but " +
                                           std::to_string(bytes.size() - header_size) + " arrived");
