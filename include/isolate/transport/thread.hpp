@@ -7,9 +7,11 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/plugin_object.hpp"
+#include "isolate/detail/call_mailbox.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/shm/futex.hpp"
 #include "isolate/transport/link.hpp"
 #include "isolate/transport/remote.hpp"
 
@@ -18,14 +20,19 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace isolate {
@@ -51,8 +58,7 @@ namespace detail {
 template <interface Interface>
 class thread_link final : public link {
  public:
-  thread_link(detail::plugin_factory<Interface> make, const thread::options& options)
-      : options_(options) {
+  thread_link(detail::plugin_factory<Interface> make, const thread::options& options) : options_(options) {
     if (options_.concurrency == 0) throw error(errc::unsupported, "isolate::thread needs at least one worker thread");
     // The implementation is made on the first worker, so that thread-affine
     // plugins see one thread from construction on.
@@ -85,8 +91,11 @@ class thread_link final : public link {
     }
     wake_workers();
     for (auto& worker : workers_) worker.join();
-    // Calls still queued never ran: fail them rather than leave them hanging.
-    for (job* pending : queue_) fail(*pending, std::make_exception_ptr(error(errc::plugin_closed, "the plugin was unloaded before the call ran")));
+    // Calls still waiting never ran: fail them rather than leave them hanging.
+    const auto closed =
+        std::make_exception_ptr(error(errc::plugin_closed, "the plugin was unloaded before the call ran"));
+    mailbox_.close(closed);
+    for (job* pending : queue_) fail(*pending, closed);
   }
 
   void call(wire::buffer& request, wire::buffer& reply) override {
@@ -97,12 +106,25 @@ class thread_link final : public link {
       stub<Interface>::handle(*impl_, call, reply, options_.max_message_size);
       return;
     }
+    const int cpu = ::sched_getcpu();
+    const auto spin =
+        worker_cpu_.load(std::memory_order_relaxed) == cpu ? std::chrono::nanoseconds::zero() : options_.max_spin;
+    if (mailbox_.try_claim()) {
+      const auto ticket = mailbox_.post(request, reply, cpu);
+      if (!ticket) {
+        mailbox_.release();
+        throw error(errc::plugin_closed, "the plugin is unloaded");
+      }
+      if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_a_worker();
+      mailbox_.wait_for_answer(*ticket, spin);
+      mailbox_.take_reply(reply);
+      return;
+    }
     job sync;
     sync.request = &request;
     sync.reply = &reply;
     submit(sync);
-    const int worker_cpu = worker_cpu_.load(std::memory_order_relaxed);
-    sync.finished.wait(worker_cpu == ::sched_getcpu() ? std::chrono::nanoseconds::zero() : options_.max_spin);
+    sync.finished.wait(spin);
     if (sync.failure) std::rethrow_exception(sync.failure);
   }
 
@@ -118,6 +140,7 @@ class thread_link final : public link {
   std::size_t max_message_size() const noexcept override { return options_.max_message_size; }
 
  private:
+  // A queued call: asynchronous, or synchronous while the mailbox is claimed.
   struct job {
     wire::buffer* request = nullptr;
     wire::buffer* reply = nullptr;
@@ -136,13 +159,20 @@ class thread_link final : public link {
       }
       queue_.push_back(&j);
     }
+    work_seq_.fetch_add(1, std::memory_order_seq_cst);  // workers look at the queue when it has moved
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) shm::futex_wake(work_seq_, 1);
+  }
+
+  // One call needs one worker: the one woken serves until it finds no work.
+  // The bump makes a worker about to sleep on the old value look again instead.
+  void wake_a_worker() {
     work_seq_.fetch_add(1, std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) work_seq_.notify_all();
+    shm::futex_wake(work_seq_, 1);
   }
 
   void wake_workers() {
     work_seq_.fetch_add(1, std::memory_order_seq_cst);
-    work_seq_.notify_all();
+    shm::futex_wake(work_seq_);
   }
 
   bool on_worker_thread() const noexcept {
@@ -167,43 +197,88 @@ class thread_link final : public link {
     finish(j);
   }
 
-  job* next_job(adaptive_spin& spin) {
+  void serve() {
+    adaptive_spin spin(options_.max_spin);
+    wire::buffer reply;  // the mailbox's reply frames are made here, then copied into it
+    // The last call came from a caller on this worker's CPU: spinning for its
+    // next call would only keep it from running.
+    bool caller_here = false;
+    // The queue is looked at (under the mutex) only when work_seq_ has moved
+    // since it was last found empty.
+    std::uint32_t queue_empty_at = work_seq_.load(std::memory_order_relaxed) - 1;  // not looked at yet
     for (;;) {
+      // Read before looking for work, so that work arriving after the look
+      // changes it and the wait below returns.
       const std::uint32_t seen = work_seq_.load(std::memory_order_seq_cst);
-      {
-        std::lock_guard lock(mutex_);
-        if (stopping_) return nullptr;
-        if (!queue_.empty()) {
-          job* j = queue_.front();
-          queue_.pop_front();
-          return j;
+      bool worked = false;
+      // One call from each source per round: neither starves the other.
+      if (const auto ticket = mailbox_.try_take()) {
+        caller_here = note_cpu() == mailbox_.caller_cpu();
+        try {
+          const auto call = wire::parse(mailbox_.request(), options_.max_message_size);
+          stub<Interface>::handle(*impl_, call, reply, options_.max_message_size);
+          mailbox_.answer(*ticket, reply);
+        } catch (...) {
+          mailbox_.fail(*ticket, std::current_exception());
+        }
+        worked = true;
+      }
+      if (seen != queue_empty_at) {
+        job* j = nullptr;
+        {
+          std::lock_guard lock(mutex_);
+          if (stopping_) return;
+          if (queue_.empty()) {
+            queue_empty_at = seen;
+          } else {
+            j = queue_.front();
+            queue_.pop_front();
+          }
+        }
+        if (j) {
+          caller_here = false;  // not known
+          note_cpu();
+          run(*j);
+          worked = true;
         }
       }
-      const auto began = std::chrono::steady_clock::now();
-      if (!spin_for(spin.budget(), [&] { return work_seq_.load(std::memory_order_acquire) != seen; })) {
-        sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        if (work_seq_.load(std::memory_order_seq_cst) == seen) work_seq_.wait(seen, std::memory_order_acquire);
-        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-      }
-      spin.waited(std::chrono::steady_clock::now() - began);
+      if (!worked) wait_for_work(caller_here ? std::chrono::nanoseconds::zero() : spin.budget(), spin, seen);
     }
   }
 
-  void serve() {
-    adaptive_spin spin(options_.max_spin);
-    while (job* j = next_job(spin)) {
-      // Written only when it changes, so the callers' copy of the line stays valid.
-      if (const int cpu = ::sched_getcpu(); worker_cpu_.load(std::memory_order_relaxed) != cpu) {
-        worker_cpu_.store(cpu, std::memory_order_relaxed);
-      }
-      try {
-        const auto call = wire::parse(j->request->bytes(), options_.max_message_size);
-        stub<Interface>::handle(*impl_, call, *j->reply, options_.max_message_size);
-      } catch (...) {
-        j->failure = std::current_exception();
-      }
-      finish(*j);
+  void run(job& j) {
+    try {
+      const auto call = wire::parse(j.request->bytes(), options_.max_message_size);
+      stub<Interface>::handle(*impl_, call, *j.reply, options_.max_message_size);
+    } catch (...) {
+      j.failure = std::current_exception();
     }
+    finish(j);
+  }
+
+  // Spins up to `budget`, then sleeps on work_seq_ until a call is posted or
+  // queued; tells `spin` how long that took.
+  void wait_for_work(std::chrono::nanoseconds budget, adaptive_spin& spin, std::uint32_t seen) {
+    const auto work_arrived = [&] { return mailbox_.has_call() || work_seq_.load(std::memory_order_acquire) != seen; };
+    if (spin_for(budget, work_arrived)) {
+      spin.waited(std::chrono::nanoseconds::zero());  // no clock read on the way to the call
+      return;
+    }
+    const auto slept_at = std::chrono::steady_clock::now();
+    // Announce the sleep, then look again: a caller posts, then reads sleepers_
+    // (all sequentially consistent), so one of the two sees the other.
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (!mailbox_.has_call() && work_seq_.load(std::memory_order_seq_cst) == seen) shm::futex_wait(work_seq_, seen);
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    spin.waited(budget + (std::chrono::steady_clock::now() - slept_at));
+  }
+
+  // Where a worker last ran, for callers to decide whether spinning pays;
+  // written only when it changes, so the callers' copy of the line stays valid.
+  int note_cpu() noexcept {
+    const int cpu = ::sched_getcpu();
+    if (worker_cpu_.load(std::memory_order_relaxed) != cpu) worker_cpu_.store(cpu, std::memory_order_relaxed);
+    return cpu;
   }
 
   thread::options options_;
@@ -211,10 +286,15 @@ class thread_link final : public link {
   std::mutex mutex_;
   std::deque<job*> queue_;
   bool stopping_ = false;
-  std::atomic<std::uint32_t> work_seq_{0};  // bumped for each submitted job; workers sleep on it
-  std::atomic<std::uint32_t> sleepers_{0};  // workers asleep on work_seq_, so submit() can skip the wake syscall
-  std::atomic<int> worker_cpu_{-1};         // where a worker last ran, to decide whether spinning pays
   std::vector<std::jthread> workers_;
+
+  call_mailbox mailbox_;
+  // Bumped for each queued call (and to wake sleeping workers), which sleep on
+  // it; on a line of its own so that queued calls leave the mailbox's alone.
+  alignas(ISOLATE_CACHE_LINE) std::atomic<std::uint32_t> work_seq_{0};
+  // Read by every call; written only when a worker sleeps, wakes or moves.
+  alignas(ISOLATE_CACHE_LINE) std::atomic<std::uint32_t> sleepers_{0};  // so posting can skip the wake syscall
+  std::atomic<int> worker_cpu_{-1};
 };
 
 }  // namespace detail

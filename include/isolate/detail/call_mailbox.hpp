@@ -1,0 +1,193 @@
+// The one-slot mailbox through which isolate::thread passes a synchronous
+// call to its workers without a mutex (transport/thread.hpp).
+#ifndef ISOLATE_DETAIL_CALL_MAILBOX_HPP
+#define ISOLATE_DETAIL_CALL_MAILBOX_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/spin_wait.hpp"
+#include "isolate/error.hpp"
+#include "isolate/shm/futex.hpp"
+#include "isolate/wire/buffer.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <sched.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <span>
+#include <thread>
+#include <utility>
+
+namespace isolate::detail {
+
+// The way one synchronous call at a time reaches the workers without the
+// queue's mutex. A small call travels inside it: the caller writes the request
+// line and a worker reads it; the worker writes the reply line and the caller
+// reads it. That moves as few cache lines as a bare ping-pong between two
+// threads, where following pointers into the caller's buffers would add a miss
+// per hop. Calls that find the mailbox claimed by another caller are queued.
+//
+// Calls are numbered by tickets: `posted` is the last ticket a caller posted,
+// `taken` the last one a worker took, `answered` the last one answered. The
+// claim allows one call in flight, so posted is always taken or taken + 1 step.
+class call_mailbox {
+ public:
+  // Callers: claim, post, wait_for_answer, take_reply (which releases the claim).
+
+  // Whether this caller now owns the mailbox; false if another caller does.
+  bool try_claim() noexcept {
+    // Read first: callers that find it busy leave the line shared, not bouncing.
+    return !claimed_.load(std::memory_order_relaxed) && !claimed_.exchange(true, std::memory_order_acquire);
+  }
+  void release() noexcept { claimed_.store(false, std::memory_order_release); }
+
+  // Posts the call in `request`; `reply` receives a reply too big for the
+  // mailbox. Returns the call's ticket, or nothing if the mailbox is closed.
+  // Sequentially consistent, so that either the caller sees a worker going to
+  // sleep or that worker sees the call (call_mailbox::has_call).
+  std::optional<std::uint32_t> post(wire::buffer& request, wire::buffer& reply, int caller_cpu) noexcept {
+    const auto frame = request.bytes();
+    if (frame.size() <= sizeof in_.frame) {
+      std::memcpy(in_.frame, frame.data(), frame.size());
+      in_.size = static_cast<std::uint32_t>(frame.size());
+    } else {
+      in_.size = 0;
+    }
+    in_.request = &request;
+    in_.reply = &reply;
+    in_.caller_cpu = caller_cpu;
+    const std::uint32_t before = in_.posted.fetch_add(ticket_step, std::memory_order_seq_cst);
+    if (before & closed_bit) return std::nullopt;
+    return before + ticket_step;
+  }
+
+  // Spins up to `spin`, then sleeps, until `ticket` is answered.
+  void wait_for_answer(std::uint32_t ticket, std::chrono::nanoseconds spin) noexcept {
+    auto& word = out_.answered;
+    if (spin_for(spin, [&] { return word.load(std::memory_order_acquire) == ticket; })) return;
+    // Mark the previous answer "caller asleep" so that the worker's answer wakes us.
+    std::uint32_t seen = word.load(std::memory_order_acquire);
+    while (seen != ticket) {
+      if (!(seen & asleep_bit) && !word.compare_exchange_weak(seen, seen | asleep_bit, std::memory_order_acquire)) {
+        continue;  // `seen` was reloaded: maybe the answer
+      }
+      shm::futex_wait(word, seen | asleep_bit);
+      seen = word.load(std::memory_order_acquire);
+    }
+  }
+
+  // The answer to the caller's call: its reply frame, put in `reply`, or the
+  // failure rethrown. Releases the claim either way.
+  void take_reply(wire::buffer& reply) {
+    if (out_.failure) {
+      const auto failure = std::exchange(out_.failure, nullptr);
+      release();
+      std::rethrow_exception(failure);
+    }
+    if (out_.size != 0) reply.assign({out_.frame, out_.size});  // else the worker wrote it to `reply`
+    release();
+  }
+
+  // Workers.
+
+  // Whether a posted call waits for a worker (sequentially consistent: see post).
+  bool has_call() const noexcept {
+    return (in_.posted.load(std::memory_order_seq_cst) & ~closed_bit) != taken_.load(std::memory_order_relaxed);
+  }
+
+  // Takes the posted call for this worker: returns its ticket, or nothing if
+  // there is none or another worker took it first.
+  std::optional<std::uint32_t> try_take() noexcept {
+    // `taken` is read first: a later ticket than the one read here can only be
+    // posted after `taken` moves on, and then the exchange fails.
+    std::uint32_t last = taken_.load(std::memory_order_acquire);
+    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire) & ~closed_bit;
+    if (posted == last) return std::nullopt;
+    if (!taken_.compare_exchange_strong(last, posted, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      return std::nullopt;
+    }
+    return posted;
+  }
+
+  // Where the caller of the taken call ran when it posted it.
+  int caller_cpu() const noexcept { return in_.caller_cpu; }
+
+  // The frame of the taken call (valid until it is answered).
+  std::span<const std::byte> request() const noexcept {
+    return in_.size != 0 ? std::span<const std::byte>(in_.frame, in_.size) : in_.request->bytes();
+  }
+
+  // Answers the taken call `ticket` with the reply frame in `frame` (which may be moved from).
+  void answer(std::uint32_t ticket, wire::buffer& frame) noexcept {
+    if (frame.size() <= sizeof out_.frame) {
+      std::memcpy(out_.frame, frame.data(), frame.size());
+      out_.size = static_cast<std::uint32_t>(frame.size());
+    } else {
+      *in_.reply = std::move(frame);  // moves the heap block, or copies at most the inline bytes
+      out_.size = 0;
+    }
+    publish(ticket);
+  }
+
+  void fail(std::uint32_t ticket, std::exception_ptr failure) noexcept {
+    out_.failure = std::move(failure);
+    publish(ticket);
+  }
+
+  // After the workers have stopped: fails a call posted but never taken, makes
+  // later posts fail, and waits until a caller still using the mailbox is done.
+  void close(std::exception_ptr failure) noexcept {
+    const std::uint32_t posted = in_.posted.fetch_or(closed_bit, std::memory_order_seq_cst);
+    if (posted != taken_.load(std::memory_order_relaxed)) {
+      taken_.store(posted, std::memory_order_relaxed);
+      fail(posted, std::move(failure));
+    }
+    // That caller was answered or will see closed_bit: it releases soon.
+    while (claimed_.load(std::memory_order_acquire)) std::this_thread::yield();
+  }
+
+ private:
+  static constexpr std::uint32_t ticket_step = 2;
+  static constexpr std::uint32_t closed_bit = 1;  // in `posted`: the link is unloading
+  static constexpr std::uint32_t asleep_bit = 1;  // in `answered`: the caller sleeps on it
+
+  void publish(std::uint32_t ticket) noexcept {
+    if (out_.answered.exchange(ticket, std::memory_order_acq_rel) & asleep_bit) shm::futex_wake(out_.answered);
+  }
+
+  // Written by the caller, read by workers.
+  struct alignas(ISOLATE_CACHE_LINE) request_line {
+    std::atomic<std::uint32_t> posted{0};
+    std::uint32_t size = 0;  // of the frame in `frame`; 0: it is in *request
+    wire::buffer* request = nullptr;
+    wire::buffer* reply = nullptr;  // where a reply too big for the reply line goes
+    int caller_cpu = -1;            // a worker on the same CPU must not spin for the next call
+    std::byte frame[ISOLATE_CACHE_LINE - 28];
+  };
+  // Written by the worker, read by the caller.
+  struct alignas(ISOLATE_CACHE_LINE) reply_line {
+    std::atomic<std::uint32_t> answered{0};
+    std::uint32_t size = 0;  // of the frame in `frame`; 0: it is in *request_line::reply
+    std::exception_ptr failure;
+    std::byte frame[ISOLATE_CACHE_LINE - 16];
+  };
+  static_assert(ISOLATE_CACHE_LINE >= 64 && sizeof(request_line) == ISOLATE_CACHE_LINE &&
+                    sizeof(reply_line) == ISOLATE_CACHE_LINE,
+                "each half of the mailbox is meant to fill one cache line");
+
+  request_line in_;
+  reply_line out_;
+  // Each on its own line: the claim is touched by callers only, `taken` by
+  // workers only, so with one caller and one worker neither line moves.
+  alignas(ISOLATE_CACHE_LINE) std::atomic<bool> claimed_{false};
+  alignas(ISOLATE_CACHE_LINE) std::atomic<std::uint32_t> taken_{0};
+};
+
+}  // namespace isolate::detail
+
+#endif
