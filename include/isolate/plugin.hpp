@@ -82,10 +82,13 @@ class plugin {
   using connection = typename Policy::template connection<Interface>;
 
  public:
-  explicit plugin(std::unique_ptr<connection> c) noexcept : connection_(std::move(c)) {}
+  explicit plugin(std::unique_ptr<connection> c) noexcept
+      : connection_(std::move(c)), target_(connection_->target()) {}
 
-  Interface* operator->() const noexcept { return connection_->target(); }
-  Interface& operator*() const noexcept { return *connection_->target(); }
+  // The target is kept here, not asked of the connection each time: one load
+  // fewer per call, which is most of the price of an in_process call.
+  Interface* operator->() const noexcept { return target_; }
+  Interface& operator*() const noexcept { return *target_; }
   connection& transport() noexcept { return *connection_; }
 
   // p.with_timeout(100ms)->method(args): this one call may take at most
@@ -158,6 +161,7 @@ class plugin {
   }
 
   std::unique_ptr<connection> connection_;
+  Interface* target_;  // connection_->target(), which never changes
 };
 
 namespace detail {
