@@ -307,11 +307,6 @@ class resolution_scope {
   buffer_resolver* previous_;
 };
 
-// Whether a value of type T may hold a shared_buffer somewhere inside, so
-// that calls of numbers alone skip the bookkeeping.
-template <class T>
-inline constexpr bool may_hold_shared_buffer = !(std::is_void_v<T> || std::is_arithmetic_v<T> || std::is_enum_v<T>);
-
 }  // namespace detail
 
 // On the wire a shared_buffer is its id and size (an empty one: 0, 0).

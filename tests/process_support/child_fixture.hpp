@@ -1,16 +1,20 @@
-// What the process_support tests share: starting child_helper with a control
-// channel on its fd 3, and counting this process's open descriptors.
+// What the process_support tests share: a connected socket pair, starting
+// child_helper with a control channel on its fd 3, and counting this
+// process's open descriptors.
 #ifndef ISOLATE_TESTS_PROCESS_SUPPORT_CHILD_FIXTURE_HPP
 #define ISOLATE_TESTS_PROCESS_SUPPORT_CHILD_FIXTURE_HPP
 
 #include "isolate/process/child.hpp"
 #include "isolate/process/control_channel.hpp"
 
+#include <doctest/doctest.h>
+
 #include <chrono>
 #include <cstddef>
 #include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <dirent.h>
@@ -28,6 +32,16 @@ inline std::span<std::byte const> bytes_of(std::string_view s) { return std::as_
 inline std::string text_of(std::span<std::byte const> b) {
   return std::string(reinterpret_cast<char const*>(b.data()), b.size());
 }
+
+struct socket_pair {
+  unique_fd a;
+  unique_fd b;
+  socket_pair() {
+    std::error_code ec;
+    std::tie(a, b) = make_socket_pair(ec);
+    REQUIRE(!ec);
+  }
+};
 
 // A helper child whose fd 3 is the far end of `channel`.
 struct connected_child {

@@ -18,16 +18,6 @@ namespace {
 
 constexpr std::size_t max_size = 1 << 20;
 
-struct socket_pair {
-  unique_fd a;
-  unique_fd b;
-  socket_pair() {
-    std::error_code ec;
-    std::tie(a, b) = make_socket_pair(ec);
-    REQUIRE(!ec);
-  }
-};
-
 void write_raw_header(int fd, std::uint32_t type, std::uint32_t length) {
   std::uint32_t const header[2] = {type, length};
   REQUIRE(::write(fd, header, sizeof header) == static_cast<ssize_t>(sizeof header));

@@ -32,16 +32,6 @@ std::string read_all(int fd) {
   return text;
 }
 
-struct socket_pair {
-  unique_fd a;
-  unique_fd b;
-  socket_pair() {
-    std::error_code ec;
-    std::tie(a, b) = make_socket_pair(ec);
-    REQUIRE(!ec);
-  }
-};
-
 // Sends `count` descriptors (copies of /dev/null) with one byte, as a hostile peer might.
 void send_junk_fds(int socket, std::size_t count) {
   std::vector<unique_fd> junk;

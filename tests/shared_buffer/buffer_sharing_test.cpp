@@ -18,22 +18,14 @@
 #include <string>
 #include <thread>
 
+#include "../support/failure.hpp"
+
 using isolate::shared_buffer;
+using isolate_test::failure_of;
 using namespace isolate::detail;
 using namespace std::chrono_literals;
 
 namespace {
-
-template <class F>
-isolate::error failure_of(F&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return e;
-  }
-  FAIL("expected an isolate::error");
-  return isolate::error(isolate::errc::protocol_error);
-}
 
 std::uint64_t id_of(const shared_buffer& buffer) { return shared_buffer_access::state(buffer)->id(); }
 

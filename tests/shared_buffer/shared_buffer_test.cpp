@@ -20,7 +20,10 @@
 #include <thread>
 #include <vector>
 
+#include "../support/failure.hpp"
+
 using namespace shared_buffer_test;
+using isolate_test::failure_of;
 using namespace std::chrono_literals;
 
 namespace {
@@ -80,17 +83,6 @@ std::size_t mapped_buffers(int pid) {
     if (line.find("isolate-shared-buffer") != std::string::npos) ++count;
   }
   return count;
-}
-
-template <class F>
-isolate::error failure_of(F&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return e;
-  }
-  FAIL("expected an isolate::error");
-  return isolate::error(isolate::errc::protocol_error);
 }
 
 using process_fixture = fixture<isolate::process>;

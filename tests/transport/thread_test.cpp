@@ -107,8 +107,20 @@ double process_cpu_seconds() {
   return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
 }
 
+// What block_until_released() waits on, and how a test knows it got there.
+struct gate {
+  std::promise<void> entered;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+
+  isolate::plugin<probe, isolate::thread> load(const isolate::thread::options& options = {}) {
+    return isolate::load<probe, isolate::thread>(std::make_unique<probe_impl>(&entered, released), options);
+  }
+};
+
 }  // namespace thread_test
 
+using thread_test::gate;
 using thread_test::probe;
 
 TEST_CASE("the plugin runs on its own thread, where it was also constructed") {
@@ -137,18 +149,15 @@ TEST_CASE("calls from many threads never run concurrently in the plugin by defau
 }
 
 TEST_CASE("with concurrency > 1 calls do run at the same time") {
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  gate g;
   isolate::thread::options options;
   options.concurrency = 2;
-  auto p = isolate::load<probe, isolate::thread>(std::make_unique<thread_test::probe_impl>(&entered, released),
-                                                 options);
+  auto p = g.load(options);
   auto blocked = p.async(&probe::block_until_released, asio::use_future);
-  entered.get_future().wait();
+  g.entered.get_future().wait();
   // One worker is blocked inside the plugin; the other still serves calls.
   CHECK(!p->where().empty());
-  release.set_value();
+  g.release.set_value();
   blocked.get();
 }
 
@@ -164,17 +173,15 @@ TEST_CASE("a factory that throws fails the load with load_failed and its message
 }
 
 TEST_CASE("unloading fails calls that are still queued instead of hanging them") {
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  gate g;
   std::future<std::string> queued;
   std::future<void> blocked;
   {
-    auto p = isolate::load<probe, isolate::thread>(std::make_unique<thread_test::probe_impl>(&entered, released));
+    auto p = g.load();
     blocked = p.async(&probe::block_until_released, asio::use_future);
-    entered.get_future().wait();
+    g.entered.get_future().wait();
     queued = p.async(&probe::where, asio::use_future);
-    release.set_value();
+    g.release.set_value();
     // The plugin is unloaded here; `queued` may have run or may be failed, but never left pending.
   }
   blocked.get();
@@ -236,19 +243,16 @@ TEST_CASE("synchronous and asynchronous calls mixed all complete with their own 
 }
 
 TEST_CASE("a synchronous call blocked in the plugin does not hold up others when concurrency > 1") {
-  std::promise<void> entered;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
+  gate g;
   isolate::thread::options options;
   options.concurrency = 2;
-  auto p = isolate::load<probe, isolate::thread>(std::make_unique<thread_test::probe_impl>(&entered, released),
-                                                 options);
+  auto p = g.load(options);
   // The blocked call holds the mailbox: the calls below are queued, for the other worker.
   std::thread blocked([&] { p->block_until_released(); });
-  entered.get_future().wait();
+  g.entered.get_future().wait();
   CHECK(p->echo(7) == 7);
   CHECK(p->echo_text(std::string(300, 'x')) == std::string(300, 'x'));
-  release.set_value();
+  g.release.set_value();
   blocked.join();
 }
 

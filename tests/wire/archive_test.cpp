@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "../support/failure.hpp"
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -11,6 +13,8 @@
 #include <string>
 #include <variant>
 #include <vector>
+
+using isolate_test::failure_of;
 
 namespace {
 
@@ -43,15 +47,6 @@ T decode(std::span<const std::byte> bytes) {
   return value;
 }
 
-template <class F>
-isolate::errc error_of(F&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return static_cast<isolate::errc>(e.code().value());
-  }
-  return isolate::errc{};
-}
 
 }  // namespace
 
@@ -68,7 +63,7 @@ TEST_CASE("values round-trip through the wire archives") {
 TEST_CASE("a truncated message is a protocol error") {
   const auto bytes = encode(nested{"name", {1, 2}, {{"k", 5}}, true});
   for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
-    CHECK(error_of([&] { decode<nested>(bytes.bytes().first(cut)); }) == isolate::errc::protocol_error);
+    CHECK(failure_of([&] { decode<nested>(bytes.bytes().first(cut)); }).code() == isolate::errc::protocol_error);
   }
 }
 
@@ -76,22 +71,22 @@ TEST_CASE("trailing bytes are a protocol error") {
   auto bytes = encode(42);
   const char extra = 1;
   bytes.append(&extra, 1);
-  CHECK(error_of([&] { decode<int>(bytes.bytes()); }) == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode<int>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
 }
 
 TEST_CASE("a forged container size is rejected before allocating") {
   isolate::wire::buffer bytes;
   const std::uint64_t huge = std::uint64_t{1} << 60;
   bytes.append(&huge, sizeof huge);
-  CHECK(error_of([&] { decode<std::string>(bytes.bytes()); }) == isolate::errc::protocol_error);
-  CHECK(error_of([&] { decode<std::vector<std::string>>(bytes.bytes()); }) == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode<std::string>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode<std::vector<std::string>>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
 }
 
 TEST_CASE("a bool byte other than 0 or 1 is a protocol error") {
   const unsigned char two = 2;
   isolate::wire::buffer bytes;
   bytes.append(&two, 1);
-  CHECK(error_of([&] { decode<bool>(bytes.bytes()); }) == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode<bool>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
 }
 
 TEST_CASE("random garbage never decodes into undefined behaviour") {

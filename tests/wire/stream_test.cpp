@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include "../support/failure.hpp"
+
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -14,6 +16,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+using isolate_test::failure_of;
 
 namespace {
 
@@ -79,14 +83,6 @@ record decode_in_pieces(std::span<const std::byte> first, std::size_t size, isol
   return value;
 }
 
-isolate::errc error_of(auto&& f) {
-  try {
-    f();
-  } catch (const isolate::error& e) {
-    return static_cast<isolate::errc>(e.code().value());
-  }
-  return isolate::errc{};
-}
 
 }  // namespace
 
@@ -118,14 +114,14 @@ TEST_CASE("pieces that add up to more than the announced size are a protocol err
   const auto all = bytes.bytes();
   pieces rest(all, {4096});
   // Announce fewer bytes than the pieces carry.
-  CHECK(error_of([&] { decode_in_pieces({}, all.size() - 100, rest); }) == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode_in_pieces({}, all.size() - 100, rest); }).code() == isolate::errc::protocol_error);
 }
 
 TEST_CASE("a source that runs dry before the announced size is a protocol error") {
   const auto bytes = encode(sample());
   const auto all = bytes.bytes();
   pieces rest(all.first(all.size() / 2), {4096});
-  CHECK(error_of([&] { decode_in_pieces({}, all.size(), rest); }) == isolate::errc::protocol_error);
+  CHECK(failure_of([&] { decode_in_pieces({}, all.size(), rest); }).code() == isolate::errc::protocol_error);
 }
 
 TEST_CASE("a forged container size is checked against the whole payload, not the piece at hand") {
@@ -137,7 +133,7 @@ TEST_CASE("a forged container size is checked against the whole payload, not the
   forged.append(filler.data(), filler.size());
   pieces lying(forged.bytes(), {16});
   std::vector<std::uint8_t> out;
-  CHECK(error_of([&] { isolate::detail::decode_values(inbound_payload{{}, forged.size(), &lying}, out); }) ==
+  CHECK(failure_of([&] { isolate::detail::decode_values(inbound_payload{{}, forged.size(), &lying}, out); }).code() ==
         isolate::errc::protocol_error);
   // An honest claim larger than the piece at hand is fine.
   isolate::wire::buffer honest;
@@ -153,7 +149,7 @@ TEST_CASE("a forged container size is checked against the whole payload, not the
 TEST_CASE("a whole payload whose size disagrees with the announced one is a protocol error") {
   const auto bytes = encode(sample());
   record value;
-  CHECK(error_of([&] {
+  CHECK(failure_of([&] {
           isolate::detail::decode_values(inbound_payload{bytes.bytes(), bytes.size() + 1, nullptr}, value);
-        }) == isolate::errc::protocol_error);
+        }).code() == isolate::errc::protocol_error);
 }

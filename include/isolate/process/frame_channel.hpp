@@ -62,16 +62,14 @@ class ring_payload final : public wire::chunk_source {
   }
   // Skips the records nobody read (when decoding failed) and lets go of the
   // ring. False when the frame cannot be skipped: the channel is unusable.
-  bool end() {
-    finish();
+  bool end() noexcept {
     bool ok = !broken_;
-    while (ok && left_ > 0) {
-      std::error_code ec;
-      auto record = reader_->read(std::chrono::steady_clock::time_point::max(), ec);
-      ok = !ec && record.size() <= left_;
-      if (ok) left_ -= record.size();
-      reader_->release();
+    try {
+      while (ok && left_ > 0) next();
+    } catch (const error&) {
+      ok = false;
     }
+    finish();
     reader_ = nullptr;
     return ok;
   }

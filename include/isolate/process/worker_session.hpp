@@ -317,26 +317,19 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::size_t buffers_shared() const noexcept { return control_writer_ ? control_writer_->buffers_shared() : 0; }
 
   void call(wire::buffer& request, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
-    pending_call call;
-    call.reply = &reply;
-    const std::uint64_t id = enroll(call);
-    wire::set_call_id(request, id);
-    settle_send(id, channel_.send(request.bytes(), deadline));
-    await(call, id, deadline, timeout);
-    if (call.failure) std::rethrow_exception(call.failure);
+    call_sending(
+        [&](std::uint64_t id, std::exception_ptr&) {
+          wire::set_call_id(request, id);
+          return channel_.send(request.bytes(), deadline);
+        },
+        reply, deadline, timeout);
   }
 
   // A call with a large payload, written straight into the channel.
   void call(const streamed_call& request, wire::buffer& reply, clock::time_point deadline,
             std::chrono::milliseconds timeout) {
-    pending_call call;
-    call.reply = &reply;
-    const std::uint64_t id = enroll(call);
-    std::exception_ptr thrown;
-    settle_send(id, channel_.send(request, id, deadline, thrown));
-    await(call, id, deadline, timeout);
-    if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
-    if (call.failure) std::rethrow_exception(call.failure);
+    call_sending([&](std::uint64_t id, std::exception_ptr& thrown) { return channel_.send(request, id, deadline, thrown); },
+                 reply, deadline, timeout);
   }
 
   void call_async(wire::buffer request, std::unique_ptr<completion> done, clock::time_point deadline,
@@ -481,6 +474,20 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     if (exited_) throw error(death_code_, death_message_);
     if (kill_reason_) throw error(*kill_reason_, kill_message_);
     throw error(errc::plugin_crashed, fmt::format("{}: {}", what, ec.message()));
+  }
+
+  // A synchronous call: `send(id, thrown)` puts it in the channel (setting
+  // `thrown` if the arguments' serialisation threw meanwhile).
+  template <class Send>
+  void call_sending(Send&& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    pending_call call;
+    call.reply = &reply;
+    const std::uint64_t id = enroll(call);
+    std::exception_ptr thrown;
+    settle_send(id, send(id, thrown));
+    await(call, id, deadline, timeout);
+    if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
+    if (call.failure) std::rethrow_exception(call.failure);
   }
 
   [[noreturn]] void fail_start(const std::string& what) {

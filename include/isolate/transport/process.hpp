@@ -68,19 +68,8 @@ class process_link final : public link {
     shutdown_io();
   }
 
-  void call(wire::buffer& request, wire::buffer& reply) override {
-    const auto* attachments = take_attachments();
-    const auto timeout = call_timeout();
-    const auto deadline = deadline_after(timeout);
-    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
-  }
-
-  void call_streamed(const streamed_call& request, wire::buffer& reply) override {
-    const auto* attachments = take_attachments();
-    const auto timeout = call_timeout();
-    const auto deadline = deadline_after(timeout);
-    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
-  }
+  void call(wire::buffer& request, wire::buffer& reply) override { call_now(request, reply); }
+  void call_streamed(const streamed_call& request, wire::buffer& reply) override { call_now(request, reply); }
 
   void call_async(wire::buffer request, std::unique_ptr<completion> done) override {
     const auto* attachments = take_attachments();
@@ -135,6 +124,14 @@ class process_link final : public link {
   }
 
  private:
+  template <class Request>
+  void call_now(Request& request, wire::buffer& reply) {
+    const auto* attachments = take_attachments();
+    const auto timeout = call_timeout();
+    const auto deadline = deadline_after(timeout);
+    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+  }
+
   // A zero or negative timeout means none.
   std::chrono::milliseconds call_timeout() const {
     auto timeout = next_call_timeout ? *next_call_timeout : spec_.options.call_timeout;
