@@ -5,6 +5,7 @@
 #define ISOLATE_PROCESS_HANDSHAKE_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/cereal.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/wire/archive.hpp"
 

@@ -13,7 +13,7 @@
 #include "isolate/wire/buffer.hpp"
 #include "isolate/wire/stream.hpp"
 
-#include <cereal/cereal.hpp>
+#include "isolate/detail/cereal.hpp"
 
 #include <algorithm>
 #include <cstddef>

@@ -3,6 +3,7 @@
 #define ISOLATE_WIRE_EXCEPTION_CODEC_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/cereal.hpp"
 #include "isolate/error.hpp"
 #include "isolate/exceptions.hpp"
 #include "isolate/wire/archive.hpp"

@@ -5,6 +5,7 @@
 #define ISOLATE_WIRE_TYPES_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/cereal.hpp"
 
 #include <cereal/types/array.hpp>
 #include <cereal/types/bitset.hpp>
