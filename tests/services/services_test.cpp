@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -104,4 +105,27 @@ TEST_CASE_TEMPLATE("events sent while no call is in flight still arrive", Policy
 TEST_CASE_TEMPLATE("asking for a service the host does not provide is a clear error", Policy, ISOLATE_TEST_POLICIES) {
   fixture<Policy> f;
   CHECK(f.plugin->missing_service_is_reported());
+}
+
+// Under process the thread that reads the worker's frames runs event handlers.
+// A handler that calls the plugin reads the ring for its own reply, and meets
+// there the reply to the call that thread is waiting for (sent as the lone
+// caller, so it has no entry in the table of pending calls).
+TEST_CASE("process: an event handler may call the plugin while the reply to the call in flight arrives") {
+  struct calling_ticks final : ticks {
+    void tick(int n) override { doubled.push_back(plugin->double_it(n)); }
+    accountant* plugin = nullptr;
+    std::vector<int> doubled;
+  };
+  host_ledger book;
+  calling_ticks clock;
+  isolate::host_services services;
+  services.provide<ledger>(book).provide<ticks>(clock);
+  auto plugin = isolate::load<accountant, isolate::process>(ISOLATE_TEST_ACCOUNTANT_PLUGIN, {}, services);
+  clock.plugin = &*plugin;
+  plugin->emit_ticks(5);
+  // Each handler's call reads the next event and runs its handler before its own reply.
+  std::sort(clock.doubled.begin(), clock.doubled.end());
+  CHECK(clock.doubled == std::vector<int>{0, 2, 4, 6, 8});
+  CHECK(plugin->double_it(21) == 42);
 }

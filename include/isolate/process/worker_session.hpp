@@ -5,8 +5,10 @@
 // Who reads the worker's replies: a thread waiting for a synchronous call
 // reads them itself when no one else is (it leads), delivering other calls'
 // replies on the way; so a lone caller's round trip is one hop each way with
-// no thread in between. A receiver thread reads while only asynchronous calls
-// are outstanding. A leader that got its reply hands the reading on.
+// no thread in between; a caller that leads from before it sends needs no
+// entry in the pending table (call_leading). A receiver thread reads while
+// only asynchronous calls are outstanding. A leader that got its reply hands
+// the reading on.
 #ifndef ISOLATE_PROCESS_WORKER_SESSION_HPP
 #define ISOLATE_PROCESS_WORKER_SESSION_HPP
 
@@ -480,6 +482,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // `thrown` if the arguments' serialisation threw meanwhile).
   template <class Send>
   void call_sending(Send&& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    if (leader_thread_.load(std::memory_order_acquire) != std::this_thread::get_id() && reader_mutex_.try_lock()) {
+      call_leading(send, reply, deadline, timeout);
+      return;
+    }
     pending_call call;
     call.reply = &reply;
     const std::uint64_t id = enroll(call);
@@ -488,6 +494,49 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     await(call, id, deadline, timeout);
     if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
     if (call.failure) std::rethrow_exception(call.failure);
+  }
+
+  // A synchronous call whose caller reads the channel from before sending it
+  // until its reply (the usual case: one caller at a time). No one else can
+  // read the reply, so the call needs no entry in `pending_` and no lock on
+  // the way back; on_exit does not know it, so the caller finds out about a
+  // death itself (the channel closes). Called holding reader_mutex_.
+  template <class Send>
+  void call_leading(Send& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+    led_call own{last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1, &reply};
+    leader_active_.store(true, std::memory_order_seq_cst);
+    leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+    led_ = &own;
+    std::exception_ptr thrown;
+    auto sent = dead_.load(std::memory_order_acquire) ? channel_status::closed : send(own.id, thrown);
+    auto status = sent;
+    if (sent == channel_status::ok) status = pump([&] { return own.done; }, deadline);
+    led_ = nullptr;
+    leader_thread_.store(std::thread::id(), std::memory_order_release);
+    hand_over();
+    if (!own.done) fail_led(sent, status, timeout);
+    if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
+  }
+
+  // A led call got no reply: the channel timed out, closed or broke.
+  [[noreturn]] void fail_led(channel_status sent, channel_status status, std::chrono::milliseconds timeout) {
+    if (sent == channel_status::timed_out) {
+      kill(errc::timeout, "the plugin was killed because it stopped reading calls");
+      throw error(errc::timeout, "the call could not be sent in time: the plugin is not reading");
+    }
+    if (status == channel_status::timed_out) {
+      kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", timeout.count()));
+      throw error(errc::timeout, fmt::format("the call did not return within {} ms", timeout.count()));
+    }
+    // Closed or corrupted: the worker is dead or being killed; fail with what on_exit records.
+    std::unique_lock lock(pending_mutex_);
+    if (!exited_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return exited_; })) {
+      lock.unlock();
+      kill(errc::protocol_error, "the plugin was killed because it closed its channel");
+      lock.lock();
+      exited_cv_.wait(lock, [&] { return exited_; });
+    }
+    throw error(death_code_, death_message_);
   }
 
   [[noreturn]] void fail_start(const std::string& what) {
@@ -505,7 +554,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call> owned = nullptr) {
     std::lock_guard lock(pending_mutex_);
     if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
-    const std::uint64_t id = ++last_call_id_;
+    const std::uint64_t id = last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     pending_.insert(id, &call);
     if (owned) {
       owned_.emplace(id, std::move(owned));
@@ -735,6 +784,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                                         static_cast<unsigned>(view.header.service));
       return false;
     }
+    if (led_ != nullptr && view.header.call_id == led_->id) {
+      std::swap(*led_->reply, frame);
+      led_->done = true;
+      return true;
+    }
     std::unique_ptr<pending_call> owned;
     {
       std::lock_guard lock(pending_mutex_);
@@ -847,6 +901,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::atomic<std::thread::id> leader_thread_;  // who holds reader_mutex_, so it can read again when nested
   std::string protocol_violation_;   // why the reader gave up, guarded by reader_mutex_
   std::atomic<int> wanting_lead_{0};  // synchronous callers waiting while the receiver reads
+  // The call of the thread that leads since before sending it (call_leading), guarded by reader_mutex_.
+  struct led_call {
+    std::uint64_t id = 0;
+    wire::buffer* reply = nullptr;
+    bool done = false;
+  };
+  led_call* led_ = nullptr;
 
   mutable std::mutex pending_mutex_;
   std::condition_variable receiver_cv_;
@@ -857,7 +918,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::atomic<bool> leader_active_{false};
   std::atomic<bool> drain_requested_{false};  // a doorbell rang: read what is in the ring even with no call pending
   bool stopping_ = false;
-  std::uint64_t last_call_id_ = 0;
+  std::atomic<std::uint64_t> last_call_id_{0};
   std::optional<errc> kill_reason_;
   std::string kill_message_;
   std::atomic<bool> dead_{false};
