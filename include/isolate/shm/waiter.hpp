@@ -113,17 +113,19 @@ class waiter {
     bool spun_out = false;  // spun the whole budget in vain
     if (budget_.count() > 0 && peer_runs_elsewhere(peer, my_cpu)) {
       auto const spin_end = deadline - start > budget_ ? start + budget_ : deadline;
+      auto last_read = start;  // the clock is read every ~16 pauses, never after the data came
       for (unsigned i = 1;; ++i) {
         detail::cpu_relax();
         if (ready()) {
-          spin_paid(clock::now() - start);
+          spin_paid(last_read - start);  // short by at most 16 pauses
           return wait_result::ready;
         }
-        if (i % 16 != 0) continue;  // read the clock every ~16 pauses
+        if (i % 16 != 0) continue;
         if (closed.load(std::memory_order_acquire)) return wait_result::closed;
         my_cpu = detail::publish_cpu(self);
         if (!peer_runs_elsewhere(peer, my_cpu)) break;
-        if (clock::now() >= spin_end) {
+        last_read = clock::now();
+        if (last_read >= spin_end) {
           spun_out = true;
           break;
         }
