@@ -452,6 +452,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
   };
 
+  // A call whose caller reads the channel from before sending it (call_leading).
+  struct led_call {
+    std::uint64_t id = 0;
+    wire::buffer* reply = nullptr;
+    bool done = false;
+  };
+
   void on_synced(std::span<const std::byte> body) {
     sync_message answer;
     try {
@@ -504,16 +511,14 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   template <class Send>
   void call_leading(Send& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
     led_call own{last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1, &reply};
-    leader_active_.store(true, std::memory_order_seq_cst);
-    leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
-    led_ = &own;
     std::exception_ptr thrown;
-    auto sent = dead_.load(std::memory_order_acquire) ? channel_status::closed : send(own.id, thrown);
-    auto status = sent;
-    if (sent == channel_status::ok) status = pump([&] { return own.done; }, deadline);
-    led_ = nullptr;
-    leader_thread_.store(std::thread::id(), std::memory_order_release);
-    hand_over();
+    channel_status sent = channel_status::closed;
+    channel_status status = channel_status::closed;
+    {
+      const reading held(*this, &own);
+      if (!dead_.load(std::memory_order_acquire)) sent = status = send(own.id, thrown);
+      if (sent == channel_status::ok) status = pump([&] { return own.done; }, deadline);
+    }
     if (!own.done) fail_led(sent, status, timeout);
     if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
   }
@@ -667,13 +672,30 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // until `enough()`, the deadline, or the channel fails.
   template <class Enough>
   channel_status lead(Enough&& enough, clock::time_point deadline) {
-    leader_active_.store(true, std::memory_order_seq_cst);
-    leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
-    const auto status = pump(enough, deadline);
-    leader_thread_.store(std::thread::id(), std::memory_order_release);
-    hand_over();
-    return status;
+    const reading held(*this);
+    return pump(enough, deadline);
   }
+
+  // The lead of a thread that holds reader_mutex_, from construction to
+  // destruction, when it hands the reading on (even if reading threw).
+  class reading {
+   public:
+    explicit reading(worker_session& session, led_call* own = nullptr) noexcept : session_(session) {
+      session_.leader_active_.store(true, std::memory_order_seq_cst);
+      session_.leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
+      session_.led_ = own;
+    }
+    ~reading() {
+      session_.led_ = nullptr;
+      session_.leader_thread_.store(std::thread::id(), std::memory_order_release);
+      session_.hand_over();
+    }
+    reading(const reading&) = delete;
+    reading& operator=(const reading&) = delete;
+
+   private:
+    worker_session& session_;
+  };
 
   // The reading itself, by the thread that holds reader_mutex_.
   template <class Enough>
@@ -901,13 +923,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::atomic<std::thread::id> leader_thread_;  // who holds reader_mutex_, so it can read again when nested
   std::string protocol_violation_;   // why the reader gave up, guarded by reader_mutex_
   std::atomic<int> wanting_lead_{0};  // synchronous callers waiting while the receiver reads
-  // The call of the thread that leads since before sending it (call_leading), guarded by reader_mutex_.
-  struct led_call {
-    std::uint64_t id = 0;
-    wire::buffer* reply = nullptr;
-    bool done = false;
-  };
-  led_call* led_ = nullptr;
+  led_call* led_ = nullptr;  // the call of a thread that leads since before sending it, guarded by reader_mutex_
 
   mutable std::mutex pending_mutex_;
   std::condition_variable receiver_cv_;
