@@ -5,6 +5,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -78,8 +81,46 @@ void process_idle(benchmark::State& state) {
   }
 }
 
+// The same counters for a trivial C++ program (idle_cxx_process.cpp): the
+// resident size of any dynamically linked C++ process on this machine, which
+// an idle plugin's RSS includes.
+void cxx_process_idle(benchmark::State& state) {
+  for (auto _ : state) {
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) {
+      state.SkipWithError("pipe2 failed");
+      return;
+    }
+    posix_spawn_file_actions_t actions;
+    ::posix_spawn_file_actions_init(&actions);
+    ::posix_spawn_file_actions_adddup2(&actions, to_child[0], STDIN_FILENO);
+    ::posix_spawn_file_actions_adddup2(&actions, from_child[1], STDOUT_FILENO);
+    char program[] = ISOLATE_BENCH_IDLE_CXX_PROCESS;
+    char* argv[] = {program, nullptr};
+    pid_t child = -1;
+    int const spawned = ::posix_spawn(&child, program, &actions, nullptr, argv, environ);
+    ::posix_spawn_file_actions_destroy(&actions);
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    char ready = 0;
+    bool const up = spawned == 0 && ::read(from_child[0], &ready, 1) == 1;
+    if (up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      state.counters["rss_bytes"] = static_cast<double>(status_bytes(child, "VmRSS"));
+      state.counters["rss_anon_bytes"] = static_cast<double>(status_bytes(child, "RssAnon"));
+      state.counters["rss_file_bytes"] = static_cast<double>(status_bytes(child, "RssFile"));
+      state.counters["pss_bytes"] = static_cast<double>(pss_bytes(child));
+    }
+    ::close(to_child[1]);  // the child's stdin closes: it exits
+    ::close(from_child[0]);
+    if (spawned == 0) ::waitpid(child, nullptr, 0);
+    if (!up) state.SkipWithError("the idle C++ process did not start");
+  }
+}
+
 }  // namespace
 
+BENCHMARK(cxx_process_idle)->Name("baseline_cxx_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(process_start)->Name("isolate_process_start")->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(process_idle)->Name("isolate_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 

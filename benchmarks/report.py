@@ -127,6 +127,9 @@ def evaluate(rows):
                     v["value"], v["baseline_value"] = value, base_value
                     value = value / base_value
                 v["ratio" if base is not None else "value"] = value
+                floor_row = FLOORS.get((row_name, used))
+                if floor_row and used in rows.get(floor_row, {}):
+                    v["floor_row"], v["floor"] = floor_row, rows[floor_row][used]
                 v["status"] = "PASS" if (value <= bound if op == "<=" else value >= bound) else "MISS"
         verdicts.append(v)
     return verdicts
@@ -154,6 +157,10 @@ def print_table(rows):
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+
+
+# Rows printed beside a goal's verdict, for scale: (goal row, metric) -> row.
+FLOORS = {("isolate_process_idle", "rss_bytes"): "baseline_cxx_process_idle"}
 
 
 # Counters that are neither times nor rates, printed under the table.
@@ -187,6 +194,8 @@ def print_goals(verdicts):
             show = (human_time if v["metric"].endswith("_ns") else
                     human_size if v["metric"].endswith("_bytes") else (lambda x: f"{x:.4g}"))
             detail = f"{show(v['value'])} {v['op']} {show(v['bound'])} ({v['metric']})"
+            if v.get("floor") is not None:
+                detail += f"; a trivial C++ process: {show(v['floor'])} ({v['floor_row']})"
         else:
             detail = f"{v['row']}" + (f" vs {v['baseline']}" if v["baseline"] else "")
         print(f"  {v['status']:<16} {v['goal']}: {detail}")
