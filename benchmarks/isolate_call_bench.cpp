@@ -1,4 +1,5 @@
-// isolate's small call, `int add(int, int)`, under each policy, placed like
+// isolate's small call, `int add(int, int)`, under the thread and process
+// policies (in_process: isolate_in_process_bench.cpp), placed like
 // the baselines it is held to (baseline_thread_bench, baseline_process_bench,
 // baseline_capnp_bench): one iteration = one call.
 #include "isolate_bench_support.hpp"
@@ -23,15 +24,6 @@ void run_adds(benchmark::State& state, Plugin& p) {
     benchmark::DoNotOptimize(sum);
   });
   if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls) state.SkipWithError("add() answered wrongly");
-}
-
-void in_process_add(benchmark::State& state) {
-  auto p = isolate::load<bench_service, isolate::in_process>(plugin_path);
-  int sum = 0;
-  for (auto _ : state) {
-    sum = p->add(sum, 1);
-    benchmark::DoNotOptimize(sum);
-  }
 }
 
 // The worker thread is started by load() and inherits the CPU of the thread
@@ -77,7 +69,6 @@ void process_throughput(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(in_process_add)->Name("isolate_in_process_add");
 BENCHMARK_CAPTURE(thread_add, spin, isolate::thread::options{}.max_spin, placement::two_cores)
     ->Name("isolate_thread_add/spin")
     ->UseRealTime();
