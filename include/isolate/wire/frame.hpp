@@ -58,36 +58,39 @@ inline void set_call_id(buffer& frame, std::uint64_t call_id) {
   std::memcpy(frame.data() + offsetof(frame_header, call_id), &call_id, sizeof call_id);
 }
 
+// The failures of parse_header and parse, kept out of line so that the checks
+// themselves inline into every transport's path (a handful of instructions).
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_short_frame(std::size_t size) {
+  throw error(errc::protocol_error, "frame of " + std::to_string(size) + " bytes is shorter than its header");
+}
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_unknown_kind(frame_kind kind) {
+  throw error(errc::protocol_error, "unknown frame kind " + std::to_string(static_cast<unsigned>(kind)));
+}
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_too_large(std::size_t size, std::size_t max_payload) {
+  throw error(errc::message_too_large, "frame payload of " + std::to_string(size) + " bytes exceeds the maximum of " +
+                                           std::to_string(max_payload));
+}
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_size_mismatch(std::size_t said, std::size_t arrived) {
+  throw error(errc::protocol_error, "frame header says " + std::to_string(said) + " payload bytes but " +
+                                        std::to_string(arrived) + " arrived");
+}
+
 // Checks the header at the start of `bytes`: a known kind, a payload no bigger
 // than max_payload, and no more bytes after the header than the payload has.
 inline frame_header parse_header(std::span<const std::byte> bytes, std::size_t max_payload) {
-  if (bytes.size() < header_size) {
-    throw error(errc::protocol_error, "frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
-  }
+  if (bytes.size() < header_size) throw_short_frame(bytes.size());
   frame_header header;
   std::memcpy(&header, bytes.data(), header_size);
-  if (!is_known(header.kind)) {
-    throw error(errc::protocol_error,
-                "unknown frame kind " + std::to_string(static_cast<unsigned>(header.kind)));
-  }
-  if (header.size > max_payload) {
-    throw error(errc::message_too_large, "frame payload of " + std::to_string(header.size) +
-                                             " bytes exceeds the maximum of " + std::to_string(max_payload));
-  }
-  if (header.size < bytes.size() - header_size) {
-    throw error(errc::protocol_error, "frame header says " + std::to_string(header.size) + " payload bytes but " +
-                                          std::to_string(bytes.size() - header_size) + " arrived");
-  }
+  if (!is_known(header.kind)) throw_unknown_kind(header.kind);
+  if (header.size > max_payload) throw_too_large(header.size, max_payload);
+  if (header.size < bytes.size() - header_size) throw_size_mismatch(header.size, bytes.size() - header_size);
   return header;
 }
 
 // Checks that `bytes` hold exactly one well-formed frame no bigger than max_payload.
 inline frame_view parse(std::span<const std::byte> bytes, std::size_t max_payload) {
   const frame_header header = parse_header(bytes, max_payload);
-  if (header.size != bytes.size() - header_size) {
-    throw error(errc::protocol_error, "frame header says " + std::to_string(header.size) + " payload bytes but " +
-                                          std::to_string(bytes.size() - header_size) + " arrived");
-  }
+  if (header.size != bytes.size() - header_size) throw_size_mismatch(header.size, bytes.size() - header_size);
   return {header, bytes.subspan(header_size)};
 }
 
