@@ -199,9 +199,11 @@ inline bool read_all(int fd, void* data, std::size_t size) {
 
 // Runs the benchmark loop, one round trip per iteration, and times every 64th
 // round trip on its own to add per-round-trip percentiles (p50_ns, p99_ns) to
-// the per-iteration mean Google Benchmark reports. The mean is what goals use:
-// it includes the rare slow round trips that a median hides. A sampled round
-// trip includes one clock read (≈25 ns); 1 in 64 leaves the mean unaffected.
+// the per-iteration mean Google Benchmark reports. Goals compare the p50s
+// (report.py; medians, as a noisy machine needs); the mean, also in the
+// table, includes the rare slow round trips that a median hides. A sampled
+// round trip includes one clock read (≈20 ns, on both sides of a ratio);
+// 1 in 64 leaves the mean unaffected.
 template <class RoundTrip>
 void run_round_trips(benchmark::State& state, RoundTrip round_trip) {
   std::vector<double> samples;
