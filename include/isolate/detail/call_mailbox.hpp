@@ -34,7 +34,15 @@ namespace isolate::detail {
 //
 // Calls are numbered by tickets: `posted` is the last ticket a caller posted,
 // `taken` the last one a worker took, `answered` the last one answered. The
-// claim allows one call in flight, so posted is always taken or taken + 1 step.
+// claim allows one call in flight, so posted is always taken or taken + 1.
+//
+// A ticket is published with a plain store after the data, never with a
+// locked read-modify-write: the peer polls that very line, and its read,
+// queued behind the writer's request for the line, would take the line away
+// between the data stores and a locked instruction, which must then fetch it
+// again (one more trip between the cores; measured ~1.4x a raw ping-pong on
+// an Intel guest). The store-load fences that follow the stores order them
+// against the sleep flags (Dekker), as in shm::waiter.
 class call_mailbox {
  public:
   // Callers: claim, post, wait_for_answer, take_reply (which releases the claim).
@@ -61,24 +69,32 @@ class call_mailbox {
     in_.request = &request;
     in_.reply = &reply;
     in_.caller_cpu = caller_cpu;
-    const std::uint32_t before = in_.posted.fetch_add(ticket_step, std::memory_order_seq_cst);
-    if (before & closed_bit) return std::nullopt;
-    return before + ticket_step;
+    // Only the claim's holder writes `posted`.
+    const std::uint32_t ticket = in_.posted.load(std::memory_order_relaxed) + 1;
+    in_.posted.store(ticket, std::memory_order_release);
+    shm::detail::full_fence();  // the post before the look at closed_ (and the caller's at sleepers)
+    if (closed_.load(std::memory_order_relaxed)) {
+      // Closing: take the call back unless close() (or a worker) took it first.
+      std::uint32_t last = ticket - 1;
+      if (taken_.compare_exchange_strong(last, ticket, std::memory_order_acq_rel)) return std::nullopt;
+    }
+    return ticket;
   }
 
   // Spins up to `spin`, then sleeps, until `ticket` is answered.
   void wait_for_answer(std::uint32_t ticket, std::chrono::nanoseconds spin) noexcept {
     auto& word = out_.answered;
     if (spin_for(spin, [&] { return word.load(std::memory_order_acquire) == ticket; })) return;
-    // Mark the previous answer "caller asleep" so that the worker's answer wakes us.
-    std::uint32_t seen = word.load(std::memory_order_acquire);
-    while (seen != ticket) {
-      if (!(seen & asleep_bit) && !word.compare_exchange_weak(seen, seen | asleep_bit, std::memory_order_acquire)) {
-        continue;  // `seen` was reloaded: maybe the answer
-      }
-      shm::futex_wait(word, seen | asleep_bit);
-      seen = word.load(std::memory_order_acquire);
+    // Announce the sleep, then look again: the worker stores the answer, then
+    // looks at the announcement, so one of the two sees the other.
+    for (;;) {
+      in_.caller_asleep.store(1, std::memory_order_relaxed);
+      shm::detail::full_fence();
+      const std::uint32_t seen = word.load(std::memory_order_acquire);
+      if (seen == ticket) break;
+      shm::futex_wait(word, seen);
     }
+    in_.caller_asleep.store(0, std::memory_order_relaxed);
   }
 
   // The answer to the caller's call: its reply frame, put in `reply`, or the
@@ -97,7 +113,7 @@ class call_mailbox {
 
   // Whether a posted call waits for a worker (sequentially consistent: see post).
   bool has_call() const noexcept {
-    return (in_.posted.load(std::memory_order_seq_cst) & ~closed_bit) != taken_.load(std::memory_order_relaxed);
+    return in_.posted.load(std::memory_order_seq_cst) != taken_.load(std::memory_order_relaxed);
   }
 
   // Takes the posted call for this worker: returns its ticket, or nothing if
@@ -106,7 +122,7 @@ class call_mailbox {
     // `taken` is read first: a later ticket than the one read here can only be
     // posted after `taken` moves on, and then the exchange fails.
     std::uint32_t last = taken_.load(std::memory_order_acquire);
-    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire) & ~closed_bit;
+    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);
     if (posted == last) return std::nullopt;
     if (!taken_.compare_exchange_strong(last, posted, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       return std::nullopt;
@@ -142,22 +158,23 @@ class call_mailbox {
   // After the workers have stopped: fails a call posted but never taken, makes
   // later posts fail, and waits until a caller still using the mailbox is done.
   void close(std::exception_ptr failure) noexcept {
-    const std::uint32_t posted = in_.posted.fetch_or(closed_bit, std::memory_order_seq_cst);
-    if (posted != taken_.load(std::memory_order_relaxed)) {
-      taken_.store(posted, std::memory_order_relaxed);
+    closed_.store(true, std::memory_order_relaxed);
+    shm::detail::full_fence();  // against post: it sees closed_, or this sees its ticket
+    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);
+    std::uint32_t last = taken_.load(std::memory_order_acquire);
+    // The caller may be taking its call back at the same moment: whoever moves `taken` owns it.
+    if (posted != last && taken_.compare_exchange_strong(last, posted, std::memory_order_acq_rel)) {
       fail(posted, std::move(failure));
     }
-    // That caller was answered or will see closed_bit: it releases soon.
+    // That caller was answered or will see closed_: it releases soon.
     while (claimed_.load(std::memory_order_acquire)) std::this_thread::yield();
   }
 
  private:
-  static constexpr std::uint32_t ticket_step = 2;
-  static constexpr std::uint32_t closed_bit = 1;  // in `posted`: the link is unloading
-  static constexpr std::uint32_t asleep_bit = 1;  // in `answered`: the caller sleeps on it
-
   void publish(std::uint32_t ticket) noexcept {
-    if (out_.answered.exchange(ticket, std::memory_order_acq_rel) & asleep_bit) shm::futex_wake(out_.answered);
+    out_.answered.store(ticket, std::memory_order_release);
+    shm::detail::full_fence();  // the answer before the look at the caller's announcement
+    if (in_.caller_asleep.load(std::memory_order_relaxed) != 0) shm::futex_wake(out_.answered);
   }
 
   // Written by the caller, read by workers.
@@ -167,7 +184,8 @@ class call_mailbox {
     wire::buffer* request = nullptr;
     wire::buffer* reply = nullptr;  // where a reply too big for the reply line goes
     int caller_cpu = -1;            // a worker on the same CPU must not spin for the next call
-    std::byte frame[ISOLATE_CACHE_LINE - 28];
+    std::atomic<std::uint32_t> caller_asleep{0};  // the caller waits in the kernel for `answered`
+    std::byte frame[ISOLATE_CACHE_LINE - 32];
   };
   // Written by the worker, read by the caller.
   struct alignas(ISOLATE_CACHE_LINE) reply_line {
@@ -185,6 +203,7 @@ class call_mailbox {
   // Each on its own line: the claim is touched by callers only, `taken` by
   // workers only, so with one caller and one worker neither line moves.
   alignas(ISOLATE_CACHE_LINE) std::atomic<bool> claimed_{false};
+  std::atomic<bool> closed_{false};  // the link is unloading; read by callers, written once
   alignas(ISOLATE_CACHE_LINE) std::atomic<std::uint32_t> taken_{0};
 };
 
