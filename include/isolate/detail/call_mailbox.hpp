@@ -56,8 +56,10 @@ class call_mailbox {
 
   // Posts the call in `request`; `reply` receives a reply too big for the
   // mailbox. Returns the call's ticket, or nothing if the mailbox is closed.
-  // Sequentially consistent, so that either the caller sees a worker going to
-  // sleep or that worker sees the call (call_mailbox::has_call).
+  // The fence after the ticket makes the caller's next look (at closed_ here,
+  // at the sleeping workers in thread.hpp) sequentially consistent with it:
+  // either the caller sees a worker going to sleep or that worker sees the
+  // call (call_mailbox::has_call).
   std::optional<std::uint32_t> post(wire::buffer& request, wire::buffer& reply, int caller_cpu) noexcept {
     const auto frame = request.bytes();
     if (frame.size() <= sizeof in_.frame) {

@@ -343,14 +343,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     wire::set_call_id(request, id);
     if (deadline != clock::time_point::max()) {
       auto timer = std::make_shared<asio::steady_timer>(io_, deadline);
-      timer->async_wait([weak = weak_from_this(), id, ms = timeout.count()](std::error_code ec) {
+      timer->async_wait([weak = weak_from_this(), id, ms = timeout](std::error_code ec) {
         auto self = weak.lock();
         if (ec || !self) return;
-        if (auto expired = self->take(id)) {
-          self->kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", ms));
-          self->finish(*expired, std::make_exception_ptr(error(errc::timeout,
-                                                                 fmt::format("the call did not return within {} ms", ms))));
-        }
+        if (auto expired = self->take(id)) self->finish(*expired, std::make_exception_ptr(self->call_expired(ms)));
       });
       call->timer = std::move(timer);
     }
@@ -525,14 +521,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // A led call got no reply: the channel timed out, closed or broke.
   [[noreturn]] void fail_led(channel_status sent, channel_status status, std::chrono::milliseconds timeout) {
-    if (sent == channel_status::timed_out) {
-      kill(errc::timeout, "the plugin was killed because it stopped reading calls");
-      throw error(errc::timeout, "the call could not be sent in time: the plugin is not reading");
-    }
-    if (status == channel_status::timed_out) {
-      kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", timeout.count()));
-      throw error(errc::timeout, fmt::format("the call did not return within {} ms", timeout.count()));
-    }
+    if (sent == channel_status::timed_out) throw calls_unread();
+    if (status == channel_status::timed_out) throw call_expired(timeout);
     // Closed or corrupted: the worker is dead or being killed; fail with what on_exit records.
     std::unique_lock lock(pending_mutex_);
     if (!exited_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return exited_; })) {
@@ -591,8 +581,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     if (status == channel_status::ok) return;
     std::exception_ptr failure;
     if (status == channel_status::timed_out) {
-      kill(errc::timeout, "the plugin was killed because it stopped reading calls");
-      failure = std::make_exception_ptr(error(errc::timeout, "the call could not be sent in time: the plugin is not reading"));
+      failure = std::make_exception_ptr(calls_unread());
     } else {
       std::lock_guard lock(pending_mutex_);
       failure = std::make_exception_ptr(error(kill_reason_.value_or(errc::plugin_crashed),
@@ -664,8 +653,19 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       while (!call.is_done()) call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
       return;
     }
+    throw call_expired(timeout);
+  }
+
+  // A call ran past its time: kills the worker; the error the call fails with.
+  error call_expired(std::chrono::milliseconds timeout) {
     kill(errc::timeout, fmt::format("the plugin was killed because a call did not return within {} ms", timeout.count()));
-    throw error(errc::timeout, fmt::format("the call did not return within {} ms", timeout.count()));
+    return error(errc::timeout, fmt::format("the call did not return within {} ms", timeout.count()));
+  }
+
+  // A call could not be sent in time: kills the worker; the error the call fails with.
+  error calls_unread() {
+    kill(errc::timeout, "the plugin was killed because it stopped reading calls");
+    return error(errc::timeout, "the call could not be sent in time: the plugin is not reading");
   }
 
   // Reads and delivers frames (holding reader_mutex_, which it releases)
