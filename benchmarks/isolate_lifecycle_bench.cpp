@@ -27,6 +27,18 @@ double percentile(std::vector<double>& samples, double p) {
   return *at;
 }
 
+// The memory counters of process `pid`: VmRSS (every resident page it maps,
+// including the C++ runtime shared with other processes) split into
+// anonymous, file and shared-memory pages, and PSS (shared pages divided
+// among the processes mapping them).
+void count_memory(benchmark::State& state, pid_t pid) {
+  state.counters["rss_bytes"] = static_cast<double>(status_bytes(pid, "VmRSS"));
+  state.counters["rss_anon_bytes"] = static_cast<double>(status_bytes(pid, "RssAnon"));
+  state.counters["rss_file_bytes"] = static_cast<double>(status_bytes(pid, "RssFile"));
+  state.counters["rss_shmem_bytes"] = static_cast<double>(status_bytes(pid, "RssShmem"));
+  state.counters["pss_bytes"] = static_cast<double>(pss_bytes(pid));
+}
+
 // One iteration = spawn, handshake, dlopen in the worker, first add(); the
 // unload that follows is timed apart (manual time counts the start only).
 void process_start(benchmark::State& state) {
@@ -73,11 +85,7 @@ void process_idle(benchmark::State& state) {
     auto const host_used = cpu_ns(::getpid()) - host_before;
     state.counters["cpu_percent"] = 100.0 * static_cast<double>(worker_used) / elapsed_ns;
     state.counters["host_cpu_percent"] = 100.0 * static_cast<double>(host_used) / elapsed_ns;
-    state.counters["rss_bytes"] = static_cast<double>(status_bytes(worker, "VmRSS"));
-    state.counters["rss_anon_bytes"] = static_cast<double>(status_bytes(worker, "RssAnon"));
-    state.counters["rss_file_bytes"] = static_cast<double>(status_bytes(worker, "RssFile"));
-    state.counters["rss_shmem_bytes"] = static_cast<double>(status_bytes(worker, "RssShmem"));
-    state.counters["pss_bytes"] = static_cast<double>(pss_bytes(worker));
+    count_memory(state, worker);
   }
 }
 
@@ -106,10 +114,7 @@ void cxx_process_idle(benchmark::State& state) {
     bool const up = spawned == 0 && ::read(from_child[0], &ready, 1) == 1;
     if (up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      state.counters["rss_bytes"] = static_cast<double>(status_bytes(child, "VmRSS"));
-      state.counters["rss_anon_bytes"] = static_cast<double>(status_bytes(child, "RssAnon"));
-      state.counters["rss_file_bytes"] = static_cast<double>(status_bytes(child, "RssFile"));
-      state.counters["pss_bytes"] = static_cast<double>(pss_bytes(child));
+      count_memory(state, child);
     }
     ::close(to_child[1]);  // the child's stdin closes: it exits
     ::close(from_child[0]);
