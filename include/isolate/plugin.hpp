@@ -16,7 +16,7 @@
 #include "isolate/interface.hpp"
 #include "isolate/detail/plugin_object.hpp"
 #include "isolate/services.hpp"
-#include "isolate/transport/remote.hpp"
+#include "isolate/detail/remote.hpp"
 
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>

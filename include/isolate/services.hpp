@@ -22,8 +22,8 @@
 #include "isolate/detail/codec.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
-#include "isolate/transport/link.hpp"
-#include "isolate/transport/remote.hpp"
+#include "isolate/detail/client.hpp"
+#include "isolate/detail/link.hpp"
 
 #include <fmt/format.h>
 

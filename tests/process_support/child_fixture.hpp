@@ -4,8 +4,8 @@
 #ifndef ISOLATE_TESTS_PROCESS_SUPPORT_CHILD_FIXTURE_HPP
 #define ISOLATE_TESTS_PROCESS_SUPPORT_CHILD_FIXTURE_HPP
 
-#include "isolate/process/child.hpp"
-#include "isolate/process/control_channel.hpp"
+#include "isolate/detail/process/child.hpp"
+#include "isolate/detail/process/control_channel.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,7 +1,7 @@
 // The child program the process_support tests start. argv[1] picks a behaviour;
 // fd 3 (or the fd given) is the control channel when one is used.
-#include "isolate/process/control_channel.hpp"
-#include "isolate/process/fd_passing.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
 
 #include <chrono>
 #include <csignal>

@@ -1,4 +1,4 @@
-#include "isolate/process/child.hpp"
+#include "isolate/detail/process/child.hpp"
 
 #include "child_fixture.hpp"
 

@@ -1,4 +1,4 @@
-#include "isolate/process/control_channel.hpp"
+#include "isolate/detail/process/control_channel.hpp"
 
 #include "child_fixture.hpp"
 

@@ -1,4 +1,4 @@
-#include "isolate/process/fd_passing.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
 
 #include "child_fixture.hpp"
 

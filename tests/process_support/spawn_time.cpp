@@ -2,8 +2,8 @@
 // spawn + one control-channel round trip + exit + reap (the shape of a worker
 // start with its hello). Prints the median and p90 of N runs (argv[1], default 200).
 // argv[2], if given, is another program to time the first loop with (e.g. /bin/true).
-#include "isolate/process/child.hpp"
-#include "isolate/process/control_channel.hpp"
+#include "isolate/detail/process/child.hpp"
+#include "isolate/detail/process/control_channel.hpp"
 
 #include <fmt/format.h>
 

@@ -1,10 +1,10 @@
 // The pieces of shared buffers without a plugin: the handle itself, its wire
 // form, and the process plumbing (what the host lends, the control messages
 // that carry memfds, what the worker accepts).
-#include "isolate/process/buffer_sharing.hpp"
+#include "isolate/detail/process/buffer_sharing.hpp"
 
 #include "isolate/detail/codec.hpp"
-#include "isolate/process/control_channel.hpp"
+#include "isolate/detail/process/control_channel.hpp"
 
 #include <doctest/doctest.h>
 

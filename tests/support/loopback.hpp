@@ -5,7 +5,7 @@
 #define ISOLATE_TESTS_SUPPORT_LOOPBACK_HPP
 
 #include "isolate/detail/codec.hpp"
-#include "isolate/transport/remote.hpp"
+#include "isolate/detail/remote.hpp"
 
 #include <memory>
 

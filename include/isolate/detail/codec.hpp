@@ -6,7 +6,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
-#include "isolate/transport/link.hpp"
+#include "isolate/detail/link.hpp"
 #include "isolate/wire/archive.hpp"
 #include "isolate/wire/exception_codec.hpp"
 #include "isolate/wire/frame.hpp"

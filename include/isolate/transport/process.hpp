@@ -3,241 +3,75 @@
 // can crash, hang or scribble over shared memory; the host survives, every
 // pending call fails at once with a named error, and the plugin can be
 // restarted (restart_policy).
+//
+//   isolate::process::options options;
+//   options.call_timeout = std::chrono::seconds(5);
+//   options.restart = isolate::restart_policy::crash(3);
+//   auto p = isolate::load<calculator, isolate::process>("plugins/libcalc.so", options);
 #ifndef ISOLATE_TRANSPORT_PROCESS_HPP
 #define ISOLATE_TRANSPORT_PROCESS_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
-#include "isolate/process/worker_session.hpp"
-#include "isolate/transport/link.hpp"
-#include "isolate/transport/remote.hpp"
-
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
+#include "isolate/services.hpp"
+#include "isolate/shm/waiter.hpp"
 
 #include <chrono>
-#include <condition_variable>
+#include <cstddef>
 #include <filesystem>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <thread>
 
 namespace isolate {
 
+// What happens when a process plugin dies (crash, kill after a timeout or a
+// protocol violation).
+struct restart_policy {
+  bool on_crash = false;
+  unsigned max_restarts = 3;                    // over the plugin's lifetime
+  std::chrono::milliseconds backoff{50};        // before the first restart; doubled for each one after
+
+  static restart_policy never() { return {}; }
+  static restart_policy crash(unsigned max_restarts = 3, std::chrono::milliseconds backoff = std::chrono::milliseconds(50)) {
+    return {true, max_restarts, backoff};
+  }
+};
+
+// isolate::process: the policy type, and its options.
 struct process {
-  using options = process_options;
+  struct options;
   static constexpr bool calls_can_time_out = true;
 
   template <interface Interface>
   class connection;
 };
 
-namespace detail {
-
-// The link of one process plugin: the current worker session, and the
-// supervision that replaces it after a crash (per restart_policy).
-class process_link final : public link {
- public:
-  using clock = std::chrono::steady_clock;
-
-  explicit process_link(launch_spec spec) : spec_(std::move(spec)), work_(asio::make_work_guard(io_)) {
-    io_thread_ = std::thread([this] { io_.run(); });
-    try {
-      auto session = std::make_shared<worker_session>(spec_, io_);
-      session->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
-      current_ = std::move(session);
-    } catch (...) {
-      shutdown_io();
-      throw;
-    }
-  }
-
-  ~process_link() override {
-    std::shared_ptr<worker_session> session;
-    {
-      std::lock_guard lock(mutex_);
-      closing_ = true;
-      session = current_;
-    }
-    restart_cv_.notify_all();
-    if (session) session->stop();
-    shutdown_io();
-  }
-
-  void call(wire::buffer& request, wire::buffer& reply) override { call_now(request, reply); }
-  void call_streamed(const streamed_call& request, wire::buffer& reply) override { call_now(request, reply); }
-
-  void call_async(wire::buffer request, std::unique_ptr<completion> done) override {
-    const auto* attachments = take_attachments();
-    const auto timeout = call_timeout();
-    const auto deadline = deadline_after(timeout);
-    std::shared_ptr<worker_session> session;
-    try {
-      session = share_then(acquire(deadline), attachments, deadline);
-    } catch (...) {
-      wire::buffer none;
-      done->complete(std::current_exception(), none);
-      return;
-    }
-    session->call_async(std::move(request), std::move(done), deadline, timeout);
-  }
-
-  std::size_t max_message_size() const noexcept override { return spec_.options.max_message_size; }
-
-  // What the plugin sends back may only name buffers the host lent it.
-  buffer_resolver* shared_buffers() noexcept override { return spec_.lent.get(); }
-
-  // Returns once the worker has handled every control message sent before,
-  // so a buffer the host released is unmapped there unless the plugin holds
-  // it. Mostly for tests; throws timeout or the reason the worker is down.
-  void sync_control(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-    const auto deadline = deadline_after(timeout);
-    acquire(deadline)->sync_control(deadline);
-  }
-
-  // How many shared buffers were sent to the current worker (each once).
-  std::size_t buffers_shared() const {
-    std::lock_guard lock(mutex_);
-    return current_ ? current_->buffers_shared() : 0;
-  }
-
-  // The worker's process id (changes after a restart); -1 while it is down.
-  pid_t pid() const {
-    std::lock_guard lock(mutex_);
-    return current_ ? current_->pid() : -1;
-  }
-  unsigned restarts() const {
-    std::lock_guard lock(mutex_);
-    return restarts_;
-  }
-  void kill(errc reason, std::string why) {
-    std::shared_ptr<worker_session> session;
-    {
-      std::lock_guard lock(mutex_);
-      session = current_;
-    }
-    if (session) session->kill(reason, std::move(why));
-  }
-
- private:
-  template <class Request>
-  void call_now(Request& request, wire::buffer& reply) {
-    const auto* attachments = take_attachments();
-    const auto timeout = call_timeout();
-    const auto deadline = deadline_after(timeout);
-    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
-  }
-
-  // A zero or negative timeout means none.
-  std::chrono::milliseconds call_timeout() const {
-    auto timeout = next_call_timeout ? *next_call_timeout : spec_.options.call_timeout;
-    return timeout <= std::chrono::milliseconds::zero() ? std::chrono::milliseconds::max() : timeout;
-  }
-
-  // The live session, waiting (until the deadline) while the current one is
-  // being killed and a restart will follow.
-  std::shared_ptr<worker_session> acquire(clock::time_point deadline) {
-    std::unique_lock lock(mutex_);
-    auto usable = [&] { return closing_ || !(restarting_ || (current_ && current_->doomed() && may_restart())); };
-    if (deadline == clock::time_point::max()) {
-      restart_cv_.wait(lock, usable);
-    } else if (!restart_cv_.wait_until(lock, deadline, usable)) {
-      throw error(errc::timeout, "the plugin was still restarting when the call's time ran out");
-    }
-    if (closing_) throw error(errc::plugin_closed, "the plugin is unloaded");
-    if (!current_ || !current_->alive()) {
-      throw error(down_code_, down_message_.empty() ? "the plugin is not running" : down_message_);
-    }
-    return current_;
-  }
-
-  // Sends the worker the shared buffers of the call it is about to get.
-  static std::shared_ptr<worker_session> share_then(std::shared_ptr<worker_session> session,
-                                                    const buffer_attachments* attachments, clock::time_point deadline) {
-    if (attachments != nullptr && !attachments->empty()) session->share_buffers(*attachments, deadline);
-    return session;
-  }
-
-  bool may_restart() const { return spec_.options.restart.on_crash && restarts_ < spec_.options.restart.max_restarts; }
-
-  void on_death(const std::shared_ptr<worker_session>& session) {
-    std::unique_lock lock(mutex_);
-    if (session != current_) return;
-    std::tie(down_code_, down_message_) = session->death();
-    if (closing_ || !may_restart()) {
-      restart_cv_.notify_all();
-      return;
-    }
-    restarting_ = true;
-    auto delay = spec_.options.restart.backoff * (1u << std::min(restarts_, 16u));
-    auto timer = std::make_shared<asio::steady_timer>(io_, delay);
-    timer->async_wait([this, timer](std::error_code ec) {
-      if (!ec) restart();
-    });
-  }
-
-  // Runs on the io thread.
-  void restart() {
-    std::shared_ptr<worker_session> fresh;
-    std::string failure;
-    {
-      std::lock_guard lock(mutex_);
-      if (closing_) {
-        restarting_ = false;
-        restart_cv_.notify_all();
-        return;
-      }
-      ++restarts_;
-    }
-    try {
-      fresh = std::make_shared<worker_session>(spec_, io_);
-      fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
-    } catch (const std::exception& e) {
-      fresh.reset();
-      failure = std::string("the plugin could not be restarted: ") + e.what();
-    }
-    std::shared_ptr<worker_session> old;
-    {
-      std::lock_guard lock(mutex_);
-      restarting_ = false;
-      if (fresh) {
-        old = std::exchange(current_, fresh);
-      } else {
-        down_message_ = failure;
-      }
-    }
-    restart_cv_.notify_all();
-    // A session that died is joined here, on the io thread, never on its own receiver.
-  }
-
-  void shutdown_io() {
-    work_.reset();
-    io_.stop();
-    if (io_thread_.joinable()) io_thread_.join();
-    std::lock_guard lock(mutex_);
-    current_.reset();
-  }
-
-  launch_spec spec_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread io_thread_;
-
-  mutable std::mutex mutex_;
-  std::condition_variable restart_cv_;
-  std::shared_ptr<worker_session> current_;
-  bool restarting_ = false;
-  bool closing_ = false;
-  unsigned restarts_ = 0;
-  errc down_code_ = errc::plugin_crashed;
-  std::string down_message_;
+struct process::options {
+  // The worker program. Empty: `isolate-worker` next to the plugin, then
+  // $ISOLATE_WORKER, then next to the host executable.
+  std::filesystem::path worker;
+  std::chrono::milliseconds load_timeout{10'000};
+  // Default limit of each call; a call may set its own (plugin::with_timeout).
+  std::chrono::milliseconds call_timeout{30'000};
+  restart_policy restart;
+  // false: frames go over a socket instead of shared memory (no memfd needed).
+  bool shared_memory = true;
+  std::size_t ring_capacity = std::size_t{1} << 20;  // bytes per direction, a power of two
+  std::size_t max_message_size = ISOLATE_DEFAULT_MAX_MESSAGE_SIZE;
+  std::size_t concurrency = 1;  // calls the worker runs at once
+  shm::wait_policy wait;
 };
 
-}  // namespace detail
+
+}  // namespace isolate
+
+// The machinery below needs the options above: it includes this header back,
+// which is then a no-op (as Asio's impl/ headers do).
+#include "isolate/detail/process/process_link.hpp"
+#include "isolate/detail/remote.hpp"
+
+namespace isolate {
 
 template <interface Interface>
 class process::connection : public detail::remote_connection<Interface> {

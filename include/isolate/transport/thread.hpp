@@ -12,8 +12,8 @@
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/shm/futex.hpp"
-#include "isolate/transport/link.hpp"
-#include "isolate/transport/remote.hpp"
+#include "isolate/detail/link.hpp"
+#include "isolate/detail/remote.hpp"
 
 #include <sched.h>
 

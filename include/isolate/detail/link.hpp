@@ -1,8 +1,8 @@
 // The seam between the typed client (proxy side) and a transport that moves
 // frames. A link takes a complete call frame and produces its reply frame,
 // either blocking (call) or by completing a callback (call_async).
-#ifndef ISOLATE_TRANSPORT_LINK_HPP
-#define ISOLATE_TRANSPORT_LINK_HPP
+#ifndef ISOLATE_DETAIL_LINK_HPP
+#define ISOLATE_DETAIL_LINK_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/wire/archive.hpp"

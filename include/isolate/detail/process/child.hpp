@@ -3,12 +3,12 @@
 // The child is started with posix_spawn (a vfork-style clone followed by exec,
 // safe in a multi-threaded host, unlike a bare fork) and tracked through a
 // pidfd, so signals and waits can never hit a recycled PID.
-#ifndef ISOLATE_PROCESS_CHILD_HPP
-#define ISOLATE_PROCESS_CHILD_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_CHILD_HPP
+#define ISOLATE_DETAIL_PROCESS_CHILD_HPP
 
 #include "isolate/detail/config.hpp"
 
-#include "isolate/process/unique_fd.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
 
 #include <fmt/format.h>
 #include <asio/async_result.hpp>
@@ -67,7 +67,6 @@ struct exit_status {
   friend bool operator==(exit_status const&, exit_status const&) = default;
 };
 
-namespace process_detail {
 
 inline int pidfd_open(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0u)); }
 
@@ -208,7 +207,6 @@ struct wait_exit_op {
   }
 };
 
-}  // namespace process_detail
 
 // A spawned child process, owned: destroying it kills (SIGKILL) and reaps a
 // child that is still running, so no zombie is ever left behind.
@@ -232,7 +230,7 @@ class child_process {
     int highest_target = 2;
     for (auto [from, to] : options.inherit_fds) {
       if (from < 0 || to < 0) {
-        process_detail::set_error(ec, EBADF);
+        set_error(ec, EBADF);
         return {};
       }
       highest_target = std::max(highest_target, to);
@@ -246,9 +244,9 @@ class child_process {
       if (ec) return {};
     }
 
-    process_detail::spawn_attributes sa;
+    spawn_attributes sa;
     if (!sa.attr_ok || !sa.actions_ok) {
-      process_detail::set_error(ec, ENOMEM);
+      set_error(ec, ENOMEM);
       return {};
     }
     int rc = 0;
@@ -275,7 +273,7 @@ class child_process {
     if (rc == 0) rc = ::posix_spawnattr_setsigdefault(&sa.attr, &all);
     if (rc == 0) rc = ::posix_spawnattr_setflags(&sa.attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     if (rc != 0) {
-      process_detail::set_error(ec, rc);
+      set_error(ec, rc);
       return {};
     }
 
@@ -295,22 +293,22 @@ class child_process {
     rc = ::posix_spawn(&pid, options.program.c_str(), &sa.actions, &sa.attr, argv.data(),
                        envp.empty() ? environ : envp.data());
     if (rc != 0) {
-      process_detail::set_error(ec, rc);
+      set_error(ec, rc);
       return {};
     }
 
-    auto state = std::make_shared<process_detail::child_state>();
+    auto state = std::make_shared<child_state>();
     state->pid = pid;
     // The child is ours and unreaped until we wait, so its PID cannot be
     // reused before this (unless the host sets SIGCHLD to SIG_IGN).
-    state->pidfd.reset(process_detail::pidfd_open(pid));
+    state->pidfd.reset(pidfd_open(pid));
     if (!state->pidfd) {
       int const err = errno;
       ::kill(pid, SIGKILL);
       int ignored;
       while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
       }
-      process_detail::set_error(ec, err);
+      set_error(ec, err);
       return {};
     }
     child_process child;
@@ -342,8 +340,8 @@ class child_process {
   // reaped; a child that has exited but is not yet reaped accepts (and ignores) it.
   void kill(int sig, std::error_code& ec) noexcept {
     ec.clear();
-    if (!state_) return process_detail::set_error(ec, EBADF);
-    if (process_detail::pidfd_send_signal(state_->pidfd.get(), sig) < 0) process_detail::set_error(ec, errno);
+    if (!state_) return set_error(ec, EBADF);
+    if (pidfd_send_signal(state_->pidfd.get(), sig) < 0) set_error(ec, errno);
   }
 
   void kill(int sig) {
@@ -357,7 +355,7 @@ class child_process {
   std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout, std::error_code& ec) {
     ec.clear();
     if (!state_) {
-      process_detail::set_error(ec, EBADF);
+      set_error(ec, EBADF);
       return std::nullopt;
     }
     auto const deadline = std::chrono::steady_clock::now() + timeout;
@@ -368,7 +366,7 @@ class child_process {
       pollfd p{state_->pidfd.get(), POLLIN, 0};
       int const timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
       if (::poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
-        process_detail::set_error(ec, errno);
+        set_error(ec, errno);
         return std::nullopt;
       }
     }
@@ -388,7 +386,7 @@ class child_process {
   template <typename Executor, typename CompletionToken>
   auto async_wait_exit(Executor const& executor, CompletionToken&& token) {
     return asio::async_compose<CompletionToken, void(std::error_code, exit_status)>(
-        process_detail::wait_exit_op<Executor>{state_, executor, nullptr, false, {}}, token, executor);
+        wait_exit_op<Executor>{state_, executor, nullptr, false, {}}, token, executor);
   }
 
  private:
@@ -397,7 +395,7 @@ class child_process {
     state_.reset();
   }
 
-  std::shared_ptr<process_detail::child_state> state_;
+  std::shared_ptr<child_state> state_;
 };
 
 }  // namespace isolate::detail

@@ -9,23 +9,24 @@
 // entry in the pending table (call_leading). A receiver thread reads while
 // only asynchronous calls are outstanding. A leader that got its reply hands
 // the reading on.
-#ifndef ISOLATE_PROCESS_WORKER_SESSION_HPP
-#define ISOLATE_PROCESS_WORKER_SESSION_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_WORKER_SESSION_HPP
+#define ISOLATE_DETAIL_PROCESS_WORKER_SESSION_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/error.hpp"
-#include "isolate/process/buffer_sharing.hpp"
-#include "isolate/process/child.hpp"
-#include "isolate/process/control_channel.hpp"
-#include "isolate/process/fd_passing.hpp"
-#include "isolate/process/frame_channel.hpp"
-#include "isolate/process/handshake.hpp"
+#include "isolate/detail/process/buffer_sharing.hpp"
+#include "isolate/detail/process/child.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
+#include "isolate/detail/process/frame_channel.hpp"
+#include "isolate/detail/process/handshake.hpp"
 #include "isolate/services.hpp"
+#include "isolate/transport/process.hpp"
 #include "isolate/shm/futex.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
-#include "isolate/transport/link.hpp"
+#include "isolate/detail/link.hpp"
 #include "isolate/wire/frame.hpp"
 
 #include <asio/io_context.hpp>
@@ -54,42 +55,13 @@
 
 namespace isolate {
 
-// What happens when a process plugin dies (crash, kill after a timeout or a
-// protocol violation).
-struct restart_policy {
-  bool on_crash = false;
-  unsigned max_restarts = 3;                    // over the plugin's lifetime
-  std::chrono::milliseconds backoff{50};        // before the first restart; doubled for each one after
-
-  static restart_policy never() { return {}; }
-  static restart_policy crash(unsigned max_restarts = 3, std::chrono::milliseconds backoff = std::chrono::milliseconds(50)) {
-    return {true, max_restarts, backoff};
-  }
-};
-
-struct process_options {
-  // The worker program. Empty: `isolate-worker` next to the plugin, then
-  // $ISOLATE_WORKER, then next to the host executable.
-  std::filesystem::path worker;
-  std::chrono::milliseconds load_timeout{10'000};
-  // Default limit of each call; a call may set its own (plugin::with_timeout).
-  std::chrono::milliseconds call_timeout{30'000};
-  restart_policy restart;
-  // false: frames go over a socket instead of shared memory (no memfd needed).
-  bool shared_memory = true;
-  std::size_t ring_capacity = std::size_t{1} << 20;  // bytes per direction, a power of two
-  std::size_t max_message_size = ISOLATE_DEFAULT_MAX_MESSAGE_SIZE;
-  std::size_t concurrency = 1;  // calls the worker runs at once
-  shm::wait_policy wait;
-};
-
 namespace detail {
 
 struct launch_spec {
   std::filesystem::path plugin;
   std::string interface_name;
   std::uint64_t fingerprint = 0;
-  process_options options;
+  process::options options;
   host_services services;  // what the plugin may call back
   // The shared buffers lent to the plugin, kept across restarts (copies of the spec share it).
   std::shared_ptr<lent_buffers> lent = std::make_shared<lent_buffers>();

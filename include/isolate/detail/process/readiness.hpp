@@ -1,6 +1,6 @@
 // Waiting for a descriptor to become ready, bounded by a deadline.
-#ifndef ISOLATE_PROCESS_READINESS_HPP
-#define ISOLATE_PROCESS_READINESS_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_READINESS_HPP
+#define ISOLATE_DETAIL_PROCESS_READINESS_HPP
 
 #include "isolate/detail/config.hpp"
 

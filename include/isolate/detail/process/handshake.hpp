@@ -1,8 +1,8 @@
 // What the host and a worker say on the control socket: the host's hello
 // (with the shared memory passed alongside), the worker's answer, and the
 // messages of an orderly shutdown.
-#ifndef ISOLATE_PROCESS_HANDSHAKE_HPP
-#define ISOLATE_PROCESS_HANDSHAKE_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_HANDSHAKE_HPP
+#define ISOLATE_DETAIL_PROCESS_HANDSHAKE_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/cereal.hpp"

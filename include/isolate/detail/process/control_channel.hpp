@@ -2,14 +2,14 @@
 // and a worker. A frame is an 8-byte header, type then body length (both
 // uint32 in native byte order: both ends run on the same machine), then the
 // body. Lengths come from the peer and are checked before anything is allocated.
-#ifndef ISOLATE_PROCESS_CONTROL_CHANNEL_HPP
-#define ISOLATE_PROCESS_CONTROL_CHANNEL_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_CONTROL_CHANNEL_HPP
+#define ISOLATE_DETAIL_PROCESS_CONTROL_CHANNEL_HPP
 
 #include "isolate/detail/config.hpp"
 
-#include "isolate/process/fd_passing.hpp"
-#include "isolate/process/readiness.hpp"
-#include "isolate/process/unique_fd.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
+#include "isolate/detail/process/readiness.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
 
 #include <asio/async_result.hpp>
 #include <asio/buffer.hpp>
@@ -43,16 +43,15 @@ struct control_message {
 
 inline constexpr std::size_t control_header_size = 8;
 
-namespace process_detail {
 
-inline std::array<std::byte, control_header_size> encode_header(std::uint32_t type, std::uint32_t length) noexcept {
+inline std::array<std::byte, control_header_size> encode_control_header(std::uint32_t type, std::uint32_t length) noexcept {
   std::array<std::byte, control_header_size> header;
   std::memcpy(header.data(), &type, 4);
   std::memcpy(header.data() + 4, &length, 4);
   return header;
 }
 
-inline std::pair<std::uint32_t, std::uint32_t> decode_header(
+inline std::pair<std::uint32_t, std::uint32_t> decode_control_header(
     std::span<std::byte const, control_header_size> header) noexcept {
   std::uint32_t type;
   std::uint32_t length;
@@ -81,7 +80,6 @@ inline void read_exact(int fd, std::span<std::byte> out, deadline_clock::time_po
   ec.clear();
 }
 
-}  // namespace process_detail
 
 // A connected pair of close-on-exec Unix stream sockets: one end for the host,
 // the other to hand to the worker through spawn_options::inherit_fds.
@@ -105,7 +103,7 @@ inline void write_message(int socket, std::uint32_t type, std::span<std::byte co
     return;
   }
   auto const deadline = deadline_after(timeout);
-  auto const header = process_detail::encode_header(type, static_cast<std::uint32_t>(body.size()));
+  auto const header = encode_control_header(type, static_cast<std::uint32_t>(body.size()));
   std::size_t const total = header.size() + body.size();
   std::size_t sent = 0;
   while (sent < total) {
@@ -138,15 +136,15 @@ inline control_message read_message(int socket, std::size_t max_size, std::chron
                                     std::error_code& ec) {
   auto const deadline = deadline_after(timeout);
   std::array<std::byte, control_header_size> header;
-  process_detail::read_exact(socket, header, deadline, ec);
+  read_exact(socket, header, deadline, ec);
   if (ec) return {};
-  auto const [type, length] = process_detail::decode_header(header);
+  auto const [type, length] = decode_control_header(header);
   if (length > max_size) {
     ec = std::make_error_code(std::errc::message_size);
     return {};
   }
   control_message message{type, std::vector<std::byte>(length)};
-  process_detail::read_exact(socket, message.body, deadline, ec);
+  read_exact(socket, message.body, deadline, ec);
   if (ec) return {};
   return message;
 }
@@ -200,7 +198,7 @@ inline void write_message_with_fds(int socket, std::uint32_t type, std::span<std
     ec = std::make_error_code(std::errc::message_size);
     return;
   }
-  auto const header = process_detail::encode_header(type, static_cast<std::uint32_t>(body.size()));
+  auto const header = encode_control_header(type, static_cast<std::uint32_t>(body.size()));
   std::vector<std::byte> frame(header.begin(), header.end());
   frame.insert(frame.end(), body.begin(), body.end());
   send_with_fds(socket, frame, fds, timeout, ec);
@@ -216,14 +214,14 @@ inline control_message read_message_with_fds(int socket, std::size_t max_size, s
   std::array<std::byte, control_header_size> header;
   fds = receive_with_fds_between(socket, header, 0, max_fds, timeout, ec);
   if (ec) return {};
-  auto const [type, length] = process_detail::decode_header(header);
+  auto const [type, length] = decode_control_header(header);
   if (length > max_size) {
     fds.clear();
     ec = std::make_error_code(std::errc::message_size);
     return {};
   }
   control_message message{type, std::vector<std::byte>(length)};
-  process_detail::read_exact(socket, message.body, deadline, ec);
+  read_exact(socket, message.body, deadline, ec);
   if (ec) {
     fds.clear();
     return {};
@@ -231,7 +229,6 @@ inline control_message read_message_with_fds(int socket, std::size_t max_size, s
   return message;
 }
 
-namespace process_detail {
 
 struct read_message_op {
   asio::local::stream_protocol::socket& socket;
@@ -255,7 +252,7 @@ struct read_message_op {
         return;
       case reading_header: {
         if (ec) return self.complete(ec, control_message{});
-        auto const [type, length] = decode_header(buffers->header);
+        auto const [type, length] = decode_control_header(buffers->header);
         if (length > max_size) return self.complete(std::make_error_code(std::errc::message_size), control_message{});
         buffers->message.type = type;
         if (length == 0) return self.complete(ec, std::move(buffers->message));
@@ -271,7 +268,6 @@ struct read_message_op {
   }
 };
 
-}  // namespace process_detail
 
 // Reads one frame asynchronously; completes with (error_code, control_message).
 // Meant to stay outstanding on the host, so a dead worker shows up at once as
@@ -280,7 +276,7 @@ struct read_message_op {
 template <typename CompletionToken>
 auto async_read_message(asio::local::stream_protocol::socket& socket, std::size_t max_size, CompletionToken&& token) {
   return asio::async_compose<CompletionToken, void(std::error_code, control_message)>(
-      process_detail::read_message_op{socket, max_size, nullptr, process_detail::read_message_op::starting}, token,
+      read_message_op{socket, max_size, nullptr, read_message_op::starting}, token,
       socket);
 }
 

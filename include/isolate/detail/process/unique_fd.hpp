@@ -1,6 +1,6 @@
 // An owned file descriptor: closed once, by its last owner.
-#ifndef ISOLATE_PROCESS_UNIQUE_FD_HPP
-#define ISOLATE_PROCESS_UNIQUE_FD_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_UNIQUE_FD_HPP
+#define ISOLATE_DETAIL_PROCESS_UNIQUE_FD_HPP
 
 #include "isolate/detail/config.hpp"
 

@@ -5,16 +5,16 @@
 // peer cannot change bytes after they were checked; except that a worker may
 // decode a large call straight from the ring (ring_payload), with an archive
 // that copies each value out before checking it.
-#ifndef ISOLATE_PROCESS_FRAME_CHANNEL_HPP
-#define ISOLATE_PROCESS_FRAME_CHANNEL_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_FRAME_CHANNEL_HPP
+#define ISOLATE_DETAIL_PROCESS_FRAME_CHANNEL_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
-#include "isolate/process/control_channel.hpp"
-#include "isolate/process/unique_fd.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
-#include "isolate/transport/link.hpp"
+#include "isolate/detail/link.hpp"
 #include "isolate/wire/buffer.hpp"
 #include "isolate/wire/frame.hpp"
 #include "isolate/wire/stream.hpp"

@@ -3,14 +3,14 @@
 // end of a worker's control socket, through which each buffer's memfd goes to
 // that worker once and its release follows. Worker side: the buffers
 // received, mapped once each, found by id when a call names them.
-#ifndef ISOLATE_PROCESS_BUFFER_SHARING_HPP
-#define ISOLATE_PROCESS_BUFFER_SHARING_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_BUFFER_SHARING_HPP
+#define ISOLATE_DETAIL_PROCESS_BUFFER_SHARING_HPP
 
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
-#include "isolate/process/control_channel.hpp"
-#include "isolate/process/handshake.hpp"
-#include "isolate/process/unique_fd.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/shared_buffer.hpp"
 #include "isolate/shm/region.hpp"
 

@@ -1,13 +1,13 @@
 // Passing file descriptors (SCM_RIGHTS) with a small payload over a connected
 // Unix stream socket. The receiver treats the peer as hostile: any descriptor
 // it did not ask for is closed, and a malformed control message is an error.
-#ifndef ISOLATE_PROCESS_FD_PASSING_HPP
-#define ISOLATE_PROCESS_FD_PASSING_HPP
+#ifndef ISOLATE_DETAIL_PROCESS_FD_PASSING_HPP
+#define ISOLATE_DETAIL_PROCESS_FD_PASSING_HPP
 
 #include "isolate/detail/config.hpp"
 
-#include "isolate/process/readiness.hpp"
-#include "isolate/process/unique_fd.hpp"
+#include "isolate/detail/process/readiness.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
 
 #include <asio/error.hpp>
 
@@ -26,14 +26,12 @@ namespace isolate::detail {
 // The kernel's limit on descriptors in one SCM_RIGHTS message (SCM_MAX_FD).
 inline constexpr std::size_t max_passed_fds = 253;
 
-namespace process_detail {
 
 // Linux ≥ 6.5 may attach a pidfd (SCM_PIDFD) when the socket has SO_PASSPIDFD.
 inline constexpr int scm_pidfd = 0x04;
 
 inline std::size_t control_space(std::size_t fd_count) noexcept { return CMSG_SPACE(sizeof(int) * fd_count); }
 
-}  // namespace process_detail
 
 // Sends all of `payload` (at least one byte: a stream socket carries ancillary
 // data only with data) with `fds` attached to its first byte. Works whether or
@@ -47,7 +45,7 @@ inline void send_with_fds(int socket, std::span<std::byte const> payload, std::s
   }
   auto const deadline = deadline_after(timeout);
   std::vector<char> control;
-  if (!fds.empty()) control.resize(process_detail::control_space(fds.size()));
+  if (!fds.empty()) control.resize(control_space(fds.size()));
 
   std::size_t sent = 0;
   while (sent < payload.size()) {
@@ -106,7 +104,7 @@ inline std::vector<unique_fd> receive_with_fds_between(int socket, std::span<std
   auto const deadline = deadline_after(timeout);
   // Room for one descriptor more than expected, so an excess is seen as
   // such; anything beyond that is discarded by the kernel (MSG_CTRUNC).
-  std::vector<char> control(process_detail::control_space(max_fds + 1));
+  std::vector<char> control(control_space(max_fds + 1));
   bool malformed = false;
 
   std::size_t got = 0;
@@ -134,7 +132,7 @@ inline std::vector<unique_fd> receive_with_fds_between(int socket, std::span<std
     // Take ownership of every descriptor first, so that all are closed on error.
     for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
       bool const carries_fds = cmsg->cmsg_level == SOL_SOCKET &&
-                               (cmsg->cmsg_type == SCM_RIGHTS || cmsg->cmsg_type == process_detail::scm_pidfd);
+                               (cmsg->cmsg_type == SCM_RIGHTS || cmsg->cmsg_type == scm_pidfd);
       if (carries_fds && cmsg->cmsg_len >= CMSG_LEN(0)) {
         std::size_t const count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (std::size_t i = 0; i < count; ++i) {

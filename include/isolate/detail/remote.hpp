@@ -1,14 +1,15 @@
-// The host side shared by every marshalling transport (thread, process):
-// a client that encodes calls onto a link, the proxy that implements the
-// interface through it, and asynchronous calls completed through Asio.
-#ifndef ISOLATE_TRANSPORT_REMOTE_HPP
-#define ISOLATE_TRANSPORT_REMOTE_HPP
+// The host side shared by every marshalling transport (thread, process): the
+// proxy that implements the interface through a client (detail/client.hpp),
+// and asynchronous calls completed through Asio.
+#ifndef ISOLATE_DETAIL_REMOTE_HPP
+#define ISOLATE_DETAIL_REMOTE_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/client.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/shared_buffer.hpp"
-#include "isolate/transport/link.hpp"
+#include "isolate/detail/link.hpp"
 
 #include <asio/associated_executor.hpp>
 #include <asio/post.hpp>
@@ -22,43 +23,6 @@
 #include <utility>
 
 namespace isolate::detail {
-
-// What the generated proxy calls: encodes the arguments of method K, waits for
-// the reply on the link, and returns the decoded result (or throws).
-class client {
- public:
-  explicit client(link& to) noexcept : link_(to) {}
-
-  template <std::size_t K, class Method, class... Args>
-  typename method_traits<Method>::result_type call(const Args&... args) {
-    using result = typename method_traits<Method>::result_type;
-    constexpr auto method = static_cast<std::uint16_t>(K);
-    attachment_scope attached;  // shared_buffers among the arguments: kept alive, sent by the link
-    wire::buffer reply;
-    if constexpr (!(is_raw_value<Args> && ...)) {
-      // A large payload goes straight into the transport: measured first, never gathered.
-      if (const std::size_t size = payload_size(args...); size >= wire::large_payload) {
-        check_payload_size(size, link_.max_message_size());
-        link_.call_streamed(streamed_arguments<Args...>(method, size, args...), reply);
-        return decode<result>(reply);
-      }
-    }
-    wire::buffer request;
-    encode_call(request, method, link_.max_message_size(), args...);
-    link_.call(request, reply);
-    return decode<result>(reply);
-  }
-
- private:
-  // Decodes a reply; the shared_buffers it names are looked up where the link says.
-  template <class Result>
-  Result decode(const wire::buffer& reply) {
-    resolution_scope resolving(link_.shared_buffers());
-    return decode_reply<Result>(reply, link_.max_message_size());
-  }
-
-  link& link_;
-};
 
 // Delivers (exception_ptr[, value]) to an Asio completion handler on the
 // handler's associated executor, keeping that executor's work count up while

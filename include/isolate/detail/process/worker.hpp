@@ -1,0 +1,405 @@
+// The worker side of the process transport: it receives the plugin's path
+// and the shared memory from the host, loads the plugin, and serves calls
+// until the host says stop or goes away. It knows no interface, only the
+// table the plugin exports. The program's main is in isolate/worker.hpp.
+#ifndef ISOLATE_DETAIL_PROCESS_WORKER_HPP
+#define ISOLATE_DETAIL_PROCESS_WORKER_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/plugin_entry.hpp"
+#include "isolate/plugin_library.hpp"
+#include "isolate/error.hpp"
+#include "isolate/detail/process/buffer_sharing.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
+#include "isolate/detail/process/frame_channel.hpp"
+#include "isolate/detail/process/handshake.hpp"
+#include "isolate/services.hpp"
+#include "isolate/detail/spin_wait.hpp"
+#include "isolate/shm/region.hpp"
+#include "isolate/shm/ring.hpp"
+
+#include <fmt/format.h>
+#include <malloc.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace isolate {
+
+namespace detail {
+
+class worker;
+
+// A link from the plugin to one of the host's objects, through the worker's channel.
+class host_link final : public link {
+ public:
+  host_link(worker& owner, std::uint8_t service, bool one_way) : owner_(owner), service_(service), one_way_(one_way) {}
+  void call(wire::buffer& request, wire::buffer& reply) override;
+  void call_async(wire::buffer, std::unique_ptr<completion> done) override {
+    wire::buffer none;
+    done->complete(std::make_exception_ptr(error(errc::unsupported, "a plugin calls its host synchronously")), none);
+  }
+  std::size_t max_message_size() const noexcept override;
+  buffer_resolver* shared_buffers() noexcept override;
+
+ private:
+  worker& owner_;
+  std::uint8_t service_;
+  bool one_way_;
+};
+
+// What the plugin sees of the host, in the worker: the host's objects through links.
+class worker_context final : public plugin_context {
+ public:
+  worker_context(worker& owner, std::vector<service_description> services)
+      : owner_(owner), services_(std::move(services)) {}
+
+ protected:
+  resolution resolve(std::string_view name, std::uint64_t fingerprint, bool one_way) override {
+    const std::size_t index = find_service(services_, name, fingerprint);
+    links_.push_back(std::make_unique<host_link>(owner_, static_cast<std::uint8_t>(index + 1), one_way));
+    return {nullptr, links_.back().get()};
+  }
+  buffer_resolver* shared_buffers() noexcept override;
+
+ private:
+  worker& owner_;
+  std::vector<service_description> services_;
+  std::vector<std::unique_ptr<host_link>> links_;
+};
+
+class worker {
+ public:
+  explicit worker(int control) : control_(control) {}
+
+  std::size_t max_message_size() const noexcept { return max_message_; }
+  // The shared buffers the host sent this worker.
+  received_buffers& buffers() noexcept { return buffers_; }
+
+  // A call from the plugin to the host (service 1..n). Waits for the answer,
+  // serving the host's calls meanwhile when this thread is the one reading.
+  void call_host(std::uint8_t service, bool one_way, wire::buffer& request, wire::buffer& reply) {
+    request.data()[offsetof(wire::frame_header, service)] = static_cast<std::byte>(service);
+    if (one_way) {
+      request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::event);
+      if (!send(request)) throw error(errc::plugin_closed, "the host is gone");
+      ring_doorbell();
+      wire::begin_frame(reply);
+      wire::finish_frame(reply, wire::frame_kind::reply, 0, 0, service);
+      return;
+    }
+    host_call call;
+    call.reply = &reply;
+    std::uint64_t id = 0;
+    {
+      std::lock_guard lock(calls_mutex_);
+      if (closed_) throw error(errc::plugin_closed, "the host is gone");
+      id = ++last_call_id_;
+      calls_.emplace(id, &call);
+    }
+    wire::set_call_id(request, id);
+    if (!send(request)) {
+      fail_host_calls();
+      throw error(errc::plugin_closed, "the host is gone");
+    }
+    ring_doorbell();
+    if (reading_thread_ == std::this_thread::get_id()) {
+      // This thread reads the host's frames: keep serving them until the answer is in.
+      wire::buffer frame;
+      ring_payload large;
+      while (!call.done.is_set()) {
+        if (!receive(frame, large)) {
+          fail_host_calls();
+          break;
+        }
+        route(frame, large);
+      }
+    } else {
+      call.done.wait(std::chrono::microseconds(20));
+    }
+    if (call.failed) throw error(errc::plugin_closed, "the host is gone");
+  }
+
+  int run() {
+    std::error_code ec;
+    auto message = read_message(control_, 64 * 1024, std::chrono::seconds(30), ec);
+    if (ec || message.type != static_cast<std::uint32_t>(control_type::hello)) {
+      return report(errc::protocol_error, "the worker did not receive its hello message");
+    }
+    hello_message hello;
+    try {
+      hello = decode_message<hello_message>(message.body);
+    } catch (const std::exception& e) {
+      return report(errc::protocol_error, std::string("the worker received a malformed hello: ") + e.what());
+    }
+    std::byte mark{};
+    auto fds = receive_with_fds(control_, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
+    if (ec) return report(errc::protocol_error, "the worker did not receive its channel: " + ec.message());
+    if (hello.protocol_version != process_protocol_version || hello.cache_line != ISOLATE_CACHE_LINE) {
+      return report(errc::protocol_error,
+                    fmt::format("host and worker disagree on the protocol (host: version {}, cache line {}; "
+                                "worker: version {}, cache line {}): rebuild both with the same isolate",
+                                hello.protocol_version, hello.cache_line, process_protocol_version,
+                                ISOLATE_CACHE_LINE));
+    }
+    context_ = std::make_unique<worker_context>(*this, hello.services);
+    if (const int status = load(hello); status != 0) return status;
+
+    try {
+      if (hello.shared_memory) {
+        auto region = shm::region::attach(fds.front().get(), shm::duplex_layout::bytes_needed(hello.ring_capacity));
+        shm::wait_policy policy;
+        policy.max_spin = std::chrono::nanoseconds(hello.max_spin_ns);
+        channel_ = frame_channel::over_rings(std::move(region), hello.ring_capacity, shm::duplex_side::worker, policy,
+                                             hello.max_message_size);
+      } else {
+        channel_ = frame_channel::over_socket(std::move(fds.front()), hello.max_message_size);
+      }
+    } catch (const std::exception& e) {
+      return report(errc::protocol_error, std::string("the worker cannot attach its channel: ") + e.what());
+    }
+    max_message_ = hello.max_message_size;
+    write_message(control_, static_cast<std::uint32_t>(control_type::ready), {}, std::chrono::seconds(5), ec);
+    if (ec) return 3;
+
+    std::thread control_watch([this] { watch_control(); });
+    serve(hello.concurrency == 0 ? 1 : hello.concurrency);
+    entry_->destroy(object_);
+    // The host either asked us to stop or is gone; the watch thread may still be blocked reading.
+    control_watch.detach();
+    return 0;
+  }
+
+ private:
+  // Tells the host why loading failed; the worker then exits.
+  int report(errc code, const std::string& text) {
+    failed_message failure{static_cast<std::int32_t>(code), text};
+    std::error_code ec;
+    write_message(control_, static_cast<std::uint32_t>(control_type::failed), encode_message(failure),
+                  std::chrono::seconds(5), ec);
+    return 3;
+  }
+
+  int load(const hello_message& hello) {
+    try {
+      library_.emplace(hello.plugin_path);
+      library_->check(hello.interface_name, hello.fingerprint);
+      entry_ = &library_->entry();
+    } catch (const error& e) {
+      return report(static_cast<errc>(e.code().value()), wire::message_of(e));
+    }
+    try {
+      object_ = entry_->create(context_.get());
+    } catch (const std::exception& e) {
+      return report(errc::load_failed, fmt::format("plugin '{}' failed to start: {}", hello.plugin_path, e.what()));
+    } catch (...) {
+      return report(errc::load_failed, fmt::format("plugin '{}' failed to start", hello.plugin_path));
+    }
+    return 0;
+  }
+
+  // A shutdown message or the host going away (EOF) stops the worker.
+  void watch_control() {
+    for (;;) {
+      std::error_code ec;
+      std::vector<unique_fd> fds;
+      auto message = read_message_with_fds(control_, 1024, 1, fds, std::chrono::milliseconds::max(), ec);
+      if (ec || message.type == static_cast<std::uint32_t>(control_type::shutdown)) break;
+      handle_control(message, fds);
+    }
+    buffers_.close();
+    channel_.close();
+  }
+
+  // One message from the host after the handshake; the host is trusted, but
+  // what does not parse is ignored rather than believed.
+  void handle_control(const control_message& message, std::vector<unique_fd>& fds) {
+    try {
+      switch (static_cast<control_type>(message.type)) {
+        case control_type::share_buffer: {
+          const auto shared = decode_message<buffer_message>(message.body);
+          buffers_.add(shared.id, shared.size, fds.empty() ? unique_fd() : std::move(fds.front()));
+          break;
+        }
+        case control_type::forget_buffer: {
+          const auto forgotten = decode_message<forget_message>(message.body);
+          buffers_.forget(forgotten.id, forgotten.answers);
+          break;
+        }
+        case control_type::sync: {
+          std::lock_guard lock(control_mutex_);
+          std::error_code ec;
+          write_message(control_, static_cast<std::uint32_t>(control_type::synced), message.body,
+                        std::chrono::seconds(5), ec);
+          break;
+        }
+        default:
+          break;
+      }
+    } catch (const error&) {
+      // A body that does not decode is ignored.
+    }
+  }
+
+  // A call from the plugin waiting for the host's answer.
+  struct host_call {
+    signal_flag done;
+    wire::buffer* reply = nullptr;
+    bool failed = false;
+  };
+
+  void serve(std::size_t concurrency) {
+    concurrency_ = concurrency;
+    reading_thread_ = std::this_thread::get_id();
+    std::vector<std::thread> pool;
+    for (std::size_t i = 0; concurrency > 1 && i < concurrency; ++i) {
+      pool.emplace_back([this] {
+        wire::buffer reply;
+        for (;;) {
+          wire::buffer frame;
+          {
+            std::unique_lock lock(queue_mutex_);
+            queue_ready_.wait(lock, [&] { return queue_closed_ || !queue_.empty(); });
+            if (queue_.empty()) return;
+            frame = std::move(queue_.front());
+            queue_.pop_front();
+          }
+          handle(frame, reply);
+          if (!send(reply)) channel_.close();
+        }
+      });
+    }
+    wire::buffer frame;
+    ring_payload large;
+    while (receive(frame, large)) route(frame, large);
+    fail_host_calls();
+    {
+      std::lock_guard lock(queue_mutex_);
+      queue_closed_ = true;
+    }
+    queue_ready_.notify_all();
+    for (auto& t : pool) t.join();
+  }
+
+  // One frame from the host: a call to run, or the answer to a call to the host.
+  void route(wire::buffer& frame, ring_payload& large) {
+    if (large.active()) {
+      // A large call, decoded straight from the ring.
+      wire::buffer reply;
+      ++host_calls_running_on_this_thread;
+      entry_->handle(object_, large.first().data(), large.first().size(), &large, reply, max_message_);
+      --host_calls_running_on_this_thread;
+      if (!large.end() || !send(reply)) channel_.close();
+      return;
+    }
+    wire::frame_header header{};
+    if (frame.size() < wire::header_size) return;
+    std::memcpy(&header, frame.data(), wire::header_size);
+    if (header.kind == wire::frame_kind::call) {
+      if (concurrency_ == 1) {
+        wire::buffer reply;  // not shared: the call may nest another call from the host
+        handle(frame, reply);
+        if (!send(reply)) channel_.close();
+        return;
+      }
+      {
+        std::lock_guard lock(queue_mutex_);
+        queue_.push_back(std::move(frame));
+      }
+      queue_ready_.notify_one();
+      return;
+    }
+    // The answer to one of the plugin's calls to the host.
+    std::lock_guard lock(calls_mutex_);
+    auto found = calls_.find(header.call_id);
+    if (found == calls_.end()) return;
+    std::swap(*found->second->reply, frame);
+    found->second->done.set();
+    calls_.erase(found);
+  }
+
+  void fail_host_calls() {
+    std::lock_guard lock(calls_mutex_);
+    closed_ = true;
+    for (auto& [id, call] : calls_) {
+      call->failed = true;
+      call->done.set();
+    }
+    calls_.clear();
+  }
+
+  // Tells the host to read a frame no call of its waits for. Not needed while
+  // this thread runs a call from the host: the host reads until that call's answer.
+  void ring_doorbell() {
+    if (host_calls_running_on_this_thread > 0) return;
+    std::lock_guard lock(control_mutex_);
+    std::error_code ec;
+    write_message(control_, static_cast<std::uint32_t>(control_type::doorbell), {}, std::chrono::seconds(5), ec);
+  }
+
+  // A large call is left in the ring for `large` to stream, unless a pool
+  // thread will run it (it must then be copied out).
+  bool receive(wire::buffer& frame, ring_payload& large) {
+    return channel_.receive(frame, std::chrono::steady_clock::time_point::max(),
+                            concurrency_ == 1 ? &large : nullptr) == channel_status::ok;
+  }
+  bool send(const wire::buffer& reply) {
+    return channel_.send(reply.bytes(), std::chrono::steady_clock::time_point::max()) == channel_status::ok;
+  }
+  void handle(const wire::buffer& frame, wire::buffer& reply) {
+    ++host_calls_running_on_this_thread;
+    entry_->handle(object_, frame.data(), frame.size(), nullptr, reply, max_message_);
+    --host_calls_running_on_this_thread;
+  }
+
+  static inline thread_local int host_calls_running_on_this_thread = 0;
+
+  int control_;
+  std::mutex control_mutex_;  // doorbells from several plugin threads
+  received_buffers buffers_;
+  std::optional<plugin_library> library_;
+  const plugin_entry* entry_ = nullptr;
+  std::unique_ptr<worker_context> context_;
+  void* object_ = nullptr;
+  frame_channel channel_;
+  std::size_t max_message_ = 0;
+  std::size_t concurrency_ = 1;
+  std::thread::id reading_thread_;
+
+  std::mutex queue_mutex_;  // calls waiting for a pool thread (concurrency > 1)
+  std::condition_variable queue_ready_;
+  std::deque<wire::buffer> queue_;
+  bool queue_closed_ = false;
+
+  std::mutex calls_mutex_;  // the plugin's calls to the host that wait for an answer
+  std::unordered_map<std::uint64_t, host_call*> calls_;
+  std::uint64_t last_call_id_ = 0;
+  bool closed_ = false;
+};
+
+inline void host_link::call(wire::buffer& request, wire::buffer& reply) {
+  owner_.call_host(service_, one_way_, request, reply);
+}
+inline std::size_t host_link::max_message_size() const noexcept { return owner_.max_message_size(); }
+inline buffer_resolver* host_link::shared_buffers() noexcept { return &owner_.buffers().answers(); }
+inline buffer_resolver* worker_context::shared_buffers() noexcept { return &owner_.buffers(); }
+
+}  // namespace detail
+
+}  // namespace isolate
+
+#endif
