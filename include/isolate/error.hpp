@@ -24,6 +24,8 @@ enum class errc {
   plugin_closed,         // the plugin was unloaded, or is being restarted, when the call was made
   unsupported,           // the transport cannot do what was asked (e.g. a limit it cannot enforce)
   quarantined,           // the plugin broke its limits too often and is no longer started
+  limit_unenforceable,   // a limit asked for cannot be enforced on this machine (and best effort was not chosen)
+  limit_exceeded,        // the plugin went past one of its limits (the message says which) and was stopped
 };
 
 }  // namespace isolate
@@ -49,6 +51,8 @@ class error_category_impl final : public std::error_category {
       case errc::plugin_closed: return "the plugin is closed";
       case errc::unsupported: return "the transport does not support this";
       case errc::quarantined: return "the plugin is quarantined";
+      case errc::limit_unenforceable: return "a limit cannot be enforced on this machine";
+      case errc::limit_exceeded: return "the plugin exceeded one of its limits";
     }
     return "unknown isolate error";
   }

@@ -50,13 +50,16 @@ struct service_entry {
   std::string_view name;
   std::uint64_t fingerprint = 0;
   void* object = nullptr;  // the implementation, as Interface*
-  // Runs one call frame on `object` and writes the reply frame (never throws).
-  void (*handle)(void* object, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload) = nullptr;
+  // Runs one call frame on `object` and writes the reply frame (never
+  // throws); sets `*malformed` if the frame's method or arguments do not decode.
+  void (*handle)(void* object, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload,
+                 bool* malformed) = nullptr;
 };
 
 template <interface Interface>
-void handle_service_call(void* object, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload) {
-  stub<Interface>::handle(*static_cast<Interface*>(object), call, reply, max_payload);
+void handle_service_call(void* object, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload,
+                         bool* malformed) {
+  stub<Interface>::handle(*static_cast<Interface*>(object), call, reply, max_payload, malformed);
 }
 
 // The index of the interface `name` among `services` (anything with `name`

@@ -37,7 +37,7 @@ inline int worker_main(int argc, char** argv) {
   }
   if (control < 0) {
     std::fputs("isolate-worker runs plugins for isolate::process; it is started by the host, not by hand.\n", stderr);
-    return 2;
+    return detail::worker_exit_usage;
   }
   if (parent != 0 && ::getppid() != parent) return 1;  // the host died before PR_SET_PDEATHSIG took effect
   ::signal(SIGPIPE, SIG_IGN);

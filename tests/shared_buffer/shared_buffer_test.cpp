@@ -253,20 +253,28 @@ TEST_CASE("process: a restarted worker is sent the buffer again on its next use"
 }
 
 TEST_CASE("process: a plugin naming a buffer the host never gave it is a protocol error") {
-  process_fixture f;
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(1, 1ms);
+  process_fixture f(options);
+  const int first = f.plugin->pid();
   const auto e = failure_of([&] { f.plugin->make_own(4096); });
   CHECK(e.code() == isolate::errc::protocol_error);
   CHECK(std::string(e.what()).find("never shared with it") != std::string::npos);
-  CHECK(f.plugin->checksum(patterned(10)) == 45);  // the call failed, the plugin lives on
+  // A reply that does not decode: the worker is not trusted again, and a fresh one takes over.
+  CHECK(f.plugin->checksum(patterned(10)) == 45);
+  CHECK(f.plugin->pid() != first);
 }
 
 TEST_CASE("process: a plugin giving a buffer another size is a protocol error") {
-  process_fixture f;
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(1, 1ms);
+  process_fixture f(options);
   const auto buffer = patterned(4096);
   f.plugin->keep(buffer);
   const auto e = failure_of([&] { f.plugin->resize_kept(8192); });
   CHECK(e.code() == isolate::errc::protocol_error);
   CHECK(std::string(e.what()).find("size of 8192 bytes") != std::string::npos);
+  f.plugin->keep(buffer);  // to the fresh worker that replaced the one killed for it
   CHECK(f.plugin->return_kept() == buffer);
 }
 

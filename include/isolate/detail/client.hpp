@@ -43,11 +43,17 @@ class client {
   }
 
  private:
-  // Decodes a reply; the shared_buffers it names are looked up where the link says.
+  // Decodes a reply; the shared_buffers it names are looked up where the
+  // link says. One that does not decode is the peer's fault: the link is told.
   template <class Result>
   Result decode(const wire::buffer& reply) {
     resolution_scope resolving(link_.shared_buffers());
-    return decode_reply<Result>(reply, link_.max_message_size());
+    try {
+      return decode_reply<Result>(reply, link_.max_message_size());
+    } catch (const error& e) {
+      if (e.code() == errc::protocol_error) link_.reply_undecodable(e.what());
+      throw;
+    }
   }
 
   link& link_;

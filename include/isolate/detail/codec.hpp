@@ -165,21 +165,25 @@ class stub {
 
  public:
   // Writes the reply (or error) frame for `call` into `reply`; never throws:
-  // a bad method id or undecodable arguments become a protocol_error reply.
-  static void handle(Interface& impl, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload) {
-    handle(impl, call.header, wire::inbound_payload{call.payload, call.payload.size(), nullptr}, reply, max_payload);
+  // a bad method id or undecodable arguments become a protocol_error reply,
+  // and set `*malformed` when given (the caller may stop trusting the sender).
+  static void handle(Interface& impl, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload,
+                     bool* malformed = nullptr) {
+    handle(impl, call.header, wire::inbound_payload{call.payload, call.payload.size(), nullptr}, reply, max_payload,
+           malformed);
   }
 
   // As above, for a call whose payload may still be arriving (wire/stream.hpp).
   static void handle(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
-                     wire::buffer& reply, std::size_t max_payload) {
+                     wire::buffer& reply, std::size_t max_payload, bool* malformed = nullptr) {
     const auto method = header.method;
     try {
       if (method >= meta::method_count) {
+        if (malformed != nullptr) *malformed = true;
         throw error(errc::protocol_error, "unknown method id " + std::to_string(method) + " for interface " +
                                               std::string(meta::interface_name));
       }
-      table()[method](impl, payload, reply);
+      table()[method](impl, payload, reply, malformed);
       check_size(reply, max_payload);
       wire::finish_frame(reply, wire::frame_kind::reply, method, header.call_id, header.service);
     } catch (...) {
@@ -195,7 +199,7 @@ class stub {
   }
 
  private:
-  using entry = void (*)(Interface&, const wire::inbound_payload&, wire::buffer&);
+  using entry = void (*)(Interface&, const wire::inbound_payload&, wire::buffer&, bool* malformed);
 
   static constexpr auto table() {
     return []<std::size_t... K>(std::index_sequence<K...>) {
@@ -204,12 +208,17 @@ class stub {
   }
 
   template <std::size_t K>
-  static void invoke(Interface& impl, const wire::inbound_payload& payload, wire::buffer& reply) {
+  static void invoke(Interface& impl, const wire::inbound_payload& payload, wire::buffer& reply, bool* malformed) {
     constexpr auto pointer = std::get<K>(meta::pointers);
     using traits = method_traits<std::remove_const_t<decltype(pointer)>>;
     using params = typename traits::params;
     typename traits::values args;
-    std::apply([&](auto&... values) { decode_values(payload, values...); }, args);
+    try {
+      std::apply([&](auto&... values) { decode_values(payload, values...); }, args);
+    } catch (...) {
+      if (malformed != nullptr) *malformed = true;
+      throw;
+    }
     wire::begin_frame(reply);
     auto run = [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
       return (impl.*pointer)(static_cast<std::tuple_element_t<I, params>&&>(std::get<I>(args))...);

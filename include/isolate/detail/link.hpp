@@ -16,6 +16,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <string>
 
 namespace isolate::detail {
 
@@ -78,6 +79,9 @@ class link {
   // Where the shared_buffers named by a reply are found; null: in this
   // process, for links that do not leave it.
   virtual buffer_resolver* shared_buffers() noexcept { return nullptr; }
+  // A reply of this link did not decode (protocol_error): a link to another
+  // process stops trusting the peer that sent it.
+  virtual void reply_undecodable(const std::string& /*why*/) noexcept {}
 };
 
 }  // namespace isolate::detail

@@ -32,10 +32,10 @@ namespace isolate::detail {
 template <class Result, class Handler>
 class handler_completion final : public completion {
  public:
-  handler_completion(Handler handler, std::size_t max_payload)
+  handler_completion(Handler handler, link& from)
       : handler_(std::move(handler)),
         work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)),
-        max_payload_(max_payload) {}
+        link_(from) {}
 
   // Keeps the call's shared_buffers alive until it is over, and says where
   // those named by the reply are found.
@@ -47,24 +47,27 @@ class handler_completion final : public completion {
   void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
     resolution_scope resolving(resolver_);
     if constexpr (std::is_void_v<Result>) {
-      if (!failure) {
-        try {
-          decode_reply<void>(reply, max_payload_);
-        } catch (...) {
-          failure = std::current_exception();
-        }
-      }
+      if (!failure) failure = decoding_failure([&] { decode_reply<void>(reply, link_.max_message_size()); });
       deliver(failure);
     } else {
       std::optional<Result> value;
-      if (!failure) {
-        try {
-          value.emplace(decode_reply<Result>(reply, max_payload_));
-        } catch (...) {
-          failure = std::current_exception();
-        }
-      }
+      if (!failure) failure = decoding_failure([&] { value.emplace(decode_reply<Result>(reply, link_.max_message_size())); });
       deliver(failure, value ? std::move(*value) : Result{});
+    }
+  }
+
+  // What decoding the reply threw, if anything; a reply that does not decode
+  // is the peer's fault, and the link is told (as client::decode does).
+  template <class Decode>
+  std::exception_ptr decoding_failure(Decode&& decode) noexcept {
+    try {
+      decode();
+      return nullptr;
+    } catch (const error& e) {
+      if (e.code() == errc::protocol_error) link_.reply_undecodable(e.what());
+      return std::current_exception();
+    } catch (...) {
+      return std::current_exception();
     }
   }
 
@@ -81,7 +84,7 @@ class handler_completion final : public completion {
   std::decay_t<decltype(asio::prefer(std::declval<asio::associated_executor_t<Handler>>(),
                                      asio::execution::outstanding_work.tracked))>
       work_;
-  std::size_t max_payload_;
+  link& link_;
   buffer_attachments attachments_;
   buffer_resolver* resolver_ = nullptr;
 };
@@ -119,7 +122,7 @@ class remote_connection {
   template <class Result, class Handler, class... Args>
   void async_call(std::uint16_t method, Handler&& handler, const Args&... args) {
     using completion_type = handler_completion<Result, std::decay_t<Handler>>;
-    auto done = std::make_unique<completion_type>(std::forward<Handler>(handler), link_->max_message_size());
+    auto done = std::make_unique<completion_type>(std::forward<Handler>(handler), *link_);
     wire::buffer request;
     attachment_scope attached;
     try {

@@ -122,6 +122,12 @@ class region {
   std::size_t size() const noexcept { return size_; }
   std::span<std::byte> bytes() const noexcept { return {data_, size_}; }
   int fd() const noexcept { return fd_; }
+
+  // Closes the memfd and keeps the mapping (a forked child's copy of a
+  // region whose memory it must leave alone).
+  void close_descriptor() noexcept {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+  }
   explicit operator bool() const noexcept { return data_ != nullptr; }
 
  private:

@@ -7,6 +7,8 @@
 #define ISOLATE_DETAIL_PROCESS_BUFFER_SHARING_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/deadline.hpp"
+#include "isolate/detail/fork_guard.hpp"
 #include "isolate/error.hpp"
 #include "isolate/detail/process/control_channel.hpp"
 #include "isolate/detail/process/handshake.hpp"
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -83,7 +86,11 @@ class worker_control final : public buffer_peer, public std::enable_shared_from_
   // reading it must not hold up the host thread dropping its last handle.
   static constexpr std::chrono::milliseconds forget_timeout{100};
 
-  explicit worker_control(unique_fd socket) noexcept : socket_(std::move(socket)) {}
+  // `on_failure` is told of a message that could not be sent (the stream is
+  // out of step after it): the session kills the worker rather than leave it
+  // running without control. Called once, on the thread that failed.
+  explicit worker_control(unique_fd socket, std::function<void(std::error_code)> on_failure = {}) noexcept
+      : socket_(std::move(socket)), on_failure_(std::move(on_failure)) {}
 
   std::error_code send(control_type type, std::span<const std::byte> body, clock::time_point deadline) {
     std::unique_lock lock(mutex_, std::defer_lock);
@@ -116,6 +123,7 @@ class worker_control final : public buffer_peer, public std::enable_shared_from_
   }
 
   void forget(std::uint64_t id, std::uint64_t answers) noexcept override {
+    if (made_in_.forked()) return;  // the socket is the parent's: a message from here would garble its stream
     try {
       std::unique_lock lock(mutex_, std::defer_lock);
       if (!lock_until(lock, clock::now() + forget_timeout)) return;  // the worker keeps the mapping: its memory
@@ -129,23 +137,22 @@ class worker_control final : public buffer_peer, public std::enable_shared_from_
   // The worker is gone: nothing more is sent.
   void close() noexcept { closed_.store(true, std::memory_order_relaxed); }
 
+  // In a child of fork(): closes this process's copy of the socket, nothing else.
+  void close_descriptor_after_fork() noexcept {
+    closed_.store(true, std::memory_order_relaxed);
+    socket_.reset();
+  }
+  int descriptor() const noexcept { return socket_.get(); }
+
   // How many buffers were sent to this worker (each at most once).
   std::size_t buffers_shared() const noexcept { return shared_.load(std::memory_order_relaxed); }
 
  private:
-  static bool lock_until(std::unique_lock<std::timed_mutex>& lock, clock::time_point deadline) {
-    if (deadline == clock::time_point::max()) {
-      lock.lock();
-      return true;
-    }
-    // On the system clock (pthread_mutex_timedlock): GCC 12's TSan does not
-    // see a lock taken on the steady clock (pthread_mutex_clocklock).
-    return lock.try_lock_until(std::chrono::system_clock::now() + (deadline - clock::now()));
-  }
-
   std::error_code send_locked(control_type type, std::span<const std::byte> body, std::span<const int> fds,
                               clock::time_point deadline) {
-    if (closed_.load(std::memory_order_relaxed)) return std::make_error_code(std::errc::not_connected);
+    if (closed_.load(std::memory_order_relaxed) || made_in_.forked()) {
+      return std::make_error_code(std::errc::not_connected);
+    }
     std::error_code ec;
     if (fds.empty()) {
       write_message(socket_.get(), static_cast<std::uint32_t>(type), body, time_left(deadline), ec);
@@ -153,12 +160,14 @@ class worker_control final : public buffer_peer, public std::enable_shared_from_
       write_message_with_fds(socket_.get(), static_cast<std::uint32_t>(type), body, fds, time_left(deadline), ec);
     }
     // A message cut short by a timeout leaves the stream out of step: stop there.
-    if (ec) closed_.store(true, std::memory_order_relaxed);
+    if (ec && !closed_.exchange(true, std::memory_order_relaxed) && on_failure_) on_failure_(ec);
     return ec;
   }
 
   std::timed_mutex mutex_;  // one message at a time
   unique_fd socket_;
+  std::function<void(std::error_code)> on_failure_;
+  fork_guard made_in_;
   std::atomic<bool> closed_{false};
   std::atomic<std::size_t> shared_{0};
 };

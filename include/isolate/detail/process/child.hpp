@@ -8,7 +8,12 @@
 
 #include "isolate/detail/config.hpp"
 
+#include "isolate/detail/deadline.hpp"
+#include "isolate/detail/process/launcher.hpp"
+#include "isolate/detail/process/readiness.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/detail/system_call.hpp"
+#include "isolate/detail/throw_error.hpp"
 
 #include <fmt/format.h>
 #include <asio/async_result.hpp>
@@ -100,9 +105,8 @@ struct child_state {
     if (status) return status;
     siginfo_t info;
     std::memset(&info, 0, sizeof info);
-    int rc;
-    do rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
-    while (rc < 0 && errno == EINTR);
+    const int rc =
+        retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG); });
     if (rc < 0) {
       set_error(ec, errno);
       return std::nullopt;
@@ -112,25 +116,29 @@ struct child_state {
     return status;
   }
 
-  // Kills and reaps, blocking until the kernel has torn the child down.
-  // Waits with poll, then reaps with WNOHANG: the pidfd's file description
-  // may be non-blocking (Asio sets O_NONBLOCK on the duplicate an exit wait
-  // watches), and then a blocking waitid would fail with EAGAIN.
-  void kill_and_reap() noexcept {
+  // Kills and reaps, waiting at most `patience` for the kernel to tear the
+  // child down; false if it was not gone by then (stuck in the kernel: the
+  // launcher reaps it later). Waits with poll, then reaps with WNOHANG: the
+  // pidfd's file description may be non-blocking (Asio sets O_NONBLOCK on
+  // the duplicate an exit wait watches), and then a blocking waitid would
+  // fail with EAGAIN.
+  bool kill_and_reap(std::chrono::milliseconds patience) noexcept {
     std::lock_guard lock(mutex);
-    if (status) return;
+    if (status) return true;
     pidfd_send_signal(pidfd.get(), SIGKILL);
+    const auto deadline = deadline_after(patience);
     for (;;) {
       siginfo_t info;
       std::memset(&info, 0, sizeof info);
-      int const rc = ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG);
+      const int rc = retry_on_eintr(
+          [&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG); });
       if (rc == 0 && info.si_pid != 0) {
         status = status_from(info);
-        return;
+        return true;
       }
-      if (rc < 0 && errno != EINTR && errno != EAGAIN) return;
-      pollfd p{pidfd.get(), POLLIN, 0};
-      ::poll(&p, 1, -1);
+      if (rc < 0 && errno != EAGAIN) return true;  // not ours to reap (ECHILD): nothing is left to wait for
+      std::error_code ignored;
+      if (!wait_ready(pidfd.get(), POLLIN, deadline, ignored) && ignored == std::errc::timed_out) return false;
     }
   }
 
@@ -306,8 +314,7 @@ class child_process {
       int const err = errno;
       ::kill(pid, SIGKILL);
       int ignored;
-      while (::waitpid(pid, &ignored, 0) < 0 && errno == EINTR) {
-      }
+      retry_on_eintr([&] { return ::waitpid(pid, &ignored, 0); });
       set_error(ec, err);
       return {};
     }
@@ -319,7 +326,18 @@ class child_process {
   static child_process spawn(spawn_options const& options) {
     std::error_code ec;
     child_process child = spawn(options, ec);
-    if (ec) throw std::system_error(ec, fmt::format("cannot start worker program '{}'", options.program));
+    throw_if_error(ec, fmt::format("cannot start worker program '{}'", options.program));
+    return child;
+  }
+
+  // Takes over a child started some other way (sandbox::spawn_in_namespaces),
+  // with its pidfd.
+  static child_process adopt(pid_t pid, unique_fd pidfd) {
+    auto state = std::make_shared<child_state>();
+    state->pid = pid;
+    state->pidfd = std::move(pidfd);
+    child_process child;
+    child.state_ = std::move(state);
     return child;
   }
 
@@ -328,6 +346,13 @@ class child_process {
   // For poll/epoll only: its file description may be non-blocking (an exit
   // wait's duplicate shares it), so reap through wait_exit, not waitid.
   int pidfd() const noexcept { return state_ ? state_->pidfd.get() : -1; }
+
+  // In a child of fork(): closes this process's pidfd (the child process is
+  // the parent's), without killing or waiting. The object must then be
+  // leaked, not destroyed.
+  void close_descriptor_after_fork() noexcept {
+    if (state_) state_->pidfd.reset();
+  }
 
   // The exit status, once the child has been reaped by a wait.
   std::optional<exit_status> status() const {
@@ -347,7 +372,7 @@ class child_process {
   void kill(int sig) {
     std::error_code ec;
     kill(sig, ec);
-    if (ec) throw std::system_error(ec, fmt::format("cannot signal worker process {}", pid()));
+    throw_if_error(ec, fmt::format("cannot signal worker process {}", pid()));
   }
 
   // Blocks up to `timeout` for the child to exit and reaps it. Returns
@@ -363,10 +388,8 @@ class child_process {
       if (auto s = state_->try_reap(ec); s || ec) return s;
       auto const left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::nullopt;
-      pollfd p{state_->pidfd.get(), POLLIN, 0};
-      int const timeout_ms = static_cast<int>(std::min<std::chrono::milliseconds::rep>(left.count(), 1 << 30));
-      if (::poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
-        set_error(ec, errno);
+      if (!wait_ready(state_->pidfd.get(), POLLIN, deadline, ec)) {
+        if (ec == std::errc::timed_out) ec.clear();
         return std::nullopt;
       }
     }
@@ -375,7 +398,7 @@ class child_process {
   std::optional<exit_status> wait_exit(std::chrono::milliseconds timeout) {
     std::error_code ec;
     auto s = wait_exit(timeout, ec);
-    if (ec) throw std::system_error(ec, fmt::format("cannot wait for worker process {}", pid()));
+    throw_if_error(ec, fmt::format("cannot wait for worker process {}", pid()));
     return s;
   }
 
@@ -390,8 +413,21 @@ class child_process {
   }
 
  private:
+  // How long destruction waits for a killed child to go before leaving it to the launcher.
+  static constexpr std::chrono::milliseconds reap_patience{1000};
+
   void terminate_now() noexcept {
-    if (state_) state_->kill_and_reap();
+    if (state_ && !state_->kill_and_reap(reap_patience)) {
+      try {
+        auto state = state_;
+        launcher::instance().reap_later(state->pidfd.get(), [state] {
+          std::error_code ec;
+          return state->try_reap(ec).has_value() || static_cast<bool>(ec);
+        });
+      } catch (...) {
+        // No launcher (out of memory or threads): the zombie stays until the host exits.
+      }
+    }
     state_.reset();
   }
 

@@ -10,6 +10,8 @@
 #include "isolate/detail/process/fd_passing.hpp"
 #include "isolate/detail/process/readiness.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/detail/system_call.hpp"
+#include "isolate/detail/throw_error.hpp"
 
 #include <asio/async_result.hpp>
 #include <asio/buffer.hpp>
@@ -60,11 +62,13 @@ inline std::pair<std::uint32_t, std::uint32_t> decode_control_header(
   return {type, length};
 }
 
-// Reads exactly out.size() bytes; eof if the peer closes first.
-inline void read_exact(int fd, std::span<std::byte> out, deadline_clock::time_point deadline, std::error_code& ec) {
-  std::size_t got = 0;
+// Reads into out[got..] until it is full (ec clear) or the deadline passes
+// (timed_out; `got` says how far it came, and a later call goes on from
+// there); eof if the peer closes first.
+inline void read_resumable(int fd, std::span<std::byte> out, std::size_t& got, deadline_clock::time_point deadline,
+                           std::error_code& ec) {
   while (got < out.size()) {
-    ssize_t const n = ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT);
+    ssize_t const n = retry_on_eintr([&] { return ::recv(fd, out.data() + got, out.size() - got, MSG_DONTWAIT); });
     if (n > 0) {
       got += static_cast<std::size_t>(n);
     } else if (n == 0) {
@@ -72,14 +76,19 @@ inline void read_exact(int fd, std::span<std::byte> out, deadline_clock::time_po
       return;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (!wait_ready(fd, POLLIN, deadline, ec)) return;
-    } else if (errno != EINTR) {
-      ec.assign(errno, std::system_category());
+    } else {
+      ec = last_system_error();
       return;
     }
   }
   ec.clear();
 }
 
+// Reads exactly out.size() bytes; eof if the peer closes first.
+inline void read_exact(int fd, std::span<std::byte> out, deadline_clock::time_point deadline, std::error_code& ec) {
+  std::size_t got = 0;
+  read_resumable(fd, out, got, deadline, ec);
+}
 
 // A connected pair of close-on-exec Unix stream sockets: one end for the host,
 // the other to hand to the worker through spawn_options::inherit_fds.
@@ -116,13 +125,13 @@ inline void write_message(int socket, std::uint32_t type, std::span<std::byte co
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<std::size_t>(count);
-    ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t const n = retry_on_eintr([&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
     if (n >= 0) {
       sent += static_cast<std::size_t>(n);
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
-    } else if (errno != EINTR) {
-      ec.assign(errno, std::system_category());
+    } else {
+      ec = last_system_error();
       return;
     }
   }
@@ -153,13 +162,13 @@ inline void write_message(int socket, std::uint32_t type, std::span<std::byte co
                           std::chrono::milliseconds timeout) {
   std::error_code ec;
   write_message(socket, type, body, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot write to the control channel");
+  throw_if_error(ec, "cannot write to the control channel");
 }
 
 inline control_message read_message(int socket, std::size_t max_size, std::chrono::milliseconds timeout) {
   std::error_code ec;
   auto message = read_message(socket, max_size, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot read from the control channel");
+  throw_if_error(ec, "cannot read from the control channel");
   return message;
 }
 
@@ -174,7 +183,7 @@ inline void write_message(asio::local::stream_protocol::socket& socket, std::uin
                           std::span<std::byte const> body, std::chrono::milliseconds timeout) {
   std::error_code ec;
   write_message(socket, type, body, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot write to the control channel");
+  throw_if_error(ec, "cannot write to the control channel");
 }
 
 inline control_message read_message(asio::local::stream_protocol::socket& socket, std::size_t max_size,
@@ -186,7 +195,7 @@ inline control_message read_message(asio::local::stream_protocol::socket& socket
                                     std::chrono::milliseconds timeout) {
   std::error_code ec;
   auto message = read_message(socket, max_size, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot read from the control channel");
+  throw_if_error(ec, "cannot read from the control channel");
   return message;
 }
 

@@ -8,6 +8,8 @@
 
 #include "isolate/detail/process/readiness.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/detail/system_call.hpp"
+#include "isolate/detail/throw_error.hpp"
 
 #include <asio/error.hpp>
 
@@ -62,14 +64,13 @@ inline void send_with_fds(int socket, std::span<std::byte const> payload, std::s
       cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
       std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fds.size());
     }
-    ssize_t const n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t const n = retry_on_eintr([&] { return ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
     if (n >= 0) {
       sent += static_cast<std::size_t>(n);
       continue;
     }
-    if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      ec.assign(errno, std::system_category());
+      ec = last_system_error();
       return;
     }
     if (!wait_ready(socket, POLLOUT, deadline, ec)) return;
@@ -80,7 +81,7 @@ inline void send_with_fds(int socket, std::span<std::byte const> payload, std::s
                           std::chrono::milliseconds timeout) {
   std::error_code ec;
   send_with_fds(socket, payload, fds, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot send file descriptors");
+  throw_if_error(ec, "cannot send file descriptors");
 }
 
 // Receives exactly payload.size() bytes (at least one) and exactly `fd_count`
@@ -115,11 +116,10 @@ inline std::vector<unique_fd> receive_with_fds_between(int socket, std::span<std
     msg.msg_iovlen = 1;
     msg.msg_control = control.data();
     msg.msg_controllen = control.size();
-    ssize_t const n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    ssize_t const n = retry_on_eintr([&] { return ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); });
     if (n < 0) {
-      if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec.assign(errno, std::system_category());
+        ec = last_system_error();
         received.clear();
         return received;
       }
@@ -168,7 +168,7 @@ inline std::vector<unique_fd> receive_with_fds(int socket, std::span<std::byte> 
                                                std::chrono::milliseconds timeout) {
   std::error_code ec;
   auto fds = receive_with_fds(socket, payload, fd_count, timeout, ec);
-  if (ec) throw std::system_error(ec, "cannot receive file descriptors");
+  throw_if_error(ec, "cannot receive file descriptors");
   return fds;
 }
 

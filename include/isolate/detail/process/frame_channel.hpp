@@ -11,6 +11,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/deadline.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
@@ -22,12 +23,15 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <exception>
 #include <mutex>
 #include <span>
 #include <string>
+#include <utility>
 
 namespace isolate::detail {
 
@@ -125,14 +129,24 @@ class frame_channel {
     reader_ = std::move(other.reader_);
     socket_ = std::move(other.socket_);
     max_frame_ = other.max_frame_;
+    incoming_ = std::move(other.incoming_);
+    expected_ = std::exchange(other.expected_, 0);
+    socket_header_ = other.socket_header_;
+    header_got_ = std::exchange(other.header_got_, 0);
+    body_got_ = std::exchange(other.body_got_, 0);
     return *this;
   }
 
   bool uses_shared_memory() const noexcept { return static_cast<bool>(region_); }
+  // Threads in send() now, waiting for the lock or for room.
+  int senders() const noexcept { return senders_.load(std::memory_order_relaxed); }
 
-  // Sends one frame. Safe to call from several threads (frames never interleave).
+  // Sends one frame. Safe to call from several threads (frames never
+  // interleave); waiting for another sender counts against the deadline too.
   channel_status send(std::span<const std::byte> frame, clock::time_point deadline) {
-    std::lock_guard lock(send_mutex_);
+    const sending counted(senders_);
+    std::unique_lock lock(send_mutex_, std::defer_lock);
+    if (!lock_until(lock, deadline)) return channel_status::timed_out;
     if (!region_) return send_socket(frame, deadline);
     const std::size_t record = writer_.max_record_size();
     do {
@@ -168,7 +182,9 @@ class frame_channel {
       wire::set_call_id(frame, call_id);
       return send(frame.bytes(), deadline);
     }
-    std::lock_guard lock(send_mutex_);
+    const sending counted(senders_);
+    std::unique_lock lock(send_mutex_, std::defer_lock);
+    if (!lock_until(lock, deadline)) return channel_status::timed_out;
     const wire::frame_header header{static_cast<std::uint32_t>(call.payload_size()), wire::frame_kind::call, 0,
                                     call.method(), call_id};
     ring_sink sink(writer_, wire::header_size + header.size, deadline);
@@ -186,34 +202,48 @@ class frame_channel {
 
   // Receives the next frame into `out`. One thread receives at a time.
   // A frame that breaks the format is `corrupted` (the peer is not trusted again).
+  // A frame cut short by the deadline is kept: the next receive goes on with it.
   // With `large`, a call frame whose payload is large is not copied: `large`
   // becomes active and streams it from the ring (`out` is left empty); the
   // caller must end() it before receiving again.
   channel_status receive(wire::buffer& out, clock::time_point deadline, ring_payload* large = nullptr) {
     if (!region_) return receive_socket(out, deadline);
-    out.clear();
-    std::size_t expected = 0;
     for (;;) {
       std::error_code ec;
       auto record = reader_.read(deadline, ec);
       if (ec) return status_of(ec);
-      if (expected == 0) {
+      if (expected_ == 0) {
         if (record.size() < wire::header_size) return channel_status::corrupted;
         wire::frame_header header;
         std::memcpy(&header, record.data(), wire::header_size);
-        expected = wire::header_size + header.size;
+        const std::size_t expected = wire::header_size + header.size;
         if (expected > max_frame_ || record.size() > expected) return channel_status::corrupted;
         if (large != nullptr && header.kind == wire::frame_kind::call && header.size >= wire::large_payload) {
+          out.clear();
           large->begin(reader_, record, expected - record.size());
           return channel_status::ok;
         }
-        out.reserve(expected);
+        if (record.size() == expected) {  // the usual case: the whole frame in one record
+          out.assign(record);  // copied before it is looked at
+          reader_.release();
+          return channel_status::ok;
+        }
+        incoming_.clear();
+        incoming_.reserve(expected);
+        expected_ = expected;
       }
-      out.append(record.data(), record.size());  // copied before it is looked at
+      if (record.size() > expected_ - incoming_.size()) return channel_status::corrupted;
+      incoming_.append(record.data(), record.size());  // copied before it is looked at
       reader_.release();
-      if (out.size() == expected) return channel_status::ok;
-      if (out.size() > expected) return channel_status::corrupted;
+      if (incoming_.size() == expected_) return take_incoming(out);
     }
+  }
+
+  // In a child of fork(): closes this process's descriptors of the channel
+  // and touches nothing else (the rings and socket are the parent's).
+  void close_descriptors_after_fork() noexcept {
+    region_.close_descriptor();
+    socket_.reset();
   }
 
   // Wakes and fails every blocked send/receive, now and later. Any thread.
@@ -246,11 +276,31 @@ class frame_channel {
     return ec ? socket_status(ec) : channel_status::ok;
   }
 
+  // As read_message, resumable: what arrived before the deadline is kept in
+  // socket_header_ and incoming_ for the next call.
   channel_status receive_socket(wire::buffer& out, clock::time_point deadline) {
     std::error_code ec;
-    auto message = read_message(socket_.get(), max_frame_, time_left(deadline), ec);
+    if (header_got_ < socket_header_.size()) {
+      read_resumable(socket_.get(), socket_header_, header_got_, deadline, ec);
+      if (ec) return socket_status(ec);
+      const auto [type, length] = decode_control_header(socket_header_);
+      if (length > max_frame_) return channel_status::corrupted;
+      incoming_.clear();
+      incoming_.resize(length);
+      expected_ = length;
+      body_got_ = 0;
+    }
+    read_resumable(socket_.get(), std::span(incoming_.data(), expected_), body_got_, deadline, ec);
     if (ec) return socket_status(ec);
-    out.assign(message.body);
+    header_got_ = 0;
+    return take_incoming(out);
+  }
+
+  // The frame in incoming_ is whole: hand it over, and start the next one.
+  channel_status take_incoming(wire::buffer& out) noexcept {
+    std::swap(out, incoming_);
+    incoming_.clear();
+    expected_ = 0;
     return channel_status::ok;
   }
 
@@ -323,7 +373,19 @@ class frame_channel {
   shm::ring_reader reader_;
   unique_fd socket_;
   std::size_t max_frame_ = 0;
-  std::mutex send_mutex_;
+  // A frame being received (by the one receiving thread), kept across a deadline.
+  wire::buffer incoming_;
+  std::size_t expected_ = 0;  // its size; 0: none begun
+  std::array<std::byte, control_header_size> socket_header_{};
+  std::size_t header_got_ = 0, body_got_ = 0;  // over a socket: how much of each has arrived
+  std::timed_mutex send_mutex_;  // one frame at a time; timed, so a sender keeps its deadline
+  std::atomic<int> senders_{0};
+
+  struct sending {
+    explicit sending(std::atomic<int>& count) noexcept : count_(count) { count_.fetch_add(1, std::memory_order_relaxed); }
+    ~sending() { count_.fetch_sub(1, std::memory_order_relaxed); }
+    std::atomic<int>& count_;
+  };
 };
 
 }  // namespace isolate::detail

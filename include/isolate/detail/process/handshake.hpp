@@ -19,6 +19,13 @@
 
 namespace isolate::detail {
 
+// How the worker program ends, as its exit status: 0 when the host asked it
+// to stop (or went away), worker_exit_failed after reporting a failed load,
+// worker_exit_channel_broken when what the host sent broke the protocol.
+inline constexpr int worker_exit_usage = 2;
+inline constexpr int worker_exit_failed = 3;
+inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely to be a plugin's own exit()
+
 // Bumped whenever a message below or the ring layout changes.
 inline constexpr std::uint32_t process_protocol_version = 2;
 

@@ -5,7 +5,9 @@
 #define ISOLATE_DETAIL_PROCESS_PROCESS_LINK_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/fork_guard.hpp"
 #include "isolate/detail/link.hpp"
+#include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/worker_session.hpp"
 #include "isolate/error.hpp"
 #include "isolate/transport/process.hpp"
@@ -19,20 +21,29 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace isolate::detail {
 
 // The link of one process plugin: the current worker session, and the
 // supervision that replaces it after a crash (per restart_policy).
+//
+// Thread safety: calls, sync_control and the queries may be made from any
+// thread at once. In a child of fork(), calls fail with plugin_closed and
+// destruction only closes this process's descriptors (the worker, its
+// channel and sockets are the parent's; the threads are not here).
 class process_link final : public link {
  public:
   using clock = std::chrono::steady_clock;
 
-  explicit process_link(launch_spec spec) : spec_(std::move(spec)), work_(asio::make_work_guard(io_)) {
-    io_thread_ = std::thread([this] { io_.run(); });
+  explicit process_link(launch_spec spec)
+      : spec_((check_options(spec.options), std::move(spec))),
+        io_(std::make_unique<asio::io_context>()),
+        work_(std::make_unique<work_guard>(asio::make_work_guard(*io_))) {
+    io_thread_ = std::thread([this] { io_->run(); });
     try {
-      auto session = std::make_shared<worker_session>(spec_, io_);
+      auto session = std::make_shared<worker_session>(spec_, *io_);
       session->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
       current_ = std::move(session);
     } catch (...) {
@@ -42,6 +53,10 @@ class process_link final : public link {
   }
 
   ~process_link() override {
+    if (made_in_.forked()) {
+      abandon_after_fork();
+      return;
+    }
     std::shared_ptr<worker_session> session;
     {
       std::lock_guard lock(mutex_);
@@ -62,6 +77,7 @@ class process_link final : public link {
     const auto deadline = deadline_after(timeout);
     std::shared_ptr<worker_session> session;
     try {
+      refuse_after_fork();
       session = share_then(acquire(deadline), attachments, deadline);
     } catch (...) {
       wire::buffer none;
@@ -80,6 +96,7 @@ class process_link final : public link {
   // so a buffer the host released is unmapped there unless the plugin holds
   // it. Mostly for tests; throws timeout or the reason the worker is down.
   void sync_control(std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    refuse_after_fork();
     const auto deadline = deadline_after(timeout);
     acquire(deadline)->sync_control(deadline);
   }
@@ -95,26 +112,63 @@ class process_link final : public link {
     std::lock_guard lock(mutex_);
     return current_ ? current_->pid() : -1;
   }
+  // Threads sending to the worker now (waiting for the channel or for room in it).
+  int senders_waiting() const {
+    std::lock_guard lock(mutex_);
+    return current_ ? current_->senders_waiting() : 0;
+  }
   unsigned restarts() const {
     std::lock_guard lock(mutex_);
     return restarts_;
   }
-  void kill(errc reason, std::string why) {
+  void kill(errc reason, std::string_view why) {
     std::shared_ptr<worker_session> session;
     {
       std::lock_guard lock(mutex_);
       session = current_;
     }
-    if (session) session->kill(reason, std::move(why));
+    if (session) session->kill(reason, why);
+  }
+
+  // A reply the proxy could not decode: the worker is not trusted again.
+  void reply_undecodable(const std::string& why) noexcept override {
+    try {
+      kill(errc::protocol_error, "the plugin was killed because it sent a reply that does not decode: " + why);
+    } catch (...) {
+      kill(errc::protocol_error, "the plugin was killed because it sent a reply that does not decode");
+    }
   }
 
  private:
   template <class Request>
   void call_now(Request& request, wire::buffer& reply) {
+    refuse_after_fork();
     const auto* attachments = take_attachments();
     const auto timeout = call_timeout();
     const auto deadline = deadline_after(timeout);
     share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+  }
+
+  // Checked first by every call: in a child of fork() nothing else here may be touched.
+  void refuse_after_fork() const {
+    if (made_in_.forked()) {
+      throw error(errc::plugin_closed, "this process is a child of fork(); the plugin belongs to the process that "
+                                       "loaded it: load it again in this process");
+    }
+  }
+
+  // In a child of fork(): the session, the io_context and the threads are
+  // the parent's to run. Close this process's descriptors and leak the rest
+  // (destroying them would join threads that are not here, or touch the
+  // epoll set the child shares with the parent).
+  void abandon_after_fork() noexcept {
+    if (current_) {
+      current_->close_descriptors_after_fork();
+      new std::shared_ptr<worker_session>(std::move(current_));  // leaked on purpose
+    }
+    (void)io_.release();  // leaked on purpose, with what it holds
+    if (io_thread_.joinable()) io_thread_.detach();
+    (void)work_.release();  // its destructor would wake the io_context the parent shares
   }
 
   // A zero or negative timeout means none.
@@ -159,7 +213,7 @@ class process_link final : public link {
     }
     restarting_ = true;
     auto delay = spec_.options.restart.backoff * (1u << std::min(restarts_, 16u));
-    auto timer = std::make_shared<asio::steady_timer>(io_, delay);
+    auto timer = std::make_shared<asio::steady_timer>(*io_, delay);
     timer->async_wait([this, timer](std::error_code ec) {
       if (!ec) restart();
     });
@@ -179,7 +233,7 @@ class process_link final : public link {
       ++restarts_;
     }
     try {
-      fresh = std::make_shared<worker_session>(spec_, io_);
+      fresh = std::make_shared<worker_session>(spec_, *io_);
       fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
     } catch (const std::exception& e) {
       fresh.reset();
@@ -201,15 +255,18 @@ class process_link final : public link {
 
   void shutdown_io() {
     work_.reset();
-    io_.stop();
+    io_->stop();
     if (io_thread_.joinable()) io_thread_.join();
     std::lock_guard lock(mutex_);
     current_.reset();
   }
 
+  fork_guard made_in_;
   launch_spec spec_;
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  // Pointers, so that a forked child can leak them.
+  using work_guard = asio::executor_work_guard<asio::io_context::executor_type>;
+  std::unique_ptr<asio::io_context> io_;
+  std::unique_ptr<work_guard> work_;
   std::thread io_thread_;
 
   mutable std::mutex mutex_;

@@ -3,6 +3,8 @@
 #define ISOLATE_DETAIL_PROCESS_READINESS_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/deadline.hpp"
+#include "isolate/detail/system_call.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -12,24 +14,6 @@
 #include <cerrno>
 
 namespace isolate::detail {
-
-using deadline_clock = std::chrono::steady_clock;
-
-inline deadline_clock::time_point deadline_after(std::chrono::milliseconds timeout) noexcept {
-  auto const now = deadline_clock::now();
-  // Saturate, so milliseconds::max() means "no deadline" instead of overflowing.
-  if (timeout >= std::chrono::duration_cast<std::chrono::milliseconds>(deadline_clock::time_point::max() - now))
-    return deadline_clock::time_point::max();
-  return now + timeout;
-}
-
-// The inverse of deadline_after: what is left before `deadline`, rounded up,
-// never negative; time_point::max() ("no deadline") gives milliseconds::max().
-inline std::chrono::milliseconds time_left(deadline_clock::time_point deadline) noexcept {
-  if (deadline == deadline_clock::time_point::max()) return std::chrono::milliseconds::max();
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - deadline_clock::now());
-  return std::max(left, std::chrono::milliseconds(0));
-}
 
 // Waits until `fd` reports one of `events` (or an error/hangup, which the next
 // read or write will report properly). Fails with timed_out at the deadline.
@@ -45,7 +29,7 @@ inline bool wait_ready(int fd, short events, deadline_clock::time_point deadline
       timeout_ms = static_cast<int>(std::min<decltype(left)>(left, 1 << 30));
     }
     pollfd p{fd, events, 0};
-    int const rc = ::poll(&p, 1, timeout_ms);
+    int const rc = ::poll(&p, 1, timeout_ms);  // not retried here: the loop recomputes the time left
     if (rc > 0) {
       if (p.revents & POLLNVAL) {
         ec.assign(EBADF, std::system_category());
@@ -55,7 +39,7 @@ inline bool wait_ready(int fd, short events, deadline_clock::time_point deadline
       return true;
     }
     if (rc < 0 && errno != EINTR) {
-      ec.assign(errno, std::system_category());
+      ec = last_system_error();
       return false;
     }
   }

@@ -122,7 +122,7 @@ class worker {
       wire::buffer frame;
       ring_payload large;
       while (!call.done.is_set()) {
-        if (!receive(frame, large)) {
+        if (receive(frame, large) != channel_status::ok) {
           fail_host_calls();
           break;
         }
@@ -174,13 +174,15 @@ class worker {
     }
     max_message_ = hello.max_message_size;
     write_message(control_, static_cast<std::uint32_t>(control_type::ready), {}, std::chrono::seconds(5), ec);
-    if (ec) return 3;
+    if (ec) return worker_exit_failed;
 
     std::thread control_watch([this] { watch_control(); });
-    serve(hello.concurrency == 0 ? 1 : hello.concurrency);
+    const bool broken = serve(hello.concurrency == 0 ? 1 : hello.concurrency) == channel_status::corrupted;
+    control_watch.detach();  // it may still be blocked reading
+    // The host asked us to stop or is gone; or the channel broke, and then
+    // the plugin's objects are not trusted to tear down, and the status says so.
+    if (broken) return worker_exit_channel_broken;
     entry_->destroy(object_);
-    // The host either asked us to stop or is gone; the watch thread may still be blocked reading.
-    control_watch.detach();
     return 0;
   }
 
@@ -191,7 +193,7 @@ class worker {
     std::error_code ec;
     write_message(control_, static_cast<std::uint32_t>(control_type::failed), encode_message(failure),
                   std::chrono::seconds(5), ec);
-    return 3;
+    return worker_exit_failed;
   }
 
   int load(const hello_message& hello) {
@@ -262,7 +264,9 @@ class worker {
     bool failed = false;
   };
 
-  void serve(std::size_t concurrency) {
+  // Serves the host's calls until the channel closes (stop, or the host went
+  // away) or breaks; returns which.
+  channel_status serve(std::size_t concurrency) {
     concurrency_ = concurrency;
     reading_thread_ = std::this_thread::get_id();
     std::vector<std::thread> pool;
@@ -285,7 +289,8 @@ class worker {
     }
     wire::buffer frame;
     ring_payload large;
-    while (receive(frame, large)) route(frame, large);
+    channel_status status;
+    while ((status = receive(frame, large)) == channel_status::ok) route(frame, large);
     fail_host_calls();
     {
       std::lock_guard lock(queue_mutex_);
@@ -293,6 +298,7 @@ class worker {
     }
     queue_ready_.notify_all();
     for (auto& t : pool) t.join();
+    return status;
   }
 
   // One frame from the host: a call to run, or the answer to a call to the host.
@@ -353,9 +359,8 @@ class worker {
 
   // A large call is left in the ring for `large` to stream, unless a pool
   // thread will run it (it must then be copied out).
-  bool receive(wire::buffer& frame, ring_payload& large) {
-    return channel_.receive(frame, std::chrono::steady_clock::time_point::max(),
-                            concurrency_ == 1 ? &large : nullptr) == channel_status::ok;
+  channel_status receive(wire::buffer& frame, ring_payload& large) {
+    return channel_.receive(frame, std::chrono::steady_clock::time_point::max(), concurrency_ == 1 ? &large : nullptr);
   }
   bool send(const wire::buffer& reply) {
     return channel_.send(reply.bytes(), std::chrono::steady_clock::time_point::max()) == channel_status::ok;

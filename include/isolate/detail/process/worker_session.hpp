@@ -1,48 +1,54 @@
-// One run of a process plugin's worker, from spawn to death, seen from the
-// host: the handshake, the calls in flight, and what happens when the worker
-// dies. isolate::process (transport/process.hpp) restarts sessions.
+// One run of a process plugin's worker, from start to death, seen from the
+// host: the calls in flight, who reads the worker's frames, the control
+// socket after the handshake, and what happens when the worker dies.
+// isolate::process (detail/process/process_link.hpp) restarts sessions.
+// The other failure paths have files of their own: starting and the
+// handshake (worker_start.hpp), the words of a death (worker_death.hpp),
+// the plugin's calls to the host (host_service_calls.hpp).
 //
-// Who reads the worker's replies: a thread waiting for a synchronous call
+// Who reads the worker's frames: a thread waiting for a synchronous call
 // reads them itself when no one else is (it leads), delivering other calls'
 // replies on the way; so a lone caller's round trip is one hop each way with
 // no thread in between; a caller that leads from before it sends needs no
 // entry in the pending table (call_leading). A receiver thread reads while
-// only asynchronous calls are outstanding. A leader that got its reply hands
-// the reading on.
+// only asynchronous calls are outstanding, and drains what the worker rang
+// the doorbell for. A leader that got its reply hands the reading on.
+//
+// What the worker sends is never trusted: every read is bounded by the
+// reading call's deadline however busy the worker keeps the channel, and
+// nothing thrown while reading leaves the reader: the worker is killed with
+// a named error instead, and the pending calls fail with it.
+//
+// Thread safety: every public member may be called from any thread.
 #ifndef ISOLATE_DETAIL_PROCESS_WORKER_SESSION_HPP
 #define ISOLATE_DETAIL_PROCESS_WORKER_SESSION_HPP
 
 #include "isolate/detail/config.hpp"
-#include "isolate/detail/spin_wait.hpp"
-#include "isolate/error.hpp"
+#include "isolate/detail/deadline.hpp"
+#include "isolate/detail/link.hpp"
 #include "isolate/detail/process/buffer_sharing.hpp"
 #include "isolate/detail/process/child.hpp"
 #include "isolate/detail/process/control_channel.hpp"
-#include "isolate/detail/process/fd_passing.hpp"
 #include "isolate/detail/process/frame_channel.hpp"
 #include "isolate/detail/process/handshake.hpp"
-#include "isolate/services.hpp"
-#include "isolate/transport/process.hpp"
-#include "isolate/shm/futex.hpp"
-#include "isolate/shm/region.hpp"
-#include "isolate/shm/ring.hpp"
-#include "isolate/detail/link.hpp"
+#include "isolate/detail/process/host_service_calls.hpp"
+#include "isolate/detail/process/launch_spec.hpp"
+#include "isolate/detail/process/pending_calls.hpp"
+#include "isolate/detail/process/worker_death.hpp"
+#include "isolate/detail/process/worker_start.hpp"
+#include "isolate/error.hpp"
 #include "isolate/wire/frame.hpp"
 
 #include <asio/io_context.hpp>
+#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <fmt/format.h>
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
-#include <filesystem>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -51,104 +57,25 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
-namespace isolate {
+namespace isolate::detail {
 
-namespace detail {
-
-struct launch_spec {
-  std::filesystem::path plugin;
-  std::string interface_name;
-  std::uint64_t fingerprint = 0;
-  process::options options;
-  host_services services;  // what the plugin may call back
-  // The shared buffers lent to the plugin, kept across restarts (copies of the spec share it).
-  std::shared_ptr<lent_buffers> lent = std::make_shared<lent_buffers>();
-};
-
-inline std::filesystem::path find_worker(const launch_spec& spec) {
-  namespace fs = std::filesystem;
-  if (!spec.options.worker.empty()) return spec.options.worker;
-  std::vector<fs::path> tried;
-  tried.push_back(fs::absolute(spec.plugin).parent_path() / "isolate-worker");
-  if (const char* env = std::getenv("ISOLATE_WORKER"); env != nullptr && *env != '\0') tried.emplace_back(env);
-  std::error_code ec;
-  const auto self = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) tried.push_back(self.parent_path() / "isolate-worker");
-  for (const auto& candidate : tried) {
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  std::string list;
-  for (const auto& candidate : tried) list += "\n  " + candidate.string();
-  throw error(errc::load_failed, "cannot find the isolate-worker program; looked for:" + list +
-                                     "\nbuild it with isolate_add_plugin() or set process::options::worker");
-}
-
-// The calls waiting for a reply, by call id. Ids are consecutive, so a call
-// usually gets the slot `id % slots` of a fixed table: no allocation per call.
-// A call whose slot is still taken by an older one goes to a map.
-template <class Call>
-class pending_table {
- public:
-  void insert(std::uint64_t id, Call* call) {
-    auto& slot = slots_[id % slots_.size()];
-    if (slot.call == nullptr) {
-      slot = {id, call};
-    } else {
-      overflow_.emplace(id, call);
-    }
-    ++size_;
-  }
-  Call* find(std::uint64_t id) const {
-    const auto& slot = slots_[id % slots_.size()];
-    if (slot.call != nullptr && slot.id == id) return slot.call;
-    auto found = overflow_.find(id);
-    return found == overflow_.end() ? nullptr : found->second;
-  }
-  // Removes and returns the call, or nullptr if it is not there.
-  Call* erase(std::uint64_t id) {
-    auto& slot = slots_[id % slots_.size()];
-    if (slot.call != nullptr && slot.id == id) {
-      --size_;
-      return std::exchange(slot.call, nullptr);
-    }
-    auto found = overflow_.find(id);
-    if (found == overflow_.end()) return nullptr;
-    Call* call = found->second;
-    overflow_.erase(found);
-    --size_;
-    return call;
-  }
-  template <class F>
-  void for_each(F&& f) const {
-    if (size_ == 0) return;
-    for (const auto& slot : slots_) {
-      if (slot.call != nullptr) f(slot.id, slot.call);
-    }
-    for (const auto& [id, call] : overflow_) f(id, call);
-  }
-  void clear() {
-    for (auto& slot : slots_) slot.call = nullptr;
-    overflow_.clear();
-    size_ = 0;
-  }
-
- private:
-  struct entry {
-    std::uint64_t id = 0;
-    Call* call = nullptr;
-  };
-  std::array<entry, 64> slots_{};
-  std::unordered_map<std::uint64_t, Call*> overflow_;
-  std::size_t size_ = 0;
-};
-
-// One run of the worker process.
 class worker_session : public std::enable_shared_from_this<worker_session> {
  public:
   using clock = std::chrono::steady_clock;
   using death_handler = std::function<void(const std::shared_ptr<worker_session>&)>;
+
+  // Control messages from the worker are tiny (doorbell, synced); a longer
+  // one is a protocol violation, read no further.
+  static constexpr std::size_t max_control_message = 1024;
+  // A worker that closed its control socket gets this long to exit before it
+  // is killed for it (its exit, if it is dying, is the better report).
+  static constexpr std::chrono::milliseconds control_close_grace{1000};
+  // How long stop() waits for an orderly exit, then for the kill to land.
+  static constexpr std::chrono::milliseconds stop_grace{2000};
+  static constexpr std::chrono::milliseconds kill_grace{5000};
 
   worker_session(const launch_spec& spec, asio::io_context& io) : spec_(spec), io_(io) {}
   worker_session(const worker_session&) = delete;
@@ -164,88 +91,24 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     if (receiver_.joinable()) receiver_.join();
   }
 
-  // Spawns the worker, hands it the plugin and the rings, and waits until it
-  // has loaded the plugin. Throws load_failed, fingerprint_mismatch or timeout.
+  // Starts the worker and waits until it has loaded the plugin. Throws
+  // load_failed, fingerprint_mismatch, protocol_error or timeout.
   void start(death_handler on_death) {
     on_death_ = std::move(on_death);
-    const auto& o = spec_.options;
-    const auto deadline = clock::now() + o.load_timeout;
-
+    auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout));
+    child_ = std::move(started.child);
+    channel_ = std::move(started.channel);
     std::error_code ec;
-    auto [control, worker_end] = make_socket_pair(ec);
-    if (ec) throw error(errc::load_failed, "cannot create the control socket: " + ec.message());
-    unique_fd data, worker_data;
-    shm::region region;
-    if (o.shared_memory) {
-      const std::size_t size = shm::duplex_layout::bytes_needed(o.ring_capacity);
-      region = shm::region::create(size, "isolate-rings", ec);
-      if (ec) throw error(errc::load_failed, "cannot create the shared memory for the rings: " + ec.message());
-      shm::duplex_layout::format(region.bytes(), o.ring_capacity, ec);
-      if (ec) throw error(errc::load_failed, fmt::format("ring capacity {} is not usable: {}", o.ring_capacity, ec.message()));
-    } else {
-      std::tie(data, worker_data) = make_socket_pair(ec);
-      if (ec) throw error(errc::load_failed, "cannot create the data socket: " + ec.message());
-    }
-
-    spawn_options spawn;
-    spawn.program = find_worker(spec_).string();
-    spawn.args = {"--isolate-control-fd=3", fmt::format("--isolate-parent={}", ::getpid())};
-    spawn.inherit_fds = {{worker_end.get(), 3}};
-    child_ = child_process::spawn(spawn, ec);
-    if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
-    worker_end.reset();
-    control_ = std::move(control);
-
-    hello_message hello;
-    hello.plugin_path = std::filesystem::absolute(spec_.plugin).string();
-    hello.interface_name = spec_.interface_name;
-    hello.fingerprint = spec_.fingerprint;
-    hello.shared_memory = o.shared_memory;
-    hello.ring_capacity = o.ring_capacity;
-    hello.max_message_size = o.max_message_size;
-    hello.concurrency = static_cast<std::uint32_t>(o.concurrency);
-    hello.max_spin_ns = o.wait.max_spin.count();
-    for (const auto& service : spec_.services.entries()) {
-      hello.services.push_back({std::string(service.name), service.fingerprint});
-    }
-    write_message(control_.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
-                  time_left(deadline), ec);
-    if (ec) fail_start(fmt::format("cannot send the plugin to the worker: {}", ec.message()));
-    const int passed = o.shared_memory ? region.fd() : worker_data.get();
-    const std::byte mark{1};
-    send_with_fds(control_.get(), std::span<const std::byte>(&mark, 1), std::span<const int>(&passed, 1),
-                  time_left(deadline), ec);
-    if (ec) fail_start(fmt::format("cannot send the channel to the worker: {}", ec.message()));
-    worker_data.reset();
-
-    auto answer = read_message(control_.get(), 64 * 1024, time_left(deadline), ec);
-    if (ec == std::errc::timed_out) {
-      child_.kill(SIGKILL, ec);
-      child_.wait_exit(std::chrono::seconds(5), ec);
-      throw error(errc::timeout, fmt::format("the plugin '{}' did not finish loading within {} ms",
-                                             spec_.plugin.string(), o.load_timeout.count()));
-    }
-    if (ec) fail_start("the worker did not answer");
-    if (answer.type == static_cast<std::uint32_t>(control_type::failed)) {
-      const auto failure = decode_message<failed_message>(answer.body);
-      child_.wait_exit(std::chrono::seconds(5), ec);
-      const bool known = failure.code >= static_cast<std::int32_t>(errc::protocol_error) &&
-                         failure.code <= static_cast<std::int32_t>(errc::quarantined);
-      throw error(known ? static_cast<errc>(failure.code) : errc::load_failed, failure.message);
-    }
-    if (answer.type != static_cast<std::uint32_t>(control_type::ready)) {
-      child_.kill(SIGKILL, ec);
-      throw error(errc::protocol_error, "the worker answered the handshake with an unknown message");
-    }
-
-    channel_ = o.shared_memory
-                   ? frame_channel::over_rings(std::move(region), o.ring_capacity, shm::duplex_side::host, o.wait,
-                                               o.max_message_size)
-                   : frame_channel::over_socket(std::move(data), o.max_message_size);
+    auto writer_end = duplicate_fd(started.control.get(), ec);
+    if (ec) throw error(errc::load_failed, "cannot duplicate the control socket: " + ec.message());
+    // Every message to the worker goes through this writer; Asio owns the
+    // socket itself on the io thread, for what the worker sends.
+    control_writer_ = std::make_shared<worker_control>(
+        std::move(writer_end), [weak = weak_from_this()](std::error_code failure) {
+          if (auto self = weak.lock()) self->control_failed(failure);
+        });
+    control_socket_.emplace(io_, asio::local::stream_protocol(), started.control.release());
     receiver_ = std::thread([this] { receive_loop(); });
-    // Asio owns the socket on the io thread; shutdown writes through a duplicate.
-    control_writer_ = std::make_shared<worker_control>(duplicate_fd(control_.get(), ec));
-    control_socket_.emplace(io_, asio::local::stream_protocol(), control_.release());
     watch_control();
     child_.async_wait_exit(io_.get_executor(),
                            [self = shared_from_this()](std::error_code wait_error, exit_status status) {
@@ -262,6 +125,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::lock_guard lock(pending_mutex_);
     return {death_code_, death_message_};
   }
+  // Threads sending to the worker now (waiting for the channel or for room in it).
+  int senders_waiting() const noexcept { return channel_.senders(); }
 
   // Sends the worker the memfds of `buffers` it does not have yet, before a
   // call (or, `answer`, an answer to the plugin) naming them; records them as
@@ -274,6 +139,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // Returns once the worker has handled every control message sent before
   // (buffers released by then are unmapped, unless the plugin holds them).
+  // A worker that does not answer in time is killed: it no longer obeys its
+  // control socket, and a restart is better than a wedged session.
   void sync_control(clock::time_point deadline) {
     const std::uint64_t token = sync_sent_.fetch_add(1, std::memory_order_relaxed) + 1;
     const auto body = encode_message(sync_message{token});
@@ -282,6 +149,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     std::unique_lock lock(pending_mutex_);
     if (!synced_cv_.wait_until(lock, deadline, [&] { return synced_ >= token || exited_; })) {
+      lock.unlock();
+      kill(errc::timeout, "the plugin was killed because its worker did not answer on its control socket");
       throw error(errc::timeout, "the worker did not answer on its control socket in time");
     }
     if (synced_ < token) throw error(death_code_, death_message_);
@@ -311,7 +180,14 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     auto owned = std::make_unique<pending_call>();
     owned->done_async = std::move(done);
     auto* call = owned.get();
-    const std::uint64_t id = enroll(*call, std::move(owned));
+    std::uint64_t id = 0;
+    try {
+      id = enroll(*call, std::move(owned));
+    } catch (...) {
+      wire::buffer none;
+      call->done_async->complete(std::current_exception(), none);
+      return;
+    }
     wire::set_call_id(request, id);
     if (deadline != clock::time_point::max()) {
       auto timer = std::make_shared<asio::steady_timer>(io_, deadline);
@@ -322,136 +198,83 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       });
       call->timer = std::move(timer);
     }
-    try {
-      settle_send(id, channel_.send(request.bytes(), deadline));
-    } catch (...) {
-      // settle_send has already failed the call through its completion.
-      return;
+    if (const auto status = channel_.send(request.bytes(), deadline); status != channel_status::ok) {
+      if (auto unsent = take(id)) finish(*unsent, send_failure(status));
+      return;  // else on_exit failed it meanwhile
     }
     receiver_cv_.notify_one();
   }
 
   // Kills the worker; pending calls fail with `reason` (the first reason given wins).
-  void kill(errc reason, std::string why) {
+  void kill(errc reason, std::string_view why) noexcept {
     {
       std::lock_guard lock(pending_mutex_);
-      if (!kill_reason_) {
-        kill_reason_ = reason;
-        kill_message_ = std::move(why);
-      }
+      death_.record_kill(reason, why);
     }
     doomed_.store(true, std::memory_order_release);
     std::error_code ec;
     child_.kill(SIGKILL, ec);
   }
 
-  // Asks the worker to exit, then makes sure it has.
+  // Asks the worker to exit, then makes sure it has (each wait bounded).
   void stop() {
     {
       std::lock_guard lock(pending_mutex_);
-      if (!kill_reason_) {
-        kill_reason_ = errc::plugin_closed;
-        kill_message_ = "the plugin was unloaded";
-      }
+      death_.record_kill(errc::plugin_closed, "the plugin was unloaded");
     }
     doomed_.store(true, std::memory_order_release);
-    std::error_code ec;
     if (control_writer_) control_writer_->send(control_type::shutdown, {}, clock::now() + std::chrono::milliseconds(100));
     std::unique_lock lock(pending_mutex_);
-    if (!exited_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return exited_; })) {
+    if (!exited_cv_.wait_for(lock, stop_grace, [&] { return exited_; })) {
       lock.unlock();
+      std::error_code ec;
       child_.kill(SIGKILL, ec);
       lock.lock();
-      exited_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return exited_; });
+      // Not gone even then (stuck in the kernel): the child's destructor leaves it to the launcher.
+      exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; });
     }
+  }
+
+  // In a child of fork(): this process shares the worker, its channel and
+  // sockets with its parent, but has none of its threads. Closes this
+  // process's descriptors and touches nothing else: the session must then be
+  // leaked, not destroyed (its destructor would join threads that are not here).
+  void close_descriptors_after_fork() noexcept {
+    if (control_socket_) ::close(control_socket_->native_handle());
+    if (control_writer_) control_writer_->close_descriptor_after_fork();
+    channel_.close_descriptors_after_fork();
+    child_.close_descriptor_after_fork();
   }
 
  private:
-  // A call waiting for its reply. A synchronous caller sleeps on `state`;
-  // the reader sets it to `done`, or `poked` to hand the reading over.
-  struct pending_call {
-    static constexpr std::uint32_t waiting = 0, sleeping = 1, done = 2, poked = 3;
-    std::atomic<std::uint32_t> state{waiting};
-    wire::buffer* reply = nullptr;            // synchronous: the caller's buffer
-    std::unique_ptr<completion> done_async;   // asynchronous calls complete this
-    std::exception_ptr failure;
-    std::shared_ptr<asio::steady_timer> timer;
+  // A synchronous call in the pending table, from enrolment to the end of
+  // its caller's wait, however that ends (even by an exception).
+  class enrolled_call {
+   public:
+    enrolled_call(worker_session& session, pending_call& call) : session_(session), call_(call), id_(session.enroll(call)) {}
+    ~enrolled_call() {
+      if (!withdrawn_ && !call_.is_done()) withdraw();
+    }
+    enrolled_call(const enrolled_call&) = delete;
+    enrolled_call& operator=(const enrolled_call&) = delete;
 
-    bool is_done() const noexcept { return state.load(std::memory_order_acquire) == done; }
-    void set_done() noexcept {
-      if (state.exchange(done, std::memory_order_acq_rel) == sleeping) shm::futex_wake(state);
+    std::uint64_t id() const noexcept { return id_; }
+    // Takes the call out of the table: true if it was still there. False if
+    // the reader or the worker's death took it first: it is done then, and
+    // its outcome is in the call.
+    bool withdraw() noexcept {
+      withdrawn_ = true;
+      if (session_.withdraw(id_)) return true;
+      while (!call_.is_done()) call_.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
+      return false;
     }
-    void poke() noexcept {
-      std::uint32_t s = state.load(std::memory_order_acquire);
-      while (s == waiting || s == sleeping) {
-        if (state.compare_exchange_weak(s, poked, std::memory_order_acq_rel)) {
-          if (s == sleeping) shm::futex_wake(state);
-          return;
-        }
-      }
-    }
-    // Waits until done or poked (then back to waiting); false at the deadline.
-    bool wait(std::chrono::nanoseconds spin, clock::time_point deadline) noexcept {
-      auto settled = [&] {
-        std::uint32_t s = state.load(std::memory_order_acquire);
-        if (s == poked) state.compare_exchange_strong(s, waiting, std::memory_order_acq_rel);
-        return s == done || s == poked;
-      };
-      if (spin_for(spin, settled)) return true;
-      for (;;) {
-        std::uint32_t expected = waiting;
-        if (!state.compare_exchange_strong(expected, sleeping, std::memory_order_acq_rel) && expected != sleeping) {
-          if (settled()) return true;
-          continue;
-        }
-        if (deadline == clock::time_point::max()) {
-          shm::futex_wait(state, sleeping);
-        } else {
-          const auto left = deadline - clock::now();
-          if (left <= clock::duration::zero()) {
-            expected = sleeping;
-            state.compare_exchange_strong(expected, waiting, std::memory_order_acq_rel);
-            return settled();
-          }
-          shm::futex_wait(state, sleeping, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
-        }
-        if (settled()) return true;
-      }
-    }
+
+   private:
+    worker_session& session_;
+    pending_call& call_;
+    std::uint64_t id_;
+    bool withdrawn_ = false;
   };
-
-  // A call whose caller reads the channel from before sending it (call_leading).
-  struct led_call {
-    std::uint64_t id = 0;
-    wire::buffer* reply = nullptr;
-    bool done = false;
-  };
-
-  void on_synced(std::span<const std::byte> body) {
-    sync_message answer;
-    try {
-      answer = decode_message<sync_message>(body);
-    } catch (const error&) {
-      return;  // a garbled answer: its sync times out
-    }
-    {
-      std::lock_guard lock(pending_mutex_);
-      synced_ = std::max(synced_, std::min(answer.token, sync_sent_.load(std::memory_order_relaxed)));
-    }
-    synced_cv_.notify_all();
-  }
-
-  // A control message could not be sent: the worker died or stopped reading.
-  [[noreturn]] void fail_control(std::error_code ec, const char* what) {
-    if (ec == std::errc::timed_out) {
-      kill(errc::timeout, "the plugin was killed because its worker stopped reading its control socket");
-      throw error(errc::timeout, fmt::format("{}: the worker stopped reading its control socket", what));
-    }
-    std::lock_guard lock(pending_mutex_);
-    if (exited_) throw error(death_code_, death_message_);
-    if (kill_reason_) throw error(*kill_reason_, kill_message_);
-    throw error(errc::plugin_crashed, fmt::format("{}: {}", what, ec.message()));
-  }
 
   // A synchronous call: `send(id, thrown)` puts it in the channel (setting
   // `thrown` if the arguments' serialisation threw meanwhile).
@@ -463,10 +286,13 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     pending_call call;
     call.reply = &reply;
-    const std::uint64_t id = enroll(call);
+    enrolled_call enrolled(*this, call);
     std::exception_ptr thrown;
-    settle_send(id, send(id, thrown));
-    await(call, id, deadline, timeout);
+    if (const auto status = send(enrolled.id(), thrown); status != channel_status::ok) {
+      if (enrolled.withdraw()) std::rethrow_exception(send_failure(status));
+    } else {
+      await(call, enrolled, deadline, timeout);
+    }
     if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
     if (call.failure) std::rethrow_exception(call.failure);
   }
@@ -501,89 +327,19 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       lock.unlock();
       kill(errc::protocol_error, "the plugin was killed because it closed its channel");
       lock.lock();
-      exited_cv_.wait(lock, [&] { return exited_; });
+      if (!exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; })) {
+        throw error(death_.kill_reason().value_or(errc::protocol_error), death_.kill_message());
+      }
     }
     throw error(death_code_, death_message_);
   }
 
-  [[noreturn]] void fail_start(const std::string& what) {
-    std::error_code ec;
-    auto status = child_.wait_exit(std::chrono::seconds(2), ec);
-    if (!status) {
-      child_.kill(SIGKILL, ec);
-      status = child_.wait_exit(std::chrono::seconds(5), ec);
-    }
-    throw error(errc::load_failed, fmt::format("{}: the worker {} while loading '{}'", what,
-                                               status ? status->describe() : std::string("did not exit"),
-                                               spec_.plugin.string()));
-  }
-
-  std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call> owned = nullptr) {
-    std::lock_guard lock(pending_mutex_);
-    if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
-    const std::uint64_t id = last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1;
-    pending_.insert(id, &call);
-    if (owned) {
-      owned_.emplace(id, std::move(owned));
-      ++async_pending_;
-    }
-    return id;
-  }
-
-  // Removes a synchronous call that has not been answered; false if it already was.
-  bool withdraw(std::uint64_t id) {
-    std::lock_guard lock(pending_mutex_);
-    return pending_.erase(id) != nullptr;
-  }
-
-  // Removes an asynchronous call that has not been answered, handing it to the caller.
-  std::unique_ptr<pending_call> take(std::uint64_t id) {
-    std::lock_guard lock(pending_mutex_);
-    auto found = owned_.find(id);
-    if (found == owned_.end()) return nullptr;
-    pending_.erase(id);
-    auto call = std::move(found->second);
-    owned_.erase(found);
-    --async_pending_;
-    return call;
-  }
-
-  // After sending call `id`: if the send failed, fails the call (and throws).
-  void settle_send(std::uint64_t id, channel_status status) {
-    if (status == channel_status::ok) return;
-    std::exception_ptr failure;
-    if (status == channel_status::timed_out) {
-      failure = std::make_exception_ptr(calls_unread());
-    } else {
-      std::lock_guard lock(pending_mutex_);
-      failure = std::make_exception_ptr(error(kill_reason_.value_or(errc::plugin_crashed),
-                                              kill_reason_ ? kill_message_ : "the plugin's channel is closed"));
-    }
-    if (auto owned = take(id)) {
-      finish(*owned, failure);
-      std::rethrow_exception(failure);
-    }
-    if (withdraw(id)) std::rethrow_exception(failure);
-    // Otherwise the call was failed by on_exit meanwhile; its caller sees that.
-  }
-
-  void finish(pending_call& call, std::exception_ptr failure) {
-    if (call.done_async) {
-      wire::buffer none;
-      if (call.timer) asio::post(io_, [timer = call.timer] { timer->cancel(); });
-      call.done_async->complete(failure, none);
-    } else {
-      call.failure = failure;
-      call.set_done();
-    }
-  }
-
   // Waits for a synchronous call's reply, reading the channel whenever no one else is.
-  void await(pending_call& call, std::uint64_t id, clock::time_point deadline, std::chrono::milliseconds timeout) {
+  void await(pending_call& call, enrolled_call& enrolled, clock::time_point deadline, std::chrono::milliseconds timeout) {
     if (leader_thread_.load(std::memory_order_acquire) == std::this_thread::get_id()) {
       // A call from a host service that this thread runs for the plugin: keep reading here.
       const auto status = pump([&] { return call.is_done(); }, deadline);
-      if (!call.is_done() && status == channel_status::timed_out) expire(call, id, timeout);
+      if (!call.is_done() && status == channel_status::timed_out) expire(enrolled, timeout);
       while (!call.is_done()) call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
       return;
     }
@@ -592,7 +348,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         const auto status = lead([&] { return call.is_done(); }, deadline);
         if (status == channel_status::ok || call.is_done()) continue;
         if (status == channel_status::timed_out) {
-          expire(call, id, timeout);
+          expire(enrolled, timeout);
           return;
         }
         // Closed or corrupted: the worker dies and on_exit fails the call.
@@ -603,7 +359,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       // read once it is done. Announce first, then look again: a reader that
       // let go just before the announcement is seen by the second try_lock
       // (hand_over checks the announcements after letting go).
-      wanting_lead_.fetch_add(1, std::memory_order_seq_cst);
+      wanting_lead_.fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT "lead wanted"
       if (reader_mutex_.try_lock()) {
         wanting_lead_.fetch_sub(1, std::memory_order_seq_cst);
         reader_mutex_.unlock();
@@ -613,19 +369,16 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       const bool settled = call.wait(std::chrono::nanoseconds::zero(), deadline);
       wanting_lead_.fetch_sub(1, std::memory_order_seq_cst);
       if (!settled) {
-        expire(call, id, timeout);
+        expire(enrolled, timeout);
         return;
       }
     }
   }
 
-  void expire(pending_call& call, std::uint64_t id, std::chrono::milliseconds timeout) {
-    if (!withdraw(id)) {
-      // Answered or failed at the last moment: take that outcome.
-      while (!call.is_done()) call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
-      return;
-    }
-    throw call_expired(timeout);
+  // The call's time is up: unless it was answered at the last moment, it
+  // fails, and the worker is killed.
+  void expire(enrolled_call& enrolled, std::chrono::milliseconds timeout) {
+    if (enrolled.withdraw()) throw call_expired(timeout);
   }
 
   // A call ran past its time: kills the worker; the error the call fails with.
@@ -640,20 +393,33 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return error(errc::timeout, "the call could not be sent in time: the plugin is not reading");
   }
 
+  // What a call fails with when its frame could not be sent.
+  std::exception_ptr send_failure(channel_status status) {
+    if (status == channel_status::timed_out) return std::make_exception_ptr(calls_unread());
+    std::lock_guard lock(pending_mutex_);
+    if (exited_) return std::make_exception_ptr(error(death_code_, death_message_));
+    if (const auto reason = death_.kill_reason()) return std::make_exception_ptr(error(*reason, death_.kill_message()));
+    return std::make_exception_ptr(error(errc::plugin_crashed, "the plugin's channel is closed"));
+  }
+
   // Reads and delivers frames (holding reader_mutex_, which it releases)
   // until `enough()`, the deadline, or the channel fails.
   template <class Enough>
-  channel_status lead(Enough&& enough, clock::time_point deadline) {
+  channel_status lead(Enough&& enough, clock::time_point deadline, clock::time_point stop_at) {
     const reading held(*this);
-    return pump(enough, deadline);
+    return pump(enough, deadline, stop_at);
+  }
+  template <class Enough>
+  channel_status lead(Enough&& enough, clock::time_point deadline) {
+    return lead(enough, deadline, deadline);
   }
 
   // The lead of a thread that holds reader_mutex_, from construction to
-  // destruction, when it hands the reading on (even if reading threw).
+  // destruction, when it hands the reading on.
   class reading {
    public:
     explicit reading(worker_session& session, led_call* own = nullptr) noexcept : session_(session) {
-      session_.leader_active_.store(true, std::memory_order_seq_cst);
+      session_.leader_active_.store(true, std::memory_order_seq_cst);  // SYNC POINT "reader lets go"
       session_.leader_thread_.store(std::this_thread::get_id(), std::memory_order_release);
       session_.led_ = own;
     }
@@ -669,25 +435,54 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     worker_session& session_;
   };
 
-  // The reading itself, by the thread that holds reader_mutex_.
+  // The reading itself, by the thread that holds reader_mutex_: waits for
+  // frames until `deadline`, and stops delivering them at `stop_at` even if
+  // the worker keeps the channel busy. Throws nothing: whatever goes wrong
+  // while reading (the worker's bytes, or the host running out of memory for
+  // them) kills the worker, and its pending calls fail with the reason.
   template <class Enough>
-  channel_status pump(Enough&& enough, clock::time_point deadline) {
+  channel_status pump(Enough&& enough, clock::time_point deadline, clock::time_point stop_at) noexcept {
     channel_status status = channel_status::ok;
-    wire::buffer frame;
-    while (!enough()) {
-      status = channel_.receive(frame, deadline);
-      if (status != channel_status::ok) break;
-      if (!dispatch(frame)) {
-        status = channel_status::corrupted;
-        break;
+    try {
+      wire::buffer frame;
+      while (!enough()) {
+        status = channel_.receive(frame, deadline);
+        if (status != channel_status::ok) break;
+        if (!dispatch(frame)) {
+          status = channel_status::corrupted;
+          break;
+        }
+        if (stop_at != clock::time_point::max() && !enough() && clock::now() >= stop_at) {
+          status = channel_status::timed_out;
+          break;
+        }
       }
+    } catch (const std::exception& e) {
+      note_violation("the host could not take what the plugin sent", e.what());
+      status = channel_status::corrupted;
+    } catch (...) {
+      note_violation("the host could not take what the plugin sent", "an unknown exception");
+      status = channel_status::corrupted;
     }
     if (status == channel_status::corrupted) {
       kill(errc::protocol_error, protocol_violation_.empty()
-                                     ? "the plugin broke the protocol: the shared-memory ring holds invalid data"
-                                     : protocol_violation_);
+                                     ? std::string_view("the plugin broke the protocol: the shared-memory ring holds invalid data")
+                                     : std::string_view(protocol_violation_));
     }
     return status;
+  }
+  template <class Enough>
+  channel_status pump(Enough&& enough, clock::time_point deadline) noexcept {
+    return pump(enough, deadline, deadline);
+  }
+
+  // Why the reader gave up, for the kill that follows. Never throws.
+  void note_violation(const char* what, const char* detail) noexcept {
+    try {
+      protocol_violation_ = fmt::format("the plugin was killed because {}: {}", what, detail);
+    } catch (...) {
+      protocol_violation_.clear();  // the kill's default message stands
+    }
   }
 
   // The leader is done: wake one synchronous caller still waiting to read its
@@ -695,11 +490,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // The common case, a lone caller, takes no lock: the fence orders letting
   // go before reading the counters, against their writers' read-modify-writes.
   void hand_over() {
-    leader_active_.store(false, std::memory_order_seq_cst);
+    leader_active_.store(false, std::memory_order_seq_cst);  // SYNC POINT "reader lets go"
     reader_mutex_.unlock();
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (wanting_lead_.load(std::memory_order_seq_cst) == 0 && async_pending_.load(std::memory_order_seq_cst) == 0 &&
-        !drain_requested_.load(std::memory_order_seq_cst)) {
+    if (wanting_lead_.load(std::memory_order_seq_cst) == 0 &&  // SYNC POINT "lead wanted"
+        async_pending_.load(std::memory_order_seq_cst) == 0 && !drain_requested_.load(std::memory_order_seq_cst)) {
       return;
     }
     std::lock_guard lock(pending_mutex_);
@@ -730,24 +525,27 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         drain_requested_.store(false);
         asynchronous = async_pending_ > 0;
       }
-      const auto status = lead(
-          [&] {
-            std::lock_guard lock(pending_mutex_);
-            return stopping_ || wanting_lead_.load(std::memory_order_acquire) > 0 ||
-                   (asynchronous && async_pending_ == 0);
-          },
-          // Short slices while calls are outstanding, so a synchronous caller
-          // that wants to read is not kept waiting; a drain stops when the ring is empty.
-          asynchronous ? clock::now() + std::chrono::milliseconds(2) : clock::now());
+      const auto enough = [&] {
+        std::lock_guard lock(pending_mutex_);
+        return stopping_ || wanting_lead_.load(std::memory_order_acquire) > 0 || (asynchronous && async_pending_ == 0);
+      };
+      // Short slices while calls are outstanding, so a synchronous caller
+      // that wants to read is not kept waiting; a drain stops when the ring
+      // is empty (or a caller wants to read), however long that takes.
+      const auto status = asynchronous ? lead(enough, clock::now() + std::chrono::milliseconds(2))
+                                       : lead(enough, clock::now(), clock::time_point::max());
       if (status == channel_status::closed || status == channel_status::corrupted) return;
     }
   }
 
+  // What the worker sends on its control socket: doorbells and sync answers.
+  // Anything else, or anything longer, breaks the protocol.
   void watch_control() {
-    async_read_message(*control_socket_, 1024,
+    async_read_message(*control_socket_, max_control_message,
                        [weak = weak_from_this()](std::error_code ec, control_message message) {
                          auto self = weak.lock();
-                         if (ec || !self) return;  // the worker is gone: its exit is handled by on_exit
+                         if (!self || ec == asio::error::operation_aborted) return;
+                         if (ec) return self->control_read_failed(ec);
                          if (message.type == static_cast<std::uint32_t>(control_type::doorbell)) {
                            {
                              std::lock_guard lock(self->pending_mutex_);
@@ -756,9 +554,68 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                            self->receiver_cv_.notify_one();
                          } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
                            self->on_synced(message.body);
+                         } else {
+                           return self->kill(errc::protocol_error,
+                                             fmt::format("the plugin broke the protocol: a control message of type {}",
+                                                         message.type));
                          }
                          self->watch_control();
                        });
+  }
+
+  // On the io thread: the worker's control socket failed or closed.
+  void control_read_failed(std::error_code ec) {
+    if (ec == std::errc::message_size) {
+      return kill(errc::protocol_error, fmt::format("the plugin broke the protocol: a control message longer than {} "
+                                                    "bytes",
+                                                    max_control_message));
+    }
+    // Closed: a dying worker closes it just before its exit is seen. One
+    // that lives on without it gets a moment, then is killed.
+    auto timer = std::make_shared<asio::steady_timer>(io_, control_close_grace);
+    timer->async_wait([weak = weak_from_this(), timer](std::error_code wait_error) {
+      auto self = weak.lock();
+      if (wait_error || !self || !self->alive()) return;
+      self->kill(errc::protocol_error, "the plugin was killed because its worker closed its control socket");
+    });
+  }
+
+  void on_synced(std::span<const std::byte> body) {
+    sync_message answer;
+    try {
+      answer = decode_message<sync_message>(body);
+    } catch (const error&) {
+      return kill(errc::protocol_error, "the plugin broke the protocol: a sync answer that does not decode");
+    }
+    {
+      std::lock_guard lock(pending_mutex_);
+      synced_ = std::max(synced_, std::min(answer.token, sync_sent_.load(std::memory_order_relaxed)));
+    }
+    synced_cv_.notify_all();
+  }
+
+  // worker_control could not send a message: the worker stopped reading its
+  // control socket, or the socket broke. A dying worker's own exit is the
+  // better report, so a closed socket is left to on_exit.
+  void control_failed(std::error_code ec) noexcept {
+    if (ec == std::errc::broken_pipe || ec == std::errc::connection_reset || ec == std::errc::not_connected) return;
+    if (ec == std::errc::timed_out) {
+      kill(errc::timeout, "the plugin was killed because its worker stopped reading its control socket");
+    } else {
+      kill(errc::plugin_crashed, "the plugin was killed because its control socket failed: " + ec.message());
+    }
+  }
+
+  // A control message could not be sent: throws what the caller should see
+  // (control_failed has killed the worker if it was still alive).
+  [[noreturn]] void fail_control(std::error_code ec, const char* what) {
+    if (ec == std::errc::timed_out) {
+      throw error(errc::timeout, fmt::format("{}: the worker stopped reading its control socket", what));
+    }
+    std::lock_guard lock(pending_mutex_);
+    if (exited_) throw error(death_code_, death_message_);
+    if (const auto reason = death_.kill_reason()) throw error(*reason, death_.kill_message());
+    throw error(errc::plugin_crashed, fmt::format("{}: {}", what, ec.message()));
   }
 
   // Delivers one frame read from the worker; false if it breaks the protocol.
@@ -770,9 +627,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       protocol_violation_ = std::string("the plugin broke the protocol: ") + e.what();
       return false;
     }
-    if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) {
-      return serve(std::move(frame));
-    }
+    if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) return serve(view);
     if (view.header.service != 0) {
       protocol_violation_ = fmt::format("the plugin broke the protocol: a reply frame for service {}",
                                         static_cast<unsigned>(view.header.service));
@@ -794,7 +649,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       }
       if (call->reply != nullptr) {
         std::swap(*call->reply, frame);
-        call->set_done();
+        call->set_done();  // SYNC POINT "call done"
         return true;
       }
       auto node = owned_.extract(view.header.call_id);
@@ -808,34 +663,67 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // Runs a call (or event) from the plugin on the host's object, on this
   // thread, and sends the answer. The object may call the plugin again.
-  bool serve(wire::buffer frame) {
-    const auto view = wire::parse(frame.bytes(), spec_.options.max_message_size);
-    const auto& services = spec_.services.entries();
-    if (view.header.service == 0 || view.header.service > services.size()) {
-      protocol_violation_ = fmt::format("the plugin broke the protocol: a call to service {}, which the host does "
-                                        "not provide", static_cast<unsigned>(view.header.service));
+  bool serve(const wire::frame_view& call) {
+    host_service_answer answer;
+    if (!serve_host_call(spec_.services, *spec_.lent, call, spec_.options.max_message_size, answer,
+                         protocol_violation_)) {
       return false;
     }
-    const auto& service = services[view.header.service - 1u];
-    wire::buffer reply;
-    attachment_scope attached;  // shared buffers in the answer, sent to the worker before it
-    {
-      resolution_scope from(spec_.lent.get());  // the plugin may only name buffers lent to it
-      service.handle(service.object, view, reply, spec_.options.max_message_size);
-    }
-    if (view.header.kind == wire::frame_kind::event) return true;
-    if (!attached.buffers().empty()) {
+    if (answer.frame.size() == 0) return true;  // an event
+    // "No call timeout" is no deadline here too: a full ring is only a busy plugin.
+    const auto deadline = deadline_for(spec_.options.call_timeout);
+    if (!answer.buffers.empty()) {
       try {
-        share_buffers(attached.buffers(), clock::now() + spec_.options.call_timeout, true);
+        share_buffers(answer.buffers, deadline, true);
       } catch (const error&) {
         // The worker is going away; the plugin's call fails with it.
       }
     }
-    const auto status = channel_.send(reply.bytes(), clock::now() + spec_.options.call_timeout);
-    if (status == channel_status::timed_out) {
+    if (channel_.send(answer.frame.bytes(), deadline) == channel_status::timed_out) {
       kill(errc::timeout, "the plugin was killed because it stopped reading the host's answers");
     }
     return true;
+  }
+
+  std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call> owned = nullptr) {
+    std::lock_guard lock(pending_mutex_);
+    if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
+    const std::uint64_t id = last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    pending_.insert(id, &call);
+    if (owned) {
+      owned_.emplace(id, std::move(owned));
+      ++async_pending_;
+    }
+    return id;
+  }
+
+  // Removes a synchronous call that has not been answered; false if it already was.
+  bool withdraw(std::uint64_t id) noexcept {
+    std::lock_guard lock(pending_mutex_);
+    return pending_.erase(id) != nullptr;
+  }
+
+  // Removes an asynchronous call that has not been answered, handing it to the caller.
+  std::unique_ptr<pending_call> take(std::uint64_t id) {
+    std::lock_guard lock(pending_mutex_);
+    auto found = owned_.find(id);
+    if (found == owned_.end()) return nullptr;
+    pending_.erase(id);
+    auto call = std::move(found->second);
+    owned_.erase(found);
+    --async_pending_;
+    return call;
+  }
+
+  void finish(pending_call& call, std::exception_ptr failure) {
+    if (call.done_async) {
+      wire::buffer none;
+      if (call.timer) asio::post(io_, [timer = call.timer] { timer->cancel(); });
+      call.done_async->complete(failure, none);
+    } else {
+      call.failure = failure;
+      call.set_done();  // SYNC POINT "call done"
+    }
   }
 
   void on_exit(std::error_code wait_error, exit_status status) {
@@ -843,10 +731,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::vector<pending_call*> waiting;
     {
       std::lock_guard lock(pending_mutex_);
-      death_code_ = kill_reason_.value_or(errc::plugin_crashed);
-      const std::string how = wait_error ? "was lost (" + wait_error.message() + ")" : status.describe();
-      death_message_ = kill_reason_ ? fmt::format("{} (worker {} {})", kill_message_, child_.pid(), how)
-                                    : fmt::format("worker {} {}", child_.pid(), how);
+      std::tie(death_code_, death_message_) = death_.describe(child_.pid(), wait_error, status);
       dead_.store(true, std::memory_order_release);
       doomed_.store(true, std::memory_order_release);
       pending_.for_each([&](std::uint64_t id, pending_call* call) {
@@ -881,10 +766,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   asio::io_context& io_;
   death_handler on_death_;
   child_process child_;
-  unique_fd control_;
-  std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: doorbells
-  // After the handshake, every message to the worker: buffers, sync, shutdown.
-  std::shared_ptr<worker_control> control_writer_;
+  std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: what the worker says
+  std::shared_ptr<worker_control> control_writer_;                      // after the handshake: what the host says
   std::atomic<std::uint64_t> sync_sent_{0};
   std::uint64_t synced_ = 0;  // the last sync the worker answered, guarded by pending_mutex_
   std::condition_variable synced_cv_;
@@ -907,8 +790,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::atomic<bool> drain_requested_{false};  // a doorbell rang: read what is in the ring even with no call pending
   bool stopping_ = false;
   std::atomic<std::uint64_t> last_call_id_{0};
-  std::optional<errc> kill_reason_;
-  std::string kill_message_;
+  death_record death_;  // why the host killed the worker, guarded by pending_mutex_
   std::atomic<bool> dead_{false};
   std::atomic<bool> doomed_{false};  // killed, stopping or dead: new calls should wait for a restart
   errc death_code_ = errc::plugin_crashed;
@@ -917,7 +799,6 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::condition_variable exited_cv_;
 };
 
-}  // namespace detail
-}  // namespace isolate
+}  // namespace isolate::detail
 
 #endif

@@ -1,0 +1,75 @@
+// A plugin's call (or event) to one of its host's services, as the host
+// serves it: find the object the frame names, run the call on it on this
+// thread (it may call the plugin again), and produce the answer frame with
+// the shared buffers the answer names. Sending the answer is the session's.
+#ifndef ISOLATE_DETAIL_PROCESS_HOST_SERVICE_CALLS_HPP
+#define ISOLATE_DETAIL_PROCESS_HOST_SERVICE_CALLS_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/process/buffer_sharing.hpp"
+#include "isolate/services.hpp"
+#include "isolate/shared_buffer.hpp"
+#include "isolate/wire/buffer.hpp"
+#include "isolate/wire/exception_codec.hpp"
+#include "isolate/wire/frame.hpp"
+
+#include <fmt/format.h>
+
+#include <cstddef>
+#include <string>
+
+namespace isolate::detail {
+
+// The message an error frame carries, for a report; never throws.
+inline std::string describe_error_frame(const wire::buffer& frame) noexcept {
+  try {
+    wire::rethrow_encoded(wire::parse(frame.bytes(), frame.size()).payload);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "(no reason given)";
+}
+
+// The host's answer to one call from the plugin.
+struct host_service_answer {
+  wire::buffer frame;          // the reply or error frame; empty for an event
+  buffer_attachments buffers;  // shared buffers the answer names: the worker must have them first
+};
+
+// Runs `call` (a call or event frame from the plugin, parsed) on the service
+// it names. False, with `violation` set, when the host provides no such
+// service, or the call's method or arguments do not decode: a protocol
+// violation. Never throws for what the service does: its exceptions become
+// the answer (stub::handle).
+inline bool serve_host_call(const host_services& services, lent_buffers& lent, const wire::frame_view& call,
+                            std::size_t max_message_size, host_service_answer& answer, std::string& violation) {
+  const auto& entries = services.entries();
+  if (call.header.service == 0 || call.header.service > entries.size()) {
+    violation = fmt::format("the plugin broke the protocol: a call to service {}, which the host does not provide",
+                            static_cast<unsigned>(call.header.service));
+    return false;
+  }
+  const auto& service = entries[call.header.service - 1u];
+  attachment_scope attached;  // shared buffers in the answer
+  bool malformed = false;
+  {
+    resolution_scope from(&lent);  // the plugin may only name buffers lent to it
+    service.handle(service.object, call, answer.frame, max_message_size, &malformed);
+  }
+  if (malformed) {
+    violation = fmt::format("the plugin was killed because it sent a call to '{}' that does not decode: {}",
+                            service.name, describe_error_frame(answer.frame));
+    return false;
+  }
+  if (call.header.kind == wire::frame_kind::event) {
+    answer.frame.clear();
+    return true;
+  }
+  answer.buffers = std::move(attached.buffers());
+  return true;
+}
+
+}  // namespace isolate::detail
+
+#endif

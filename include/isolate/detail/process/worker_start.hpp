@@ -1,0 +1,159 @@
+// Starting a worker: spawn the program (from the launcher thread, so it lives
+// as long as the host), hand it the plugin and the channel, and wait until it
+// has loaded the plugin. Every wait is bounded by the load's deadline; a
+// worker that fails is killed and its exit described in the error.
+#ifndef ISOLATE_DETAIL_PROCESS_WORKER_START_HPP
+#define ISOLATE_DETAIL_PROCESS_WORKER_START_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/deadline.hpp"
+#include "isolate/detail/process/child.hpp"
+#include "isolate/detail/process/control_channel.hpp"
+#include "isolate/detail/process/fd_passing.hpp"
+#include "isolate/detail/process/frame_channel.hpp"
+#include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/process/launch_spec.hpp"
+#include "isolate/detail/process/launcher.hpp"
+#include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/error.hpp"
+#include "isolate/shm/region.hpp"
+#include "isolate/shm/ring.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <tuple>
+
+namespace isolate::detail {
+
+// A worker that has loaded its plugin and is ready for calls.
+struct started_worker {
+  child_process child;
+  frame_channel channel;
+  unique_fd control;  // the host's end of the control socket
+};
+
+namespace worker_start {
+
+using clock = std::chrono::steady_clock;
+
+// After a failure, how long the worker may take to exit on its own before
+// it is killed, so that its exit status can be reported; at most what is
+// left of the load's time.
+inline constexpr std::chrono::milliseconds exit_grace{500};
+
+// Throws `code`: `what`, with how the worker ended (waiting for that until
+// the deadline, then killing it).
+[[noreturn]] inline void fail(child_process& child, errc code, const std::string& what, clock::time_point deadline) {
+  std::error_code ec;
+  auto status = child.wait_exit(std::min(time_left(deadline), exit_grace), ec);
+  if (!status) {
+    child.kill(SIGKILL, ec);
+    status = child.wait_exit(exit_grace, ec);
+  }
+  throw error(code, fmt::format("{}: the worker {}", what, status ? status->describe() : std::string("did not exit")));
+}
+
+inline hello_message hello_for(const launch_spec& spec) {
+  const auto& o = spec.options;
+  hello_message hello;
+  hello.plugin_path = std::filesystem::absolute(spec.plugin).string();
+  hello.interface_name = spec.interface_name;
+  hello.fingerprint = spec.fingerprint;
+  hello.shared_memory = o.shared_memory;
+  hello.ring_capacity = o.ring_capacity;
+  hello.max_message_size = o.max_message_size;
+  hello.concurrency = static_cast<std::uint32_t>(o.concurrency);
+  hello.max_spin_ns = o.wait.max_spin.count();
+  for (const auto& service : spec.services.entries()) hello.services.push_back({std::string(service.name), service.fingerprint});
+  return hello;
+}
+
+// The loading worker's answer: ready, or why it failed (with an isolate code
+// only among those a load can fail with; the plugin's code has run by then).
+inline void read_answer(child_process& child, int control, const launch_spec& spec, clock::time_point deadline) {
+  std::error_code ec;
+  auto answer = read_message(control, 64 * 1024, time_left(deadline), ec);
+  if (ec == std::errc::timed_out) {
+    child.kill(SIGKILL, ec);
+    throw error(errc::timeout, fmt::format("the plugin '{}' did not finish loading within {} ms", spec.plugin.string(),
+                                           spec.options.load_timeout.count()));
+  }
+  if (ec) fail(child, errc::load_failed, fmt::format("the worker did not answer while loading '{}'", spec.plugin.string()), deadline);
+  if (answer.type == static_cast<std::uint32_t>(control_type::failed)) {
+    failed_message failure;
+    try {
+      failure = decode_message<failed_message>(answer.body);
+    } catch (const error&) {
+      fail(child, errc::protocol_error, "the worker's report of a failed load does not decode", deadline);
+    }
+    const auto code = static_cast<errc>(failure.code);
+    const bool load_code = code == errc::load_failed || code == errc::fingerprint_mismatch ||
+                           code == errc::protocol_error || code == errc::limit_unenforceable;
+    std::error_code ignored;
+    child.wait_exit(std::min(time_left(deadline), exit_grace), ignored);
+    throw error(load_code ? code : errc::load_failed, failure.message);
+  }
+  if (answer.type != static_cast<std::uint32_t>(control_type::ready)) {
+    child.kill(SIGKILL, ec);
+    throw error(errc::protocol_error, "the worker answered the handshake with an unknown message");
+  }
+}
+
+}  // namespace worker_start
+
+// Starts the worker of `spec` and waits, until `deadline`, for it to load the
+// plugin. Throws load_failed, fingerprint_mismatch, protocol_error or timeout.
+inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_clock::time_point deadline) {
+  using namespace worker_start;
+  const auto& o = spec.options;
+  std::error_code ec;
+  auto [control, worker_end] = make_socket_pair(ec);
+  if (ec) throw error(errc::load_failed, "cannot create the control socket: " + ec.message());
+  unique_fd data, worker_data;
+  shm::region region;
+  if (o.shared_memory) {
+    region = shm::region::create(shm::duplex_layout::bytes_needed(o.ring_capacity), "isolate-rings", ec);
+    if (ec) throw error(errc::load_failed, "cannot create the shared memory for the rings: " + ec.message());
+    shm::duplex_layout::format(region.bytes(), o.ring_capacity, ec);
+    if (ec) throw error(errc::load_failed, fmt::format("ring capacity {} is not usable: {}", o.ring_capacity, ec.message()));
+  } else {
+    std::tie(data, worker_data) = make_socket_pair(ec);
+    if (ec) throw error(errc::load_failed, "cannot create the data socket: " + ec.message());
+  }
+
+  spawn_options spawn;
+  spawn.program = find_worker(spec).string();
+  spawn.args = {"--isolate-control-fd=3", fmt::format("--isolate-parent={}", ::getpid())};
+  spawn.inherit_fds = {{worker_end.get(), 3}};
+  started_worker started;
+  started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+  if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
+  worker_end.reset();
+
+  write_message(control.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello_for(spec)),
+                time_left(deadline), ec);
+  if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);
+  const int passed = o.shared_memory ? region.fd() : worker_data.get();
+  const std::byte mark{1};
+  send_with_fds(control.get(), std::span<const std::byte>(&mark, 1), std::span<const int>(&passed, 1), time_left(deadline),
+                ec);
+  if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
+  worker_data.reset();
+
+  read_answer(started.child, control.get(), spec, deadline);
+  started.channel = o.shared_memory ? frame_channel::over_rings(std::move(region), o.ring_capacity,
+                                                                shm::duplex_side::host, o.wait, o.max_message_size)
+                                    : frame_channel::over_socket(std::move(data), o.max_message_size);
+  started.control = std::move(control);
+  return started;
+}
+
+}  // namespace isolate::detail
+
+#endif

@@ -1,0 +1,228 @@
+// Host hardening: whatever a worker sends, the host neither crashes, nor
+// hangs past a deadline, nor believes it; and well-behaved plugins are not
+// hurt by the host's own limits. Each case names the item of the issue it checks.
+#include "isolate/transport/process.hpp"
+
+#include "support.hpp"
+
+#include "../support/failure.hpp"
+
+#include <isolate/plugin_library.hpp>
+
+#include <asio/use_future.hpp>
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace hardening_test;
+using namespace std::chrono_literals;
+using isolate_test::contains;
+using isolate_test::failure_of;
+
+namespace {
+
+struct host_library final : library {
+  std::string text_of_size(std::uint64_t size) override { return std::string(size, 't'); }
+};
+
+struct host_notes final : notes {
+  void note(const std::string& text) override {
+    count.fetch_add(1);
+    bytes.fetch_add(text.size());
+    if (slow) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  bool slow = false;  // slower than any worker can send: its ring never runs dry
+  std::atomic<int> count{0};
+  std::atomic<std::uint64_t> bytes{0};
+};
+
+bool expected_bytes(const std::vector<std::uint8_t>& bytes) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != static_cast<std::uint8_t>(i * 7 + 1)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("1: a plugin loaded on a thread that then exits lives as long as the host") {
+  std::optional<hardy_plugin> p;
+  std::thread([&] { p.emplace(load_hardy()); }).join();
+  CHECK((*p)->add(1, 2) == 3);
+  auto later = std::async(std::launch::async, [&] { return (*p)->add(3, 4); });
+  CHECK(later.get() == 7);
+}
+
+TEST_CASE("2: asynchronous replies as large as the ring and larger arrive whole, over both channels") {
+  for (const bool shared_memory : {true, false}) {
+    CAPTURE(shared_memory);
+    isolate::process::options options;
+    options.shared_memory = shared_memory;
+    options.call_timeout = 60s;
+    auto p = load_hardy(options);
+    for (const std::uint64_t size : {std::uint64_t{1} << 20, std::uint64_t{4} << 20, std::uint64_t{64} << 20}) {
+      CAPTURE(size);
+      auto reply = p.async(&hardy::bytes_of_size, size, asio::use_future);
+      REQUIRE(reply.wait_for(60s) == std::future_status::ready);
+      const auto bytes = reply.get();
+      CHECK(bytes.size() == size);
+      CHECK(expected_bytes(bytes));
+    }
+    CHECK(p->add(1, 1) == 2);
+  }
+}
+
+TEST_CASE("2: 1 MiB events arrive whole while asynchronous calls are in flight, over both channels") {
+  for (const bool shared_memory : {true, false}) {
+    CAPTURE(shared_memory);
+    host_notes sink;
+    isolate::host_services services;
+    services.provide<notes>(sink);
+    isolate::process::options options;
+    options.shared_memory = shared_memory;
+    options.call_timeout = 60s;
+    options.concurrency = 2;
+    auto p = load_hardy(options, services);
+    auto noting = p.async(&hardy::send_notes, 16, std::uint64_t{1} << 20, asio::use_future);
+    std::vector<std::future<std::vector<std::uint8_t>>> replies;
+    for (int i = 0; i < 8; ++i) replies.push_back(p.async(&hardy::bytes_of_size, std::uint64_t{300} << 10, asio::use_future));
+    REQUIRE(noting.wait_for(60s) == std::future_status::ready);
+    noting.get();
+    for (auto& reply : replies) {
+      REQUIRE(reply.wait_for(60s) == std::future_status::ready);
+      CHECK(expected_bytes(reply.get()));
+    }
+    CHECK(p->add(1, 1) == 2);  // the events before it were all delivered: they were sent before its reply
+    CHECK(sink.count.load() == 16);
+    CHECK(sink.bytes.load() == 16 * (std::uint64_t{1} << 20));
+  }
+}
+
+TEST_CASE("3: with no call timeout, the host's answer to a plugin waits for room in the ring") {
+  host_library books;
+  isolate::host_services services;
+  services.provide<library>(books);
+  isolate::process::options options;
+  options.call_timeout = 0ms;  // none
+  options.ring_capacity = 4096;  // two records at most: the host often waits for room
+  auto p = load_hardy(options, services);
+  CHECK(p->fetch_from_host(std::uint64_t{4} << 20) == (std::uint64_t{4} << 20));
+  CHECK(p->add(1, 2) == 3);
+}
+
+TEST_CASE("7: a worker that keeps the ring busy cannot hold a caller past its deadline") {
+  host_notes sink;
+  sink.slow = true;
+  isolate::host_services services;
+  services.provide<notes>(sink);
+  auto p = load_hostile("flood-events", {}, services);
+  const auto e = failure_of([&] { p.with_timeout(300ms)->add(1, 2); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(sink.count.load() > 0);  // the flood did reach the host
+}
+
+TEST_CASE("9: a caller with a short timeout is not held up by one blocked in the send") {
+  isolate::process::options options;
+  options.ring_capacity = 64 * 1024;
+  auto p = load_hostile("deaf", options);
+  const std::vector<std::uint8_t> big(std::size_t{1} << 20);
+  auto blocked = std::async(std::launch::async, [&] {
+    return failure_of([&] { p.with_timeout(30s)->count_bytes(big); });
+  });
+  // Once the first caller has filled the ring and waits in the send (it
+  // cannot finish: nobody reads), try a short call.
+  while (p.transport().link().senders_waiting() == 0) std::this_thread::yield();
+  const auto started = std::chrono::steady_clock::now();
+  const auto e = failure_of([&] { p.with_timeout(100ms)->add(1, 2); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(std::chrono::steady_clock::now() - started < 10s);  // not the first caller's 30 s
+  CHECK(blocked.get().code() != isolate::errc::protocol_error);
+}
+
+TEST_CASE("10: a worker that closes its control socket while loading fails the load within its timeout") {
+  isolate::process::options options;
+  options.load_timeout = 300ms;
+  const auto started = std::chrono::steady_clock::now();
+  const auto e = failure_of([&] { load_hostile("silent", options); });
+  CHECK((e.code() == isolate::errc::load_failed || e.code() == isolate::errc::timeout));
+  CHECK(std::chrono::steady_clock::now() - started < 1500ms);
+}
+
+TEST_CASE("10: a control-socket timeout kills the worker, and the restart policy brings it back") {
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(1, 1ms);
+  auto p = load_hostile("deaf-control", options);
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p.transport().link().sync_control(200ms); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(dies_within(pid, 10s));
+  CHECK(p->add(2, 2) == 4);  // a fresh worker
+  CHECK(p.transport().link().pid() != pid);
+}
+
+TEST_CASE("10: an oversize control message kills the worker with protocol_error") {
+  isolate::process::options options;
+  options.call_timeout = 20s;
+  auto p = load_hostile("big-control", options);
+  const auto e = failure_of([&] { p->add(1, 2); });  // the worker sends the message instead of an answer
+  CHECK(e.code() == isolate::errc::protocol_error);
+}
+
+TEST_CASE("11: an isolate::error thrown by the plugin arrives as its exception, not as the host's own code") {
+  auto p = load_hardy();
+  for (const auto code : {isolate::errc::plugin_crashed, isolate::errc::timeout, isolate::errc::quarantined}) {
+    CAPTURE(static_cast<int>(code));
+    const auto e = failure_of([&] { p->throw_isolate_error(static_cast<int>(code), "made up"); });
+    CHECK(e.code() == isolate::errc::remote_exception);
+    CHECK(contains(e.what(), "made up"));
+  }
+  CHECK(p->add(1, 1) == 2);  // it did not die: it only threw
+}
+
+TEST_CASE("11: a plugin's exception message is capped") {
+  isolate::process::options options;
+  auto p = load_hardy(options);
+  const std::string huge(std::size_t{8} << 20, 'm');
+  const auto e = failure_of([&] { p->throw_isolate_error(static_cast<int>(isolate::errc::timeout), huge); });
+  CHECK(std::string(e.what()).size() < (std::size_t{1} << 20));
+}
+
+TEST_CASE("11: a reply that does not decode kills the worker") {
+  auto p = load_hostile("garbage-reply");
+  const int pid = p.transport().link().pid();
+  CHECK(failure_of([&] { p->add(1, 2); }).code() == isolate::errc::protocol_error);
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("12: a worker that exits unasked is a protocol error, not a crash") {
+  SUBCASE("status 0, mid-call") {
+    auto p = load_hostile("exit-zero");
+    const auto e = failure_of([&] { p->add(1, 2); });
+    CHECK(e.code() == isolate::errc::protocol_error);
+  }
+  SUBCASE("the worker found its inbound ring broken") {
+    auto p = load_hardy();
+    const int pid = p->pid();
+    p->break_inbound_ring();
+    // The worker reads the ring next and notices; the host must not write to
+    // the ring first (that would mend the index), so it waits for the exit.
+    REQUIRE(dies_within(pid, 10s));
+    const auto e = failure_of([&] { p->add(1, 2); });
+    CHECK(e.code() == isolate::errc::protocol_error);
+    CHECK(contains(e.what(), "broken"));
+  }
+}
+
+TEST_CASE("12: a maximum message size that does not fit the frame header is refused at load") {
+  isolate::process::options options;
+  options.max_message_size = std::size_t{5} << 30;
+  const auto e = failure_of([&] { load_hardy(options); });
+  CHECK(e.code() == isolate::errc::unsupported);
+  CHECK(contains(e.what(), "max_message_size"));
+}

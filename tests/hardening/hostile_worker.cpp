@@ -1,0 +1,161 @@
+// A worker program that completes the handshake correctly and then breaks
+// the protocol on purpose, in the way named by the plugin path's file name
+// (the host passes the path through; nothing is loaded):
+//
+//   serve           answers add(int, int) correctly (the baseline)
+//   flood-events    on the first call, sends events to host service 1
+//                   without pause (each costs the host more than the worker,
+//                   so the ring never runs dry); the call is never answered
+//   deaf            reads nothing after the handshake
+//   exit-zero       exits with status 0 on the first call, unasked
+//   garbage-reply   answers every call with a reply that does not decode
+//   huge-reply      answers the first call with a frame header announcing
+//                   the largest payload allowed, then nothing
+//   big-control     on the first call, sends a control message larger than
+//                   any the host reads, and does not answer
+//   deaf-control    serves calls but never reads its control socket
+//   silent          closes its control socket on hello, then sleeps
+#include <isolate/detail/process/control_channel.hpp>
+#include <isolate/detail/process/fd_passing.hpp>
+#include <isolate/detail/process/frame_channel.hpp>
+#include <isolate/detail/process/handshake.hpp>
+#include <isolate/shm/region.hpp>
+#include <isolate/wire/frame.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace isolate;
+using namespace isolate::detail;
+using clock_type = std::chrono::steady_clock;
+
+[[noreturn]] void sleep_forever() {
+  for (;;) ::pause();
+}
+
+// Spins rather than sleeps when the ring is full: a flood then refills the
+// ring the moment the host frees a record, so it never runs dry.
+frame_channel attach(const hello_message& hello, unique_fd fd) {
+  if (!hello.shared_memory) return frame_channel::over_socket(std::move(fd), hello.max_message_size);
+  auto region = shm::region::attach(fd.get(), shm::duplex_layout::bytes_needed(hello.ring_capacity));
+  shm::wait_policy eager;
+  eager.max_spin = std::chrono::seconds(1);
+  eager.adaptive = false;
+  return frame_channel::over_rings(std::move(region), hello.ring_capacity, shm::duplex_side::worker, eager,
+                                   hello.max_message_size);
+}
+
+// A frame of `kind` answering `call`, with `payload`.
+wire::buffer frame_of(wire::frame_kind kind, const wire::frame_header& call, std::span<const std::byte> payload,
+                      std::uint8_t service = 0) {
+  wire::buffer frame;
+  wire::begin_frame(frame);
+  frame.append(payload.data(), payload.size());
+  wire::finish_frame(frame, kind, call.method, call.call_id, service);
+  return frame;
+}
+
+wire::buffer sum_reply(const wire::buffer& call) {
+  const auto view = wire::parse(call.bytes(), 1 << 20);
+  int a = 0, b = 0;
+  if (view.payload.size() == 8) {
+    std::memcpy(&a, view.payload.data(), 4);
+    std::memcpy(&b, view.payload.data() + 4, 4);
+  }
+  const int sum = a + b;
+  return frame_of(wire::frame_kind::reply, view.header, std::as_bytes(std::span(&sum, 1)));
+}
+
+// An event to host service 1, method 0, carrying one string (Cereal: size, bytes).
+wire::buffer note_event() {
+  const std::string text(32 * 1024, 'f');
+  const std::uint64_t size = text.size();
+  wire::buffer payload;
+  payload.append(&size, sizeof size);
+  payload.append(text.data(), text.size());
+  return frame_of(wire::frame_kind::event, wire::frame_header{}, payload.bytes(), 1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int control = -1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.starts_with("--isolate-control-fd=")) control = std::atoi(arg.substr(21).data());
+  }
+  if (control < 0) return 2;
+  ::signal(SIGPIPE, SIG_IGN);
+  std::error_code ec;
+  auto message = read_message(control, 64 * 1024, std::chrono::seconds(30), ec);
+  if (ec) return 3;
+  const auto hello = decode_message<hello_message>(message.body);
+  const std::string mode = std::filesystem::path(hello.plugin_path).filename().string();
+  if (mode == "silent") {
+    ::close(control);
+    sleep_forever();
+  }
+  std::byte mark{};
+  auto fds = receive_with_fds(control, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
+  if (ec || fds.empty()) return 3;
+  auto channel = attach(hello, std::move(fds.front()));
+  write_message(control, static_cast<std::uint32_t>(control_type::ready), {}, std::chrono::seconds(5), ec);
+  if (ec) return 3;
+
+  if (mode == "deaf") sleep_forever();
+  // Every mode but deaf-control drains the control socket, as the real worker does.
+  if (mode != "deaf-control") {
+    std::thread([control] {
+      for (;;) {
+        std::error_code read_error;
+        std::vector<unique_fd> passed;
+        read_message_with_fds(control, 1 << 20, 1, passed, std::chrono::milliseconds::max(), read_error);
+        if (read_error) std::_Exit(0);
+      }
+    }).detach();
+  }
+
+  const auto forever = clock_type::time_point::max();
+  wire::buffer call;
+  while (channel.receive(call, forever) == channel_status::ok) {
+    if (mode == "exit-zero") std::_Exit(0);
+    if (mode == "big-control") {
+      const std::vector<std::byte> body(64 * 1024);
+      write_message(control, static_cast<std::uint32_t>(control_type::doorbell), body, std::chrono::seconds(5), ec);
+      sleep_forever();
+    }
+    if (mode == "garbage-reply") {
+      const std::byte three[3]{};
+      const auto view = wire::parse(call.bytes(), hello.max_message_size);
+      channel.send(frame_of(wire::frame_kind::reply, view.header, three).bytes(), forever);
+      continue;
+    }
+    if (mode == "huge-reply") {
+      wire::frame_header header{};
+      std::memcpy(&header, call.data(), wire::header_size);
+      header.size = static_cast<std::uint32_t>(hello.max_message_size);
+      header.kind = wire::frame_kind::reply;
+      channel.send(std::as_bytes(std::span(&header, 1)), forever);
+      sleep_forever();
+    }
+    if (mode == "flood-events") {
+      const auto event = note_event();
+      for (;;) channel.send(event.bytes(), forever);
+    }
+    channel.send(sum_reply(call).bytes(), forever);
+  }
+  return 0;
+}
