@@ -4,16 +4,34 @@
 
 #include <doctest/doctest.h>
 
+#include "../support/allocation_meter.hpp"
 #include "../support/failure.hpp"
 
+#include <cereal/types/valarray.hpp>
+
+#include <array>
 #include <cstdint>
+#include <cstring>
+#include <deque>
+#include <forward_list>
+#include <list>
 #include <map>
+#include <memory>
 #include <optional>
+#include <queue>
 #include <random>
+#include <set>
+#include <stack>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <valarray>
 #include <variant>
 #include <vector>
 
+using isolate_test::bytes_allocated_by;
+using isolate_test::contains;
 using isolate_test::failure_of;
 
 namespace {
@@ -47,6 +65,89 @@ T decode(std::span<const std::byte> bytes) {
   return value;
 }
 
+template <class T>
+bool round_trip_equal(const T& value) {
+  return decode<T>(encode(value).bytes()) == value;
+}
+
+template <class T>
+void append(isolate::wire::buffer& out, const T& value) {
+  out.append(&value, sizeof value);
+}
+
+// An element that takes two bytes on the wire (its tag, and the byte saying
+// its optional is empty) but over a mebibyte in memory.
+struct heavy {
+  std::uint8_t tag = 0;
+  std::optional<std::array<char, 1 << 20>> padding;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(tag, padding);
+  }
+  auto operator<=>(const heavy& other) const { return tag <=> other.tag; }
+  bool operator==(const heavy& other) const { return tag == other.tag; }
+};
+struct heavy_hash {
+  std::size_t operator()(const heavy& h) const noexcept { return h.tag; }
+};
+
+// A struct that holds a deque by value, whose size says nothing of its block.
+struct deque_holder {
+  std::deque<heavy> items;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(items);
+  }
+};
+
+// 64 distinct heavy elements as a container of type Container writes them:
+// its count, then each element (a map's with an int key first). Decoded
+// without a budget, that is 64 MiB out of under 500 bytes.
+template <class Container>
+isolate::wire::buffer sixty_four_heavy() {
+  isolate::wire::buffer out;
+  isolate::wire::output_archive archive(out);
+  archive(cereal::make_size_tag(cereal::size_type{64}));
+  for (std::uint8_t i = 0; i < 64; ++i) {
+    if constexpr (requires { typename Container::mapped_type; }) archive(int{i});
+    archive(heavy{i, std::nullopt});
+  }
+  return out;
+}
+
+// The same behind smart pointers, in a vector: unique_ptr writes a byte
+// saying it is set; shared_ptr a new id (its top bit set) before each object.
+isolate::wire::buffer sixty_four_unique_heavy() {
+  isolate::wire::buffer out;
+  isolate::wire::output_archive archive(out);
+  archive(cereal::make_size_tag(cereal::size_type{64}));
+  for (std::uint8_t i = 0; i < 64; ++i) archive(std::uint8_t{1}, heavy{i, std::nullopt});
+  return out;
+}
+isolate::wire::buffer sixty_four_shared_heavy() {
+  isolate::wire::buffer out;
+  isolate::wire::output_archive archive(out);
+  archive(cereal::make_size_tag(cereal::size_type{64}));
+  for (std::uint8_t i = 0; i < 64; ++i) archive(std::uint32_t{0x80000000u | (i + 1u)}, heavy{i, std::nullopt});
+  return out;
+}
+
+// Decodes `bytes` as T, expecting the decoder to refuse them without having
+// allocated more than their budget; returns the error.
+template <class T>
+isolate::error refused_within_budget(std::span<const std::byte> bytes) {
+  T value{};  // outside the count: a std::deque allocates as it is constructed
+  std::optional<isolate::error> failure;
+  const std::size_t allocated = bytes_allocated_by([&] {
+    failure = failure_of([&] {
+      isolate::wire::input_archive archive(bytes);
+      archive(value);
+    });
+  });
+  CHECK(allocated <= isolate::wire::allocation_budget(bytes.size()));
+  CHECK(failure->code() == isolate::errc::protocol_error);
+  return *failure;
+}
 
 }  // namespace
 
@@ -102,4 +203,141 @@ TEST_CASE("random garbage never decodes into undefined behaviour") {
       // Cereal's own checks (a variant index out of range); the codec maps these to protocol_error.
     }
   }
+}
+
+TEST_CASE("2^25 strings claimed in a 32 MiB message are refused before allocating them") {
+  // Each claimed string takes a byte of the count check but 32 in memory: 1 GiB.
+  constexpr std::size_t payload = std::size_t{32} << 20;
+  isolate::wire::buffer bytes;
+  append(bytes, std::uint64_t{payload - 8});
+  bytes.resize(payload);
+  std::memset(bytes.data() + 8, 0, payload - 8);
+  const auto e = refused_within_budget<std::vector<std::string>>(bytes.bytes());
+  CHECK(contains(e.what(), "std::vector"));
+  CHECK(contains(e.what(), std::to_string(payload - 8) + " x " + std::to_string(sizeof(std::string)) + " bytes"));
+}
+
+TEST_CASE("elements that take two bytes on the wire but a mebibyte in memory are refused") {
+  const auto bytes = sixty_four_heavy<std::vector<heavy>>();
+  CHECK(bytes.size() < 200);
+  CHECK(contains(refused_within_budget<std::vector<heavy>>(bytes.bytes()).what(), "std::vector"));
+}
+
+TEST_CASE_TEMPLATE("every container Cereal reads is charged before it allocates", Container, std::deque<heavy>,
+                   std::list<heavy>, std::forward_list<heavy>, std::valarray<heavy>, std::set<heavy>,
+                   std::multiset<heavy>, std::unordered_set<heavy, heavy_hash>,
+                   std::unordered_multiset<heavy, heavy_hash>, std::map<int, heavy>, std::multimap<int, heavy>,
+                   std::unordered_map<int, heavy>, std::unordered_multimap<int, heavy>, std::queue<heavy>,
+                   std::stack<heavy>) {
+  (void)refused_within_budget<Container>(sixty_four_heavy<Container>().bytes());
+}
+
+TEST_CASE("empty deques pay for the block each allocates as it is constructed") {
+  // libstdc++ gives every deque, even empty, a first block: here a mebibyte.
+  isolate::wire::buffer bytes;
+  append(bytes, std::uint64_t{64});
+  for (int i = 0; i < 64; ++i) append(bytes, std::uint64_t{0});
+  const auto refused = [&]<class T>(std::type_identity<T>) {
+    T value;
+    std::optional<isolate::error> failure;
+    const std::size_t allocated =
+        bytes_allocated_by([&] { failure = failure_of([&] { value = decode<T>(bytes.bytes()); }); });
+    // The deque being read when the budget ran out was built before it was charged.
+    CHECK(allocated <= isolate::wire::allocation_budget(bytes.size()) + isolate::wire::deque_first_allocation<heavy>);
+    CHECK(failure->code() == isolate::errc::protocol_error);
+    CHECK(contains(failure->what(), "std::deque"));
+  };
+  refused(std::type_identity<std::vector<std::deque<heavy>>>{});
+  refused(std::type_identity<std::vector<deque_holder>>{});
+}
+
+TEST_CASE("the container's name and sizes are in the error") {
+  CHECK(contains(refused_within_budget<std::map<int, heavy>>(sixty_four_heavy<std::map<int, heavy>>().bytes()).what(),
+                 "std::map would allocate 64 x "));
+  CHECK(contains(refused_within_budget<std::list<heavy>>(sixty_four_heavy<std::list<heavy>>().bytes()).what(),
+                 "std::list would allocate 64 x "));
+}
+
+TEST_CASE("objects that smart pointers own are charged before they are allocated") {
+  CHECK(contains(refused_within_budget<std::vector<std::unique_ptr<heavy>>>(sixty_four_unique_heavy().bytes()).what(),
+                 "std::unique_ptr"));
+  CHECK(contains(refused_within_budget<std::vector<std::shared_ptr<heavy>>>(sixty_four_shared_heavy().bytes()).what(),
+                 "std::shared_ptr"));
+}
+
+TEST_CASE("the budget grows with the message: honest messages of every shape still decode") {
+  // Each well beyond the budget's fixed slack, so that its factor is what lets it through.
+  constexpr int n = 200'000;
+  const auto round_trips = [](const auto& value) { return round_trip_equal(value); };
+  CHECK(round_trips(std::vector<std::string>(n)));
+  CHECK(round_trips(std::vector<std::string>(n, "fifteen chars..")));
+  CHECK(round_trips(std::vector<std::vector<int>>(n)));
+  CHECK(round_trips(std::vector<std::optional<int>>(n)));
+  CHECK(round_trips(std::vector<std::optional<double>>(n)));
+  CHECK(round_trips(std::vector<std::variant<int, std::string>>(n)));
+  CHECK(round_trips(std::vector<bool>(n, true)));
+  CHECK(round_trips(std::deque<int>(n, 3)));
+  CHECK(round_trips(std::list<int>(n, 3)));
+  std::map<int, int> numbers;
+  std::map<std::string, std::string> words;
+  std::unordered_map<int, std::string> names;
+  std::set<int> keys;
+  std::multiset<std::uint16_t> counts;
+  for (int i = 0; i < n; ++i) {
+    numbers.emplace(i, i);
+    words.emplace(std::to_string(i), "");
+    names.emplace(i, "n");
+    keys.insert(i);
+    counts.insert(static_cast<std::uint16_t>(i % 7));
+  }
+  CHECK(round_trips(numbers));
+  CHECK(round_trips(words));
+  CHECK(round_trips(names));
+  CHECK(round_trips(keys));
+  CHECK(round_trips(counts));
+}
+
+TEST_CASE("a small message may still hold one large empty object") {
+  // One heavy element: a mebibyte for 10 bytes, within the budget's slack.
+  std::vector<heavy> one(1);
+  CHECK(decode<std::vector<heavy>>(encode(one).bytes()) == one);
+  auto pointer = std::make_unique<heavy>();
+  CHECK(*decode<std::unique_ptr<heavy>>(encode(pointer).bytes()) == heavy{});
+}
+
+TEST_CASE("loads that replace Cereal's read what Cereal writes") {
+  std::mt19937 random(7);
+  auto some = [&] { return static_cast<int>(random() % 1000); };
+  std::vector<int> ints(100);
+  for (auto& i : ints) i = some();
+  CHECK(round_trip_equal(ints));
+  CHECK(round_trip_equal(std::vector<bool>{true, false, true}));
+  CHECK(round_trip_equal(std::wstring(L"wide")));
+  CHECK(round_trip_equal(std::u16string(u"sixteen")));
+  CHECK(round_trip_equal(std::deque<std::string>{"a", "", "ccc"}));
+  CHECK(round_trip_equal(std::list<std::vector<int>>{{1}, {}, {2, 3}}));
+  CHECK(round_trip_equal(std::forward_list<std::string>{"x", "y"}));
+  CHECK(round_trip_equal(std::set<std::string>{"b", "a"}));
+  CHECK(round_trip_equal(std::multiset<int>{3, 3, 1}));
+  CHECK(round_trip_equal(std::unordered_set<int>{5, 6, 7}));
+  CHECK(round_trip_equal(std::unordered_multiset<int>{5, 5}));
+  CHECK(round_trip_equal(std::map<std::string, std::vector<int>>{{"k", {1, 2}}, {"", {}}}));
+  CHECK(round_trip_equal(std::multimap<int, int>{{1, 2}, {1, 3}}));
+  CHECK(round_trip_equal(std::unordered_map<std::string, int>{{"one", 1}, {"two", 2}}));
+  CHECK(round_trip_equal(std::unordered_multimap<int, int>{{4, 4}, {4, 5}}));
+  const std::valarray<double> doubles{1.5, 2.5};
+  const auto decoded_doubles = decode<std::valarray<double>>(encode(doubles).bytes());
+  CHECK((decoded_doubles == doubles).min());
+  const std::valarray<std::string> strings{"p", "q"};
+  const auto decoded_strings = decode<std::valarray<std::string>>(encode(strings).bytes());
+  CHECK((decoded_strings == strings).min());
+  CHECK(*decode<std::unique_ptr<std::string>>(encode(std::make_unique<std::string>("owned")).bytes()) == "owned");
+  CHECK(decode<std::unique_ptr<int>>(encode(std::unique_ptr<int>()).bytes()) == nullptr);
+  // Two pointers to one object arrive as two pointers to one object.
+  const auto shared = std::make_shared<std::string>("shared");
+  const auto pair = decode<std::pair<std::shared_ptr<std::string>, std::shared_ptr<std::string>>>(
+      encode(std::make_pair(shared, shared)).bytes());
+  CHECK(*pair.first == "shared");
+  CHECK(pair.first == pair.second);
+  CHECK(decode<std::shared_ptr<int>>(encode(std::shared_ptr<int>()).bytes()) == nullptr);
 }

@@ -17,6 +17,22 @@
 #define ISOLATE_DEFAULT_MAX_MESSAGE_SIZE (std::size_t{256} << 20)
 #endif
 
+// Decoding a message may allocate at most FACTOR x (its size) + SLACK bytes
+// (wire/bounded_loads.hpp), so that a peer cannot make the receiver allocate
+// far more than it sent. Honest messages of common shapes need at most 9
+// bytes per byte received: a vector of empty strings or vectors 3-4, maps and
+// sets of ints 5-9, a vector of empty optional<int> 8; 2^25 strings claimed in
+// a 32 MiB reply need 32 and are refused. Raise it for messages of many empty
+// optionals, variants or null pointers of large types (an empty
+// optional<std::string> is 40 bytes for 1 on the wire). The slack lets a small
+// message hold one large default-constructed object.
+#ifndef ISOLATE_DECODE_ALLOCATION_FACTOR
+#define ISOLATE_DECODE_ALLOCATION_FACTOR 16
+#endif
+#ifndef ISOLATE_DECODE_ALLOCATION_SLACK
+#define ISOLATE_DECODE_ALLOCATION_SLACK (std::size_t{1} << 20)
+#endif
+
 // Gives a class default visibility even in a plugin built with
 // -fvisibility=hidden, so that its exceptions thrown on one side of a shared
 // library boundary are caught by type on the other (type_info is then shared).

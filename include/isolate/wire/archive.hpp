@@ -1,10 +1,12 @@
 // Cereal archives for isolate's wire format: the binary layout of Cereal's
 // BinaryArchive, written into a wire::buffer (or a byte_sink) and read from
 // bytes (or a chunk_source) without trusting them. Reading checks every length
-// against the bytes that remain, so a hostile or corrupted message gives
-// errc::protocol_error instead of a huge allocation, an out-of-bounds read or
-// an invalid bool. Every byte is copied out before it is looked at, so bytes
-// read straight from shared memory cannot change after they were checked.
+// against the bytes that remain and charges every allocation to a budget that
+// grows with the message's size (wire/bounded_loads.hpp), so a hostile or
+// corrupted message gives errc::protocol_error instead of a huge allocation,
+// an out-of-bounds read or an invalid bool. Every byte is copied out before
+// it is looked at, so bytes read straight from shared memory cannot change
+// after they were checked.
 #ifndef ISOLATE_WIRE_ARCHIVE_HPP
 #define ISOLATE_WIRE_ARCHIVE_HPP
 
@@ -41,16 +43,42 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
   byte_sink* sink_ = nullptr;
 };
 
+// The most a message of `payload` bytes may make its decoder allocate
+// (ISOLATE_DECODE_ALLOCATION_FACTOR and _SLACK in detail/config.hpp).
+constexpr std::size_t allocation_budget(std::size_t payload) noexcept {
+  constexpr std::size_t factor = ISOLATE_DECODE_ALLOCATION_FACTOR;
+  constexpr std::size_t slack = ISOLATE_DECODE_ALLOCATION_SLACK;
+  constexpr std::size_t most = static_cast<std::size_t>(-1);
+  return payload > (most - slack) / factor ? most : factor * payload + slack;
+}
+
+// Reads a message. Thread safety: one thread at a time; after it has thrown,
+// an archive must not be used again.
 class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEmptyClassElision> {
  public:
-  explicit input_archive(std::span<const std::byte> in) : InputArchive(this), in_(in), size_(in.size()) {}
-  // A payload that may arrive in pieces (see wire/stream.hpp).
+  explicit input_archive(std::span<const std::byte> in)
+      : InputArchive(this), in_(in), size_(in.size()), budget_(allocation_budget(in.size())), left_(budget_) {}
+  // A payload that may arrive in pieces (see wire/stream.hpp); its budget
+  // comes from the size announced for the whole of it.
   explicit input_archive(const inbound_payload& in)
-      : InputArchive(this), in_(in.first), size_(in.size), rest_(in.rest) {
+      : InputArchive(this),
+        in_(in.first),
+        size_(in.size),
+        rest_(in.rest),
+        budget_(allocation_budget(in.size)),
+        left_(budget_) {
     if (rest_ == nullptr && in.first.size() != in.size) {
       throw error(errc::protocol_error, "message of " + std::to_string(in.first.size()) + " bytes where " +
                                             std::to_string(in.size) + " were announced");
     }
+  }
+
+  // Takes `count` allocations of `size` bytes each from the budget; called
+  // before the decoder makes them, so a message that would need more than its
+  // budget is refused before anything is allocated. `what` names the type.
+  void charge(std::size_t count, std::size_t size, const char* what) {
+    if (size != 0 && count > left_ / size) refuse_allocation(count, size, what);
+    left_ -= count * size;
   }
 
   void load_bytes(void* data, std::size_t size) {
@@ -74,6 +102,15 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   }
 
  private:
+  [[noreturn, gnu::cold, gnu::noinline]] void refuse_allocation(std::size_t count, std::size_t size,
+                                                                const char* what) const {
+    throw error(errc::protocol_error, std::string("decoding a ") + what + " would allocate " + std::to_string(count) +
+                                          " x " + std::to_string(size) + " bytes, more than the " +
+                                          std::to_string(left_) + " left of the " + std::to_string(budget_) +
+                                          " bytes a message of " + std::to_string(size_) +
+                                          " bytes may allocate (ISOLATE_DECODE_ALLOCATION_FACTOR, _SLACK)");
+  }
+
   void load_across_pieces(std::byte* data, std::size_t size) {
     while (size != 0) {
       if (position_ == in_.size()) {
@@ -101,6 +138,8 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   std::size_t size_ = 0;           // of the whole payload
   std::size_t done_ = 0;           // bytes in the pieces before in_
   chunk_source* rest_ = nullptr;
+  std::size_t budget_;             // bytes decoding this message may allocate
+  std::size_t left_;               // of budget_
 };
 
 template <class T>
@@ -137,7 +176,8 @@ void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::SizeTag<T>& tag
   ar.save_bytes(&tag.size, sizeof tag.size);
 }
 // A container's element count can never exceed the bytes left (every element
-// takes at least one), so a forged count is caught before anything is allocated.
+// takes at least one), a first check on a forged count; what the elements
+// would allocate is charged to the budget by the loads in bounded_loads.hpp.
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::SizeTag<T>& tag) {
   ar.load_bytes(&tag.size, sizeof tag.size);
@@ -157,6 +197,8 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& data) {
 }
 
 }  // namespace isolate::wire
+
+#include "isolate/wire/bounded_loads.hpp"
 
 CEREAL_REGISTER_ARCHIVE(isolate::wire::output_archive)
 CEREAL_REGISTER_ARCHIVE(isolate::wire::input_archive)
