@@ -149,6 +149,92 @@ isolate::error refused_within_budget(std::span<const std::byte> bytes) {
   return *failure;
 }
 
+// Recursive types, each nesting through something else.
+struct tree {
+  std::vector<tree> kids;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(kids);
+  }
+  bool operator==(const tree&) const = default;
+};
+struct optional_tree {
+  std::vector<std::optional<optional_tree>> kids;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(kids);
+  }
+  bool operator==(const optional_tree&) const = default;
+};
+struct variant_tree {
+  std::variant<int, std::vector<variant_tree>> value;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(value);
+  }
+  bool operator==(const variant_tree&) const = default;
+};
+struct map_tree {
+  std::map<int, map_tree> kids;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(kids);
+  }
+  bool operator==(const map_tree&) const = default;
+};
+struct chain {
+  std::unique_ptr<chain> next;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(next);
+  }
+  bool operator==(const chain& other) const {
+    return next == nullptr ? other.next == nullptr : other.next != nullptr && *next == *other.next;
+  }
+};
+struct shared_chain {
+  std::shared_ptr<shared_chain> next;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(next);
+  }
+};
+
+// What each writes for one generation, and for the innermost value.
+struct tree_bytes {
+  static void level(isolate::wire::output_archive& ar, std::uint32_t) { ar(std::uint64_t{1}); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::uint64_t{0}); }
+};
+struct optional_tree_bytes {  // one kid, whose optional is set (its "empty" flag false)
+  static void level(isolate::wire::output_archive& ar, std::uint32_t) { ar(std::uint64_t{1}, false); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::uint64_t{0}); }
+};
+struct variant_tree_bytes {  // the vector alternative with one kid; the innermost holds an int
+  static void level(isolate::wire::output_archive& ar, std::uint32_t) { ar(std::int32_t{1}, std::uint64_t{1}); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::int32_t{0}, std::int32_t{7}); }
+};
+struct map_tree_bytes {  // one entry, key then value
+  static void level(isolate::wire::output_archive& ar, std::uint32_t) { ar(std::uint64_t{1}, std::int32_t{5}); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::uint64_t{0}); }
+};
+struct chain_bytes {
+  static void level(isolate::wire::output_archive& ar, std::uint32_t) { ar(std::uint8_t{1}); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::uint8_t{0}); }
+};
+struct shared_chain_bytes {  // a new object (top bit set) at each level, null at the end
+  static void level(isolate::wire::output_archive& ar, std::uint32_t i) { ar(std::uint32_t{0x80000000u | (i + 1)}); }
+  static void end(isolate::wire::output_archive& ar) { ar(std::uint32_t{0}); }
+};
+
+template <class Bytes>
+isolate::wire::buffer nested_bytes(std::uint32_t depth) {
+  isolate::wire::buffer out;
+  isolate::wire::output_archive archive(out);
+  for (std::uint32_t i = 0; i < depth; ++i) Bytes::level(archive, i);
+  Bytes::end(archive);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("values round-trip through the wire archives") {
@@ -340,4 +426,58 @@ TEST_CASE("loads that replace Cereal's read what Cereal writes") {
   CHECK(*pair.first == "shared");
   CHECK(pair.first == pair.second);
   CHECK(decode<std::shared_ptr<int>>(encode(std::shared_ptr<int>()).bytes()) == nullptr);
+}
+
+TEST_CASE_TEMPLATE_DEFINE("nesting 100,000 deep is a protocol error, not a stack overflow", T, deep_nesting) {
+  using type = typename T::first_type;
+  using bytes = typename T::second_type;
+  const auto message = nested_bytes<bytes>(100'000);
+  std::optional<type> value(std::in_place);
+  const auto e = failure_of([&] {
+    isolate::wire::input_archive archive(message.bytes());
+    archive(*value);
+  });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(contains(e.what(), "ISOLATE_MAX_DECODE_DEPTH"));
+  // What was read before the refusal is ISOLATE_MAX_DECODE_DEPTH deep at most,
+  // so destroying it recurses no deeper either.
+  value.reset();
+}
+TEST_CASE_TEMPLATE_INVOKE(deep_nesting, std::pair<tree, tree_bytes>, std::pair<optional_tree, optional_tree_bytes>,
+                          std::pair<variant_tree, variant_tree_bytes>, std::pair<map_tree, map_tree_bytes>,
+                          std::pair<chain, chain_bytes>, std::pair<shared_chain, shared_chain_bytes>);
+
+TEST_CASE("trees 100 deep decode") {
+  tree t;
+  optional_tree o;
+  variant_tree v{7};
+  map_tree m;
+  chain c;
+  for (int i = 0; i < 100; ++i) {
+    t = tree{{std::move(t)}};
+    optional_tree next;
+    next.kids.emplace_back(std::move(o));
+    o = std::move(next);
+    v = variant_tree{std::vector<variant_tree>{std::move(v)}};
+    map_tree parent;
+    parent.kids.emplace(i, std::move(m));
+    m = std::move(parent);
+    c = chain{std::make_unique<chain>(std::move(c))};
+  }
+  CHECK(round_trip_equal(t));
+  CHECK(round_trip_equal(o));
+  CHECK(round_trip_equal(v));
+  CHECK(round_trip_equal(m));
+  CHECK(round_trip_equal(c));
+  // The message's exact bytes, from the same writer as the deep ones above.
+  CHECK(decode<tree>(nested_bytes<tree_bytes>(100).bytes()) == t);
+}
+
+TEST_CASE("the depth limit counts levels, not values") {
+  // 127 generations of tree (255 levels) fit in the default of 256; 128 do not.
+  CHECK_NOTHROW(decode<tree>(nested_bytes<tree_bytes>(127).bytes()));
+  const auto too_deep = nested_bytes<tree_bytes>(128);
+  CHECK(failure_of([&] { decode<tree>(too_deep.bytes()); }).code() == isolate::errc::protocol_error);
+  // Long sequences are not deep: a million siblings are one level.
+  CHECK(decode<std::vector<tree>>(encode(std::vector<tree>(1'000'000)).bytes()).size() == 1'000'000);
 }

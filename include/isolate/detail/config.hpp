@@ -33,6 +33,16 @@
 #define ISOLATE_DECODE_ALLOCATION_SLACK (std::size_t{1} << 20)
 #endif
 
+// How deeply values may nest in a decoded message; deeper is a protocol error
+// rather than a stack overflow. Each struct, container or smart pointer is a
+// level, so 256 admits 127 generations of a tree whose node holds a vector,
+// map or pointer of nodes (protobuf allows 100 nested messages); the decoder
+// then uses under 40 KiB of stack (180-290 bytes a generation, measured with
+// GCC 12 -O2; under 200 KiB with ASan).
+#ifndef ISOLATE_MAX_DECODE_DEPTH
+#define ISOLATE_MAX_DECODE_DEPTH 256
+#endif
+
 // Gives a class default visibility even in a plugin built with
 // -fvisibility=hidden, so that its exceptions thrown on one side of a shared
 // library boundary are caught by type on the other (type_info is then shared).

@@ -1,10 +1,11 @@
 // Cereal archives for isolate's wire format: the binary layout of Cereal's
 // BinaryArchive, written into a wire::buffer (or a byte_sink) and read from
 // bytes (or a chunk_source) without trusting them. Reading checks every length
-// against the bytes that remain and charges every allocation to a budget that
-// grows with the message's size (wire/bounded_loads.hpp), so a hostile or
-// corrupted message gives errc::protocol_error instead of a huge allocation,
-// an out-of-bounds read or an invalid bool. Every byte is copied out before
+// against the bytes that remain, charges every allocation to a budget that
+// grows with the message's size (wire/bounded_loads.hpp) and limits how
+// deeply values nest, so a hostile or corrupted message gives
+// errc::protocol_error instead of a huge allocation, a stack overflow, an
+// out-of-bounds read or an invalid bool. Every byte is copied out before
 // it is looked at, so bytes read straight from shared memory cannot change
 // after they were checked.
 #ifndef ISOLATE_WIRE_ARCHIVE_HPP
@@ -20,9 +21,13 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
+#include <utility>
+#include <variant>
 
 namespace isolate::wire {
 
@@ -80,6 +85,17 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     if (size != 0 && count > left_ / size) refuse_allocation(count, size, what);
     left_ -= count * size;
   }
+
+  // Called as a value that can hold others starts and ends (see prologue()
+  // below), so that nesting beyond ISOLATE_MAX_DECODE_DEPTH is refused before
+  // the recursion exhausts the stack.
+  void enter_value() {
+    if (++depth_ > ISOLATE_MAX_DECODE_DEPTH) {
+      throw error(errc::protocol_error, "message nests values more than " + std::to_string(ISOLATE_MAX_DECODE_DEPTH) +
+                                            " levels deep (ISOLATE_MAX_DECODE_DEPTH)");
+    }
+  }
+  void leave_value() noexcept { --depth_; }
 
   void load_bytes(void* data, std::size_t size) {
     if (size > remaining()) {
@@ -140,6 +156,7 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   chunk_source* rest_ = nullptr;
   std::size_t budget_;             // bytes decoding this message may allocate
   std::size_t left_;               // of budget_
+  std::size_t depth_ = 0;          // values being read, one inside the other
 };
 
 template <class T>
@@ -185,6 +202,44 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::SizeTag<T>& tag) {
     throw error(errc::protocol_error, "a container claims " + std::to_string(tag.size) + " elements but only " +
                                           std::to_string(ar.remaining()) + " bytes remain");
   }
+}
+
+// Cereal calls prologue() before and epilogue() after every value it reads,
+// whatever its type and whoever wrote its load (Cereal, isolate, the user), so
+// counting levels here catches nesting through user structs, containers,
+// maps, optionals, variants and smart pointers alike. Each struct, container
+// or smart pointer is a level. Cereal's wrappers around a value (a name, a
+// size, raw bytes, a smart pointer's state) are not, nor are the standard
+// types that hold values in place (optional, variant, pair, tuple): nothing
+// can nest without end through those alone, since a type cannot hold itself
+// in place. Arithmetic values hold nothing, so they cost nothing.
+template <class T>
+inline constexpr bool adds_no_level = false;
+template <class T>
+inline constexpr bool adds_no_level<cereal::NameValuePair<T>> = true;
+template <class T>
+inline constexpr bool adds_no_level<cereal::SizeTag<T>> = true;
+template <class T>
+inline constexpr bool adds_no_level<cereal::BinaryData<T>> = true;
+template <class T>
+inline constexpr bool adds_no_level<std::optional<T>> = true;
+template <class... T>
+inline constexpr bool adds_no_level<std::variant<T...>> = true;
+template <class T, class U>
+inline constexpr bool adds_no_level<std::pair<T, U>> = true;
+template <class... T>
+inline constexpr bool adds_no_level<std::tuple<T...>> = true;
+
+template <class T>
+inline constexpr bool is_nesting_level = std::is_class_v<T> && !adds_no_level<T>;
+
+template <class T>
+void prologue(input_archive& ar, const T&) {
+  if constexpr (is_nesting_level<T>) ar.enter_value();
+}
+template <class T>
+void epilogue(input_archive& ar, const T&) noexcept {
+  if constexpr (is_nesting_level<T>) ar.leave_value();
 }
 
 template <class T>

@@ -235,6 +235,10 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, Map<Args...>& map) {
 template <class T>
 using cereal_constructed = cereal::traits::has_load_and_construct<T, input_archive>;
 
+// Not a level of nesting of its own (see prologue() in archive.hpp).
+template <class T>
+inline constexpr bool adds_no_level<cereal::memory_detail::PtrWrapper<T>> = true;
+
 template <class T, class D>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::memory_detail::PtrWrapper<std::unique_ptr<T, D>&>& wrapper) {
   using object = std::remove_const_t<T>;
