@@ -43,6 +43,17 @@
 #define ISOLATE_MAX_DECODE_DEPTH 256
 #endif
 
+// Longest exception type name and message (bytes) that an error from the peer
+// becomes; longer ones are cut, with a marker saying how much was cut. Room
+// for an exception type's name (a registered type's must fit to be found) and
+// a long diagnostic, while a 256 MiB message does not become a 256 MiB what().
+#ifndef ISOLATE_MAX_REMOTE_TYPE_NAME
+#define ISOLATE_MAX_REMOTE_TYPE_NAME 256
+#endif
+#ifndef ISOLATE_MAX_REMOTE_MESSAGE
+#define ISOLATE_MAX_REMOTE_MESSAGE (std::size_t{64} << 10)
+#endif
+
 // Gives a class default visibility even in a plugin built with
 // -fvisibility=hidden, so that its exceptions thrown on one side of a shared
 // library boundary are caught by type on the other (type_info is then shared).
