@@ -481,3 +481,29 @@ TEST_CASE("the depth limit counts levels, not values") {
   // Long sequences are not deep: a million siblings are one level.
   CHECK(decode<std::vector<tree>>(encode(std::vector<tree>(1'000'000)).bytes()).size() == 1'000'000);
 }
+
+TEST_CASE("a shared pointer may refer back only to an object of its own type") {
+  // A string sent as object 1, then a pointer to a vector naming object 1:
+  // Cereal would hand back the string as a vector.
+  isolate::wire::buffer bytes;
+  {
+    isolate::wire::output_archive archive(bytes);
+    archive(std::uint32_t{0x80000001u}, std::string("hello"), std::uint32_t{1});
+  }
+  using confused = std::pair<std::shared_ptr<std::string>, std::shared_ptr<std::vector<int>>>;
+  const auto e = failure_of([&] { decode<confused>(bytes.bytes()); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(contains(e.what(), "sent as another type"));
+
+  // An object the message never sent.
+  isolate::wire::buffer dangling;
+  append(dangling, std::uint32_t{7});
+  CHECK(failure_of([&] { decode<std::shared_ptr<int>>(dangling.bytes()); }).code() == isolate::errc::protocol_error);
+
+  // const or not, the object's type is the same.
+  const auto shared = std::make_shared<std::string>("one object");
+  const auto decoded = decode<std::pair<std::shared_ptr<const std::string>, std::shared_ptr<std::string>>>(
+      encode(std::make_pair(std::shared_ptr<const std::string>(shared), shared)).bytes());
+  CHECK(decoded.first == decoded.second);
+  CHECK(*decoded.second == "one object");
+}

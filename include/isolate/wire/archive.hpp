@@ -20,12 +20,14 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 
@@ -47,6 +49,10 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
   buffer* out_ = nullptr;
   byte_sink* sink_ = nullptr;
 };
+
+// One address per type, to tell types apart without RTTI.
+template <class T>
+inline constexpr char shared_type_tag = 0;
 
 // The most a message of `payload` bytes may make its decoder allocate
 // (ISOLATE_DECODE_ALLOCATION_FACTOR and _SLACK in detail/config.hpp).
@@ -96,6 +102,26 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     }
   }
   void leave_value() noexcept { --depth_; }
+
+  // A shared pointer names its object by id, and a later one may name an
+  // object read before, which Cereal then casts to the later pointer's type.
+  // So the type of each object is kept (shared_type_tag), and a pointer naming
+  // an object of another type, or none, is refused rather than made to point
+  // at the wrong type.
+  void remember_shared_type(std::uint32_t id, const void* type) {
+    shared_types_.insert_or_assign(id & ~cereal::detail::msb_32bit, type);
+  }
+  void check_shared_type(std::uint32_t id, const void* type) const {
+    const auto found = shared_types_.find(id);
+    if (found == shared_types_.end()) {
+      throw error(errc::protocol_error, "a shared pointer refers to object " + std::to_string(id) +
+                                            ", which the message has not sent");
+    }
+    if (found->second != type) {
+      throw error(errc::protocol_error, "a shared pointer refers to object " + std::to_string(id) +
+                                            ", which the message sent as another type");
+    }
+  }
 
   void load_bytes(void* data, std::size_t size) {
     if (size > remaining()) {
@@ -157,6 +183,7 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   std::size_t budget_;             // bytes decoding this message may allocate
   std::size_t left_;               // of budget_
   std::size_t depth_ = 0;          // values being read, one inside the other
+  std::unordered_map<std::uint32_t, const void*> shared_types_;  // shared object id -> shared_type_tag
 };
 
 template <class T>

@@ -227,8 +227,9 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, Map<Args...>& map) {
 
 // --- Smart pointers. Cereal wraps each in a PtrWrapper: std::unique_ptr is a
 // byte saying whether it holds an object, then the object; std::shared_ptr
-// (and std::weak_ptr) is an id: 0 for null, the id of an object read earlier
-// in the message, or a new id with its top bit set, followed by the object.
+// (and std::weak_ptr) is an id: 0 for null, the id of an object of the same
+// type read earlier in the message (input_archive::check_shared_type), or a
+// new id with its top bit set, followed by the object.
 // Only a new object is allocated, so only that is charged. Types that Cereal
 // builds through load_and_construct get their storage as Cereal does it.
 
@@ -263,11 +264,12 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::memory_detail::PtrWrap
   }
 }
 
-// A new shared object also costs a control block and an entry in the
-// archive's table of ids; node_overhead stands for those.
+// A new shared object also costs a control block and entries in the
+// archive's two tables of ids (Cereal's and the type check's).
 template <class T>
 std::shared_ptr<T> load_new_shared(input_archive& ar, std::uint32_t id) {
-  ar.charge(1, sizeof(T) + 2 * node_overhead, "std::shared_ptr");
+  ar.charge(1, sizeof(T) + 3 * node_overhead, "std::shared_ptr");
+  ar.remember_shared_type(id, &shared_type_tag<T>);
   if constexpr (cereal_constructed<T>::value) {
     // Cereal's way: raw storage that is destroyed as a T only once it holds one.
     using storage = std::aligned_storage_t<sizeof(T), alignof(T)>;
@@ -297,6 +299,7 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::memory_detail::PtrWrap
   if ((id & cereal::detail::msb_32bit) != 0) {
     wrapper.ptr = load_new_shared<object>(ar, id);
   } else {
+    if (id != 0) ar.check_shared_type(id, &shared_type_tag<object>);
     wrapper.ptr = std::static_pointer_cast<T>(ar.getSharedPointer(id));
   }
 }
