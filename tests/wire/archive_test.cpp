@@ -276,6 +276,25 @@ TEST_CASE("a bool byte other than 0 or 1 is a protocol error") {
   CHECK(failure_of([&] { decode<bool>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
 }
 
+TEST_CASE("bools read as raw bytes in arrays are checked too") {
+  // Cereal reads std::array<bool, N>, bool[N] and std::valarray<bool> as raw bytes.
+  isolate::wire::buffer bytes;
+  const unsigned char raw[] = {0, 1, 2, 0};
+  bytes.append(raw, sizeof raw);
+  CHECK(failure_of([&] { decode<std::array<bool, 4>>(bytes.bytes()); }).code() == isolate::errc::protocol_error);
+  CHECK(failure_of([&] {
+          bool values[4];
+          isolate::wire::input_archive archive(bytes.bytes());
+          archive(values);
+        }).code() == isolate::errc::protocol_error);
+  isolate::wire::buffer counted;
+  append(counted, std::uint64_t{4});
+  counted.append(bytes.data(), bytes.size());
+  CHECK(failure_of([&] { decode<std::valarray<bool>>(counted.bytes()); }).code() == isolate::errc::protocol_error);
+  CHECK(decode<std::array<bool, 3>>(encode(std::array<bool, 3>{true, false, true}).bytes()) ==
+        std::array<bool, 3>{true, false, true});
+}
+
 TEST_CASE("random garbage never decodes into undefined behaviour") {
   std::mt19937 random(1234);
   for (int round = 0; round < 2000; ++round) {

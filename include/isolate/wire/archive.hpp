@@ -273,9 +273,21 @@ template <class T>
 void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const cereal::BinaryData<T>& data) {
   ar.save_bytes(data.data, static_cast<std::size_t>(data.size));
 }
+// Cereal reads arrays of arithmetic values (std::array, C arrays, valarray)
+// as raw bytes, bools included: those bytes must be 0 or 1 too.
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::BinaryData<T>& data) {
-  ar.load_bytes(data.data, static_cast<std::size_t>(data.size));
+  const auto size = static_cast<std::size_t>(data.size);
+  ar.load_bytes(data.data, size);
+  using element = std::remove_cv_t<std::remove_all_extents_t<std::remove_pointer_t<std::remove_cvref_t<T>>>>;
+  if constexpr (std::is_same_v<element, bool>) {
+    const auto* bytes = static_cast<const unsigned char*>(data.data);
+    for (std::size_t i = 0; i < size; ++i) {
+      if (bytes[i] > 1) {
+        throw error(errc::protocol_error, "invalid bool byte " + std::to_string(bytes[i]) + " in message");
+      }
+    }
+  }
 }
 
 }  // namespace isolate::wire
