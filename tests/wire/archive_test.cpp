@@ -91,6 +91,37 @@ struct heavy_hash {
   std::size_t operator()(const heavy& h) const noexcept { return h.tag; }
 };
 
+// Types without a default constructor, which Cereal builds through
+// load_and_construct when a smart pointer owns them.
+struct made_by_cereal {
+  explicit made_by_cereal(int v) : value(v) {}
+  int value;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(value);
+  }
+  template <class Archive>
+  static void load_and_construct(Archive& ar, cereal::construct<made_by_cereal>& construct) {
+    int v = 0;
+    ar(v);
+    construct(v);
+  }
+};
+struct heavy_made_by_cereal {
+  explicit heavy_made_by_cereal(heavy h) : content(std::move(h)) {}
+  heavy content;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(content);
+  }
+  template <class Archive>
+  static void load_and_construct(Archive& ar, cereal::construct<heavy_made_by_cereal>& construct) {
+    heavy h;
+    ar(h);
+    construct(std::move(h));
+  }
+};
+
 // A struct that holds a deque by value, whose size says nothing of its block.
 struct deque_holder {
   std::deque<heavy> items;
@@ -364,10 +395,18 @@ TEST_CASE("the container's name and sizes are in the error") {
 }
 
 TEST_CASE("objects that smart pointers own are charged before they are allocated") {
-  CHECK(contains(refused_within_budget<std::vector<std::unique_ptr<heavy>>>(sixty_four_unique_heavy().bytes()).what(),
-                 "std::unique_ptr"));
-  CHECK(contains(refused_within_budget<std::vector<std::shared_ptr<heavy>>>(sixty_four_shared_heavy().bytes()).what(),
-                 "std::shared_ptr"));
+  const auto unique = sixty_four_unique_heavy();
+  const auto shared = sixty_four_shared_heavy();
+  const auto refusal = [](const auto& bytes, auto type) {
+    return std::string(refused_within_budget<typename decltype(type)::type>(bytes.bytes()).what());
+  };
+  CHECK(contains(refusal(unique, std::type_identity<std::vector<std::unique_ptr<heavy>>>{}), "std::unique_ptr"));
+  CHECK(contains(refusal(shared, std::type_identity<std::vector<std::shared_ptr<heavy>>>{}), "std::shared_ptr"));
+  // The same for objects Cereal builds through load_and_construct.
+  using unique_made = std::vector<std::unique_ptr<heavy_made_by_cereal>>;
+  using shared_made = std::vector<std::shared_ptr<heavy_made_by_cereal>>;
+  CHECK(contains(refusal(unique, std::type_identity<unique_made>{}), "std::unique_ptr"));
+  CHECK(contains(refusal(shared, std::type_identity<shared_made>{}), "std::shared_ptr"));
 }
 
 TEST_CASE("the budget grows with the message: honest messages of every shape still decode") {
@@ -445,6 +484,16 @@ TEST_CASE("loads that replace Cereal's read what Cereal writes") {
   CHECK(*pair.first == "shared");
   CHECK(pair.first == pair.second);
   CHECK(decode<std::shared_ptr<int>>(encode(std::shared_ptr<int>()).bytes()) == nullptr);
+  // Objects without a default constructor, built through load_and_construct.
+  CHECK(decode<std::unique_ptr<made_by_cereal>>(encode(std::make_unique<made_by_cereal>(5)).bytes())->value == 5);
+  CHECK(decode<std::unique_ptr<made_by_cereal>>(encode(std::unique_ptr<made_by_cereal>()).bytes()) == nullptr);
+  const auto made = std::make_shared<made_by_cereal>(6);
+  const auto made_pair = decode<std::pair<std::shared_ptr<made_by_cereal>, std::shared_ptr<made_by_cereal>>>(
+      encode(std::make_pair(made, made)).bytes());
+  CHECK(made_pair.first->value == 6);
+  CHECK(made_pair.first == made_pair.second);
+  const std::weak_ptr<made_by_cereal> weak = made;
+  CHECK(decode<std::weak_ptr<made_by_cereal>>(encode(weak).bytes()).expired());  // nothing else owns it
 }
 
 TEST_CASE_TEMPLATE_DEFINE("nesting 100,000 deep is a protocol error, not a stack overflow", T, deep_nesting) {
