@@ -1,6 +1,9 @@
 // How a plugin's exception is rebuilt on the caller's side. The common
 // standard exceptions come back as themselves; register your own types with
-// register_exception<T>(); anything else arrives as isolate::remote_error.
+// register_exception<T>(); anything else arrives as isolate::remote_error,
+// isolate::error included: its type_name() is "isolate::error" and its message
+// names the plugin's code, since isolate's own codes on the caller's side say
+// only what the caller observed (wire/exception_codec.hpp).
 #ifndef ISOLATE_EXCEPTIONS_HPP
 #define ISOLATE_EXCEPTIONS_HPP
 

@@ -290,9 +290,10 @@ TEST_CASE("process: a plugin returning a buffer the host has released is a proto
 
 TEST_CASE("process: a plugin passing a host service a buffer it was never given gets a protocol error") {
   // The host decodes the plugin's service call against the buffers it lent;
-  // the error goes back to the plugin, and through it to the host's call.
+  // the error goes back to the plugin, and through it to the host's call,
+  // where it is the plugin's word: the peer's protocol_error, by name.
   process_fixture f;
-  const auto e = failure_of([&] { f.plugin->pass_own_to_host(100); });
-  CHECK(e.code() == isolate::errc::protocol_error);
+  const auto e = isolate_test::remote_failure_of([&] { f.plugin->pass_own_to_host(100); });
+  CHECK(isolate_test::thrown_by_peer(e, "protocol_error"));
   CHECK(std::string(e.what()).find("never shared with it") != std::string::npos);
 }

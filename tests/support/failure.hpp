@@ -24,6 +24,27 @@ isolate::error failure_of(F&& f) {
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// The isolate::remote_error `f` throws; fails the test if it throws none (any
+// other exception escapes, failing the test too).
+template <class F>
+isolate::remote_error remote_failure_of(F&& f) {
+  try {
+    f();
+  } catch (const isolate::remote_error& e) {
+    return e;
+  }
+  FAIL("no isolate::remote_error was thrown");
+  return isolate::remote_error("", "");
+}
+
+// Whether `e` is what an isolate::error the peer threw with the code named
+// `code` becomes (wire/exception_codec.hpp): only this side's own
+// observations carry isolate's codes.
+inline bool thrown_by_peer(const isolate::remote_error& e, const std::string& code) {
+  return e.code() == isolate::errc::remote_exception && e.type_name() == "isolate::error" &&
+         contains(e.message(), "the peer threw isolate::error (" + code + "): ");
+}
+
 }  // namespace isolate_test
 
 #endif

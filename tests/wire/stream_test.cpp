@@ -10,6 +10,7 @@
 #include "../support/failure.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -152,4 +153,34 @@ TEST_CASE("a whole payload whose size disagrees with the announced one is a prot
   CHECK(failure_of([&] {
           isolate::detail::decode_values(inbound_payload{bytes.bytes(), bytes.size() + 1, nullptr}, value);
         }).code() == isolate::errc::protocol_error);
+}
+
+TEST_CASE("a payload read in pieces gets its allocation budget from its announced size") {
+  // 200,000 empty strings: 1.6 MB on the wire, 6.4 MB in memory, more than
+  // the budget's fixed slack, so the budget must come from the whole payload,
+  // not from the first piece (here empty).
+  const std::vector<std::string> many(200'000);
+  isolate::wire::buffer honest;
+  {
+    isolate::wire::output_archive archive(honest);
+    archive(many);
+  }
+  pieces rest(honest.bytes(), {4096});
+  std::vector<std::string> out;
+  isolate::detail::decode_values(inbound_payload{{}, honest.size(), &rest}, out);
+  CHECK(out == many);
+
+  // 64 empty optionals of a mebibyte each, two bytes apiece on the wire.
+  isolate::wire::buffer hostile;
+  {
+    isolate::wire::output_archive archive(hostile);
+    archive(cereal::make_size_tag(cereal::size_type{64}));
+    for (int i = 0; i < 64; ++i) archive(std::optional<std::array<char, 1 << 20>>());
+  }
+  pieces lying(hostile.bytes(), {16});
+  std::vector<std::optional<std::array<char, 1 << 20>>> huge;
+  const auto e =
+      failure_of([&] { isolate::detail::decode_values(inbound_payload{{}, hostile.size(), &lying}, huge); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(isolate_test::contains(e.what(), "std::vector"));
 }

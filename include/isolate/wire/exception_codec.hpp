@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <utility>
 
 namespace isolate::wire {
 
@@ -59,16 +60,54 @@ inline void encode_exception(buffer& out, std::exception_ptr failure) {
   archive(describe(failure));
 }
 
-// Rethrows what the peer sent: as the same type when the host knows it,
-// as isolate::error for isolate's own codes, else as isolate::remote_error.
-[[noreturn]] inline void rethrow(const encoded_exception& e) {
-  if (e.type_name == "isolate::error") {
-    const bool known = e.code >= static_cast<std::int32_t>(errc::protocol_error) &&
-                       e.code <= static_cast<std::int32_t>(errc::quarantined);
-    throw error(known ? static_cast<errc>(e.code) : errc::remote_exception, e.message);
+// The name of an isolate::errc value, as the peer sent it.
+inline std::string code_name(std::int32_t code) {
+  switch (static_cast<errc>(code)) {
+    case errc::protocol_error: return "protocol_error";
+    case errc::plugin_crashed: return "plugin_crashed";
+    case errc::timeout: return "timeout";
+    case errc::fingerprint_mismatch: return "fingerprint_mismatch";
+    case errc::load_failed: return "load_failed";
+    case errc::message_too_large: return "message_too_large";
+    case errc::remote_exception: return "remote_exception";
+    case errc::plugin_closed: return "plugin_closed";
+    case errc::unsupported: return "unsupported";
+    case errc::quarantined: return "quarantined";
   }
-  detail::exception_registry::instance().throw_if_known(e.type_name, e.message);
-  throw remote_error(e.type_name, e.message);
+  return "code " + std::to_string(code);
+}
+
+// The peer chooses the text; at most `most` bytes of it become an exception,
+// cut at a character boundary (UTF-8) and marked as cut.
+inline std::string bounded(std::string text, std::size_t most) {
+  if (text.size() <= most) return text;
+  std::size_t cut = most;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  const std::size_t dropped = text.size() - cut;
+  text.resize(cut);
+  return text + "... [" + std::to_string(dropped) + " more bytes cut]";
+}
+
+// What an isolate::error from the peer says once it is a remote_error: its
+// code, unless that is remote_exception, which it arrives as anyway (an error
+// relayed by the peer thus keeps the first code named, once).
+inline std::string peer_error_message(std::int32_t code, const std::string& message) {
+  if (code == static_cast<std::int32_t>(errc::remote_exception)) return message;
+  return "the peer threw isolate::error (" + code_name(code) + "): " + message;
+}
+
+// Rethrows what the peer sent: as the same type when this side knows it, else
+// as isolate::remote_error. An isolate::error from the peer arrives as a
+// remote_error too, whose type_name() is "isolate::error" and whose message
+// names the peer's code: isolate's own codes (timeout, plugin_crashed,
+// quarantined...) say what this side observed, and a plugin must not be able
+// to forge them.
+[[noreturn]] inline void rethrow(const encoded_exception& e) {
+  std::string type_name = bounded(e.type_name, ISOLATE_MAX_REMOTE_TYPE_NAME);
+  const std::string message = bounded(e.message, ISOLATE_MAX_REMOTE_MESSAGE);
+  if (type_name == "isolate::error") throw remote_error(std::move(type_name), peer_error_message(e.code, message));
+  detail::exception_registry::instance().throw_if_known(type_name, message);
+  throw remote_error(std::move(type_name), message);
 }
 
 [[noreturn]] inline void rethrow_encoded(std::span<const std::byte> payload) {
