@@ -155,6 +155,16 @@ in_port_t port_of(int fd) {
   return ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
 }
 
+// Whether this process holds CAP_SYS_ADMIN (bit 21 of CapEff in /proc/self/status).
+bool has_cap_sys_admin() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("CapEff:")) return (std::stoull(line.substr(7), nullptr, 16) >> 21 & 1) != 0;
+  }
+  return false;
+}
+
 }  // namespace
 
 TEST_CASE("landlock_abi reports the running kernel's version") {
@@ -537,6 +547,23 @@ TEST_CASE("not covered by Landlock: pathname UNIX sockets, metadata changes, sta
   CHECK(r["connect"] == 0);
   CHECK(r["stat"] == 0);
   CHECK(r["chmod"] == 0);
+}
+
+TEST_CASE("no_new_privs is set only when the kernel requires it (no CAP_SYS_ADMIN)") {
+  if (!kernel_has(1, "Landlock")) return;
+  child_outcome const r = in_child([](child_report const& out) {
+    out.put("cap_sys_admin", has_cap_sys_admin());
+    sandbox::landlock_plan plan;
+    plan.restrict_filesystem = true;
+    std::error_code ec;
+    put_report(out, sandbox::apply_landlock(plan, ec), ec);
+    out.put("no_new_privs", ::prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+  });
+  REQUIRE(r.exited_cleanly());
+  CHECK(r["ec"] == 0);
+  CHECK(r["filesystem"] == 1);
+  MESSAGE("CAP_SYS_ADMIN here: " << r["cap_sys_admin"] << ", no_new_privs after: " << r["no_new_privs"]);
+  CHECK(r["no_new_privs"] == (r["cap_sys_admin"] == 1 ? 0 : 1));
 }
 
 TEST_CASE("a plan with nothing to enforce applies nothing and reports so") {
