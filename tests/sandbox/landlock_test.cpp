@@ -173,6 +173,34 @@ TEST_CASE("landlock_abi reports the running kernel's version") {
   CHECK(abi >= 0);
 }
 
+TEST_CASE("what is handled follows the ABI: each feature only from the version that brought it") {
+  namespace u = sandbox::landlock_uapi;
+  namespace d = sandbox::landlock_detail;
+  sandbox::landlock_plan plan;
+  plan.restrict_filesystem = plan.scope_signals = plan.scope_abstract_unix = plan.deny_tcp = true;
+  std::uint64_t const abi1 = (u::fs_make_sym << 1) - 1;
+  CHECK(d::handled_by(plan, 0).handled_access_fs == 0);
+  CHECK(d::handled_by(plan, 1).handled_access_fs == abi1);
+  CHECK(d::handled_by(plan, 2).handled_access_fs == (abi1 | u::fs_refer));
+  CHECK(d::handled_by(plan, 3).handled_access_fs == (abi1 | u::fs_refer | u::fs_truncate));
+  CHECK(d::handled_by(plan, 4).handled_access_fs == (abi1 | u::fs_refer | u::fs_truncate));
+  CHECK(d::handled_by(plan, 5).handled_access_fs == (abi1 | u::fs_refer | u::fs_truncate | u::fs_ioctl_dev));
+  CHECK(d::handled_by(plan, 9).handled_access_fs == d::handled_by(plan, 5).handled_access_fs);
+  CHECK(d::handled_by(plan, 3).handled_access_net == 0);
+  CHECK(d::handled_by(plan, 4).handled_access_net == (u::net_bind_tcp | u::net_connect_tcp));
+  CHECK(d::handled_by(plan, 5).scoped == 0);
+  CHECK(d::handled_by(plan, 6).scoped == (u::scope_signal | u::scope_abstract_unix_socket));
+  // Grants never exceed what is handled, and write paths never get EXECUTE.
+  CHECK((d::write_rights & u::fs_execute) == 0);
+  CHECK((d::write_rights & (u::fs_make_char | u::fs_make_block)) == 0);
+  CHECK((d::read_rights & ~d::fs_rights_of(1)) == 0);
+  CHECK((d::write_rights & ~d::fs_rights_of(5)) == 0);
+  sandbox::landlock_plan nothing;
+  CHECK(d::handled_by(nothing, 7).handled_access_fs == 0);
+  CHECK(d::handled_by(nothing, 7).handled_access_net == 0);
+  CHECK(d::handled_by(nothing, 7).scoped == 0);
+}
+
 TEST_CASE("a filesystem plan: read paths read-only, write paths writable, everything else refused") {
   if (!kernel_has(1, "filesystem rules")) return;
   scratch_tree const tree;

@@ -1,5 +1,7 @@
 #include "isolate/detail/sandbox/seccomp.hpp"
 
+#include "isolate/detail/sandbox/landlock.hpp"
+
 #include "sandbox_child.hpp"
 
 #include <doctest/doctest.h>
@@ -528,4 +530,40 @@ TEST_CASE("a thread started before the filter is filtered too (TSYNC)") {
   REQUIRE(r.exited_cleanly());
   CHECK(r["ec"] == 0);
   CHECK(r["thread_bpf"] == marker);
+}
+
+TEST_CASE("the worker's order: Landlock, then the allow-list, then dlopen of the plugin opened before") {
+  int const abi = sandbox::landlock_abi();
+  if (abi < 1) MESSAGE("Landlock is unavailable here: this case runs with seccomp alone");
+  int const library = ::open(ISOLATE_TEST_SANDBOX_PROBE, O_RDONLY | O_CLOEXEC);
+  REQUIRE(library >= 0);
+  child_outcome const r = in_child([&](child_report const& out) {
+    sandbox::landlock_plan landlock;
+    landlock.restrict_filesystem = landlock.scope_signals = landlock.scope_abstract_unix = landlock.deny_tcp = true;
+    landlock.read_fds = {library};
+    std::error_code ec;
+    sandbox::landlock_report const report = sandbox::apply_landlock(landlock, ec);
+    out.put("landlock_ec", ec.value());
+    out.put("filesystem", report.filesystem);
+    sandbox::seccomp_plan seccomp;
+    seccomp.policy = sandbox::syscall_policy::allow_list;
+    seccomp.deny_sockets = seccomp.deny_new_processes = true;
+    apply(out, seccomp);
+    void* const handle = ::dlopen(ISOLATE_TEST_SANDBOX_PROBE, RTLD_NOW | RTLD_LOCAL);
+    out.put("dlopen", handle != nullptr);
+    if (handle == nullptr) return;
+    auto const probe = reinterpret_cast<long (*)(int, int)>(::dlsym(handle, "isolate_sandbox_probe"));
+    out.put("probe", probe != nullptr ? probe(1000, 4) : -1);
+    out.put("other_file", open_errno("/etc/passwd", O_RDONLY));
+  });
+  ::close(library);
+  REQUIRE(r.exited_cleanly());
+  CHECK(r["landlock_ec"] == 0);
+  CHECK(r["ec"] == 0);
+  CHECK(r["dlopen"] == 1);
+  CHECK(r["probe"] == 499500 + (4 << 20));
+  if (abi >= 1) {
+    CHECK(r["filesystem"] == 1);
+    CHECK(r["other_file"] == EACCES);  // Landlock's answer: seccomp lets read-only opens through
+  }
 }
