@@ -59,10 +59,12 @@ long status_field(std::string_view name) {
   return -1;
 }
 
-void apply(child_report const& out, sandbox::seccomp_plan const& plan) {
+// Applies the plan and reports its error as "ec"; true when it was applied.
+bool apply(child_report const& out, sandbox::seccomp_plan const& plan) {
   std::error_code ec;
   sandbox::apply_seccomp(plan, ec);
   out.put("ec", ec.value());
+  return !ec;
 }
 
 // fork(), with the child (should one appear) leaving at once.
@@ -301,7 +303,7 @@ TEST_CASE("deny_list: every name on it is refused with refused_errno") {
     sandbox::seccomp_plan plan;
     plan.policy = sandbox::syscall_policy::deny_list;
     plan.refused_errno = marker;
-    apply(out, plan);
+    if (!apply(out, plan)) return;  // unfiltered, the calls below would reach the kernel
     for (char const* name : d::deny_list_names) {
       int const number = d::resolve(name);
       if (number < 0 || std::string_view(name) == "vhangup") continue;  // < 0: not a call on this architecture
