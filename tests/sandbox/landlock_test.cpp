@@ -14,8 +14,10 @@
 #include <netinet/in.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -540,6 +542,40 @@ TEST_CASE("deny_tcp: TCP connect and bind are refused; UDP is not covered") {
     MESSAGE("skipped the IPv6 check: no [::1] listener could be made here");
   }
   CHECK(r["udp_send"] == 0);  // documents a gap: Landlock's network rules are TCP only
+}
+
+TEST_CASE("any domain: ptrace, process_vm_readv and /proc/<pid>/mem of processes outside it are refused") {
+  if (!kernel_has(1, "Landlock")) return;
+  idle_process const victim;  // outside the domain: the parent's other child
+  static long parent_value = 0x1a2d10c4;
+  auto const probe = [&](bool sandboxed) {
+    return in_child([&](child_report const& out) {
+      if (sandboxed) {
+        sandbox::landlock_plan plan;
+        plan.restrict_filesystem = true;
+        plan.read_paths = {"/"};  // every file readable: what is refused below is the process, not the path
+        std::error_code ec;
+        put_report(out, sandbox::apply_landlock(plan, ec), ec);
+      }
+      long value = 0;
+      iovec local{&value, sizeof value};
+      iovec remote{&parent_value, sizeof parent_value};
+      out.put("vm_readv", errno_of(::process_vm_readv(::getppid(), &local, 1, &remote, 1, 0)));
+      out.put("proc_mem", open_errno("/proc/" + std::to_string(::getppid()) + "/mem", O_RDONLY));
+      out.put("ptrace", errno_of(::ptrace(PTRACE_ATTACH, victim.pid(), nullptr, nullptr)));
+    });
+  };
+  child_outcome const control = probe(false);
+  child_outcome const r = probe(true);
+  REQUIRE(control.exited_cleanly());
+  CHECK(control["vm_readv"] == 0);
+  CHECK(control["proc_mem"] == 0);
+  CHECK(control["ptrace"] == 0);
+  REQUIRE(r.exited_cleanly());
+  CHECK(r["ec"] == 0);
+  CHECK(r["vm_readv"] == EPERM);
+  CHECK(r["proc_mem"] == EACCES);
+  CHECK(r["ptrace"] == EPERM);
 }
 
 TEST_CASE("not covered by Landlock: pathname UNIX sockets, metadata changes, stat (documents the gaps)") {
