@@ -43,7 +43,6 @@
 #include <cstdint>
 #include <string>
 #include <system_error>
-#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -66,7 +65,8 @@ inline int landlock_abi() noexcept;
 struct landlock_plan {
   bool restrict_filesystem = false;      // false: no filesystem rules at all (scopes/net only)
   std::vector<std::string> read_paths;   // dirs or files: read (+ read dir, + execute)
-  std::vector<std::string> write_paths;  // dirs or files: read + write + create/remove/rename/truncate
+  std::vector<std::string> write_paths;  // dirs or files: read + write + create/remove/rename/truncate,
+                                         // never execute nor device nodes
   std::vector<int> read_fds;             // open files or dirs granted read + execute (e.g. the plugin library)
   bool scope_signals = false;            // ABI >= 6: no signals to processes outside the domain
   bool scope_abstract_unix = false;      // ABI >= 6: no connecting to abstract unix sockets outside
@@ -78,7 +78,8 @@ struct landlock_plan {
 struct landlock_report {
   int abi = 0;
   bool filesystem = false, signals = false, abstract_unix = false, tcp = false;
-  std::vector<std::string> missing_paths;  // read or write paths that do not exist; skipped
+  std::vector<std::string> missing_paths;  // read or write paths that do not exist (skipped); looked
+                                           // for only when filesystem rules are applied
   std::string refused_rule;                // on a kernel refusal of a rule: its path, or "fd N"
 };
 
