@@ -73,6 +73,8 @@ inline std::string code_name(std::int32_t code) {
     case errc::plugin_closed: return "plugin_closed";
     case errc::unsupported: return "unsupported";
     case errc::quarantined: return "quarantined";
+    case errc::limit_unenforceable: return "limit_unenforceable";
+    case errc::limit_exceeded: return "limit_exceeded";
   }
   return "code " + std::to_string(code);
 }

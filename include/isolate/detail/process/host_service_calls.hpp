@@ -20,15 +20,12 @@
 
 namespace isolate::detail {
 
-// The message an error frame carries, for a report; never throws.
-inline std::string describe_error_frame(const wire::buffer& frame) noexcept {
-  try {
-    wire::rethrow_encoded(wire::parse(frame.bytes(), frame.size()).payload);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-  }
-  return "(no reason given)";
+// The message of an error frame the host's own stub wrote, for a report.
+inline std::string message_of_error_frame(const wire::buffer& frame) {
+  wire::encoded_exception failure;
+  wire::input_archive archive(wire::parse(frame.bytes(), frame.size()).payload);
+  archive(failure);
+  return failure.message;
 }
 
 // The host's answer to one call from the plugin.
@@ -59,7 +56,7 @@ inline bool serve_host_call(const host_services& services, lent_buffers& lent, c
   }
   if (malformed) {
     violation = fmt::format("the plugin was killed because it sent a call to '{}' that does not decode: {}",
-                            service.name, describe_error_frame(answer.frame));
+                            service.name, message_of_error_frame(answer.frame));
     return false;
   }
   if (call.header.kind == wire::frame_kind::event) {
