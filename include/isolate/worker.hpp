@@ -29,12 +29,16 @@ inline int worker_main(int argc, char** argv) {
   // Die with the host, whatever way it goes.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   int control = -1;
+  int init_status = -1;
   pid_t parent = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg.starts_with("--isolate-control-fd=")) control = std::atoi(arg.substr(21).data());
     if (arg.starts_with("--isolate-parent=")) parent = static_cast<pid_t>(std::atoi(arg.substr(17).data()));
+    if (arg.starts_with("--isolate-init=")) init_status = std::atoi(arg.substr(15).data());
   }
+  // In a sandbox: PID 1 stays behind here, and PID 2 goes on as the worker.
+  if (init_status >= 0 && ::getpid() == 1) detail::sandbox::become_init(init_status);
   if (control < 0) {
     std::fputs("isolate-worker runs plugins for isolate::process; it is started by the host, not by hand.\n", stderr);
     return detail::worker_exit_usage;

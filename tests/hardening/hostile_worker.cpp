@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
   auto fds = receive_with_fds(control, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
   if (ec || fds.empty()) return 3;
   auto channel = attach(hello, std::move(fds.front()));
-  write_message(control, static_cast<std::uint32_t>(control_type::ready), {}, std::chrono::seconds(5), ec);
+  write_message(control, static_cast<std::uint32_t>(control_type::ready), encode_message(ready_message{}),
+                std::chrono::seconds(5), ec);
   if (ec) return 3;
 
   if (mode == "deaf") sleep_forever();

@@ -14,6 +14,7 @@
 #include "isolate/detail/config.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/limits.hpp"
 #include "isolate/services.hpp"
 #include "isolate/shm/waiter.hpp"
 
@@ -60,7 +61,12 @@ struct process::options {
   std::size_t ring_capacity = std::size_t{1} << 20;  // bytes per direction, a power of two
   std::size_t max_message_size = ISOLATE_DEFAULT_MAX_MESSAGE_SIZE;
   std::size_t concurrency = 1;  // calls the worker runs at once
+  // How each end waits for the other's frames: it spins up to max_spin
+  // (unless the two share a CPU), then sleeps on a futex; both ends use it.
   shm::wait_policy wait;
+  // What the worker may use and reach (limits.hpp): minimal, the default,
+  // is the host's rights; isolate::limits::standard() and up sandbox it.
+  limits::policy limits = limits::minimal();
 };
 
 
@@ -82,6 +88,10 @@ class process::connection : public detail::remote_connection<Interface> {
                                 Interface::isolate_meta::fingerprint, opts, services})) {}
 
   detail::process_link& link() noexcept { return static_cast<detail::process_link&>(this->transport()); }
+
+  // How each limit of options.limits holds in the running worker, as the
+  // worker found it when it loaded the plugin.
+  limits::report limits_in_force() { return link().limits_in_force(); }
 };
 
 }  // namespace isolate

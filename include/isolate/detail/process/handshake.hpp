@@ -9,6 +9,8 @@
 #include "isolate/detail/codec.hpp"
 #include "isolate/wire/archive.hpp"
 
+#include "isolate/limits.hpp"
+
 #include <cereal/types/string.hpp>
 #include <cereal/types/vector.hpp>
 
@@ -16,6 +18,13 @@
 #include <span>
 #include <string>
 #include <vector>
+
+namespace isolate::limits {
+template <class Archive>
+void serialize(Archive& ar, enforcement& e) {
+  ar(e.limit, e.mechanism, e.in_force);
+}
+}  // namespace isolate::limits
 
 namespace isolate::detail {
 
@@ -25,9 +34,10 @@ namespace isolate::detail {
 inline constexpr int worker_exit_usage = 2;
 inline constexpr int worker_exit_failed = 3;
 inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely to be a plugin's own exit()
+inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached limits::policy::memory_mb
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 2;
+inline constexpr std::uint32_t process_protocol_version = 3;
 
 enum class control_type : std::uint32_t {
   hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
@@ -53,6 +63,30 @@ struct service_description {
   }
 };
 
+// The limits the worker applies to itself, and what the host did before it
+// started that the worker cannot see.
+struct limits_message {
+  limits::policy policy;
+  bool namespaces = false;
+  bool network_namespace = false;
+  bool plugin_fd_passed = false;  // a second descriptor comes with the channel's: the plugin's library
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    auto& p = policy;
+    std::vector<std::string> read_only, writable;
+    std::string working_directory = p.working_directory.string();
+    for (const auto& path : p.read_only) read_only.push_back(path.string());
+    for (const auto& path : p.writable) writable.push_back(path.string());
+    ar(p.preset, p.memory_mb, p.cpu_seconds, p.open_files, p.file_size_mb, p.processes, p.core_dumps, p.protect_host,
+       p.new_processes, p.network, p.restrict_filesystem, read_only, writable, p.syscalls, p.best_effort,
+       working_directory, namespaces, network_namespace, plugin_fd_passed);
+    p.read_only.assign(read_only.begin(), read_only.end());
+    p.writable.assign(writable.begin(), writable.end());
+    p.working_directory = working_directory;
+  }
+};
+
 struct hello_message {
   std::uint32_t protocol_version = process_protocol_version;
   std::uint32_t cache_line = ISOLATE_CACHE_LINE;
@@ -64,12 +98,24 @@ struct hello_message {
   std::uint64_t max_message_size = 0;
   std::uint32_t concurrency = 1;
   std::int64_t max_spin_ns = 0;
+  bool adaptive_spin = true;
   std::vector<service_description> services;
+  limits_message limits;
 
   template <class Archive>
   void serialize(Archive& ar) {
     ar(protocol_version, cache_line, plugin_path, interface_name, fingerprint, shared_memory, ring_capacity,
-       max_message_size, concurrency, max_spin_ns, services);
+       max_message_size, concurrency, max_spin_ns, adaptive_spin, services, limits);
+  }
+};
+
+// The worker's answer when the plugin is loaded: how each limit holds.
+struct ready_message {
+  limits::report limits;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(limits);
   }
 };
 

@@ -112,6 +112,12 @@ class process_link final : public link {
     std::lock_guard lock(mutex_);
     return current_ ? current_->pid() : -1;
   }
+  // How each limit holds in the current worker, as it reported (empty while it is down).
+  limits::report limits_in_force() const {
+    std::lock_guard lock(mutex_);
+    return current_ ? current_->limits_in_force() : limits::report{};
+  }
+
   // Threads sending to the worker now (waiting for the channel or for room in it).
   int senders_waiting() const {
     std::lock_guard lock(mutex_);

@@ -51,6 +51,17 @@ inline unique_fd duplicate_fd(int fd, std::error_code& ec, int lowest = 0) noexc
   return unique_fd(copy);
 }
 
+// A close-on-exec pipe: (read end, write end).
+inline std::pair<unique_fd, unique_fd> make_pipe(std::error_code& ec) noexcept {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    ec.assign(errno, std::system_category());
+    return {};
+  }
+  ec.clear();
+  return {unique_fd(fds[0]), unique_fd(fds[1])};
+}
+
 }  // namespace isolate::detail
 
 #endif

@@ -14,6 +14,8 @@
 #include "isolate/detail/process/fd_passing.hpp"
 #include "isolate/detail/process/frame_channel.hpp"
 #include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/sandbox/init.hpp"
+#include "isolate/detail/sandbox/worker_limits.hpp"
 #include "isolate/services.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/shm/region.hpp"
@@ -147,8 +149,11 @@ class worker {
       return report(errc::protocol_error, std::string("the worker received a malformed hello: ") + e.what());
     }
     std::byte mark{};
-    auto fds = receive_with_fds(control_, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
-    if (ec) return report(errc::protocol_error, "the worker did not receive its channel: " + ec.message());
+    const std::size_t expected = hello.limits.plugin_fd_passed ? 2 : 1;
+    auto fds = receive_with_fds(control_, std::span<std::byte>(&mark, 1), expected, std::chrono::seconds(30), ec);
+    if (ec) {
+      return report(errc::protocol_error, "the worker did not receive its channel: " + ec.message());
+    }
     if (hello.protocol_version != process_protocol_version || hello.cache_line != ISOLATE_CACHE_LINE) {
       return report(errc::protocol_error,
                     fmt::format("host and worker disagree on the protocol (host: version {}, cache line {}; "
@@ -156,14 +161,27 @@ class worker {
                                 hello.protocol_version, hello.cache_line, process_protocol_version,
                                 ISOLATE_CACHE_LINE));
     }
+    // The plugin's library, as the host opened it (a root host's worker may not reach its path).
+    std::string plugin = hello.plugin_path;
+    if (hello.limits.plugin_fd_passed) {
+      plugin_file_ = std::move(fds.back());
+      if (sandbox::namespace_proc != sandbox::proc_view::hidden) plugin = fmt::format("/proc/self/fd/{}", plugin_file_.get());
+    }
+    // The limits hold before the plugin's code runs, static initialisers included.
+    sandbox::limits_applier limits(hello.limits.policy,
+                                   {hello.limits.namespaces, hello.limits.network_namespace, plugin_file_.get()});
+    if (auto failure = limits.apply(hello.plugin_path)) {
+      return report(errc::limit_unenforceable, "a limit cannot be enforced here: " + *failure);
+    }
     context_ = std::make_unique<worker_context>(*this, hello.services);
-    if (const int status = load(hello); status != 0) return status;
+    if (const int status = load(hello, plugin); status != 0) return status;
 
     try {
       if (hello.shared_memory) {
         auto region = shm::region::attach(fds.front().get(), shm::duplex_layout::bytes_needed(hello.ring_capacity));
         shm::wait_policy policy;
         policy.max_spin = std::chrono::nanoseconds(hello.max_spin_ns);
+        policy.adaptive = hello.adaptive_spin;
         channel_ = frame_channel::over_rings(std::move(region), hello.ring_capacity, shm::duplex_side::worker, policy,
                                              hello.max_message_size);
       } else {
@@ -173,7 +191,8 @@ class worker {
       return report(errc::protocol_error, std::string("the worker cannot attach its channel: ") + e.what());
     }
     max_message_ = hello.max_message_size;
-    write_message(control_, static_cast<std::uint32_t>(control_type::ready), {}, std::chrono::seconds(5), ec);
+    write_message(control_, static_cast<std::uint32_t>(control_type::ready),
+                  encode_message(ready_message{limits.report()}), std::chrono::seconds(5), ec);
     if (ec) return worker_exit_failed;
 
     std::thread control_watch([this] { watch_control(); });
@@ -196,9 +215,9 @@ class worker {
     return worker_exit_failed;
   }
 
-  int load(const hello_message& hello) {
+  int load(const hello_message& hello, const std::string& plugin) {
     try {
-      library_.emplace(hello.plugin_path);
+      library_.emplace(plugin);
       library_->check(hello.interface_name, hello.fingerprint);
       entry_ = &library_->entry();
     } catch (const error& e) {
@@ -376,6 +395,7 @@ class worker {
   int control_;
   std::mutex control_mutex_;  // doorbells from several plugin threads
   received_buffers buffers_;
+  unique_fd plugin_file_;  // the plugin's library when the host passed it open
   std::optional<plugin_library> library_;
   const plugin_entry* entry_ = nullptr;
   std::unique_ptr<worker_context> context_;

@@ -10,10 +10,13 @@
 #include "isolate/detail/process/child.hpp"
 #include "isolate/detail/process/handshake.hpp"
 #include "isolate/error.hpp"
+#include "isolate/limits.hpp"
 
 #include <fmt/format.h>
 #include <sys/types.h>
 
+#include <csignal>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,10 +43,18 @@ class death_record {
   std::optional<errc> kill_reason() const noexcept { return kill_reason_; }
   const std::string& kill_message() const noexcept { return kill_message_; }
 
-  // The error of the calls that fail because worker `pid` ended so.
-  std::pair<errc, std::string> describe(pid_t pid, std::error_code wait_error, const exit_status& status) const {
+  // The error of the calls that fail because worker `pid` ended so, under
+  // `limits` (having used `cpu_us` of CPU time, when known).
+  std::pair<errc, std::string> describe(pid_t pid, std::error_code wait_error, const exit_status& status,
+                                        const limits::policy& limits, std::optional<std::int64_t> cpu_us = {}) const {
     const std::string how = wait_error ? "was lost (" + wait_error.message() + ")" : status.describe();
     if (kill_reason_) return {*kill_reason_, fmt::format("{} (worker {} {})", kill_message_, pid, how)};
+    if (!wait_error) {
+      if (auto exceeded = limit_exceeded(status, limits, cpu_us)) {
+        return {errc::limit_exceeded, fmt::format("the plugin exceeded its {} and was stopped (worker {} {})",
+                                                  *exceeded, pid, how)};
+      }
+    }
     if (!wait_error && status.exited_with(worker_exit_channel_broken)) {
       return {errc::protocol_error,
               fmt::format("worker {} found its channel from the host broken (the plugin wrote over it?) and {}", pid,
@@ -57,6 +68,24 @@ class death_record {
   }
 
  private:
+  // Which limit an ending shows was reached, if any. The worker's exit
+  // status could be the plugin's own exit(): a plugin can only lie about itself.
+  static std::optional<std::string> limit_exceeded(const exit_status& status, const limits::policy& limits,
+                                                   std::optional<std::int64_t> cpu_us) {
+    if (limits.memory_mb != 0 && status.exited_with(worker_exit_memory_limit)) {
+      return fmt::format("memory limit of {} MiB (RLIMIT_DATA)", limits.memory_mb);
+    }
+    const bool cpu_spent = cpu_us && limits.cpu_seconds != 0 &&
+                           *cpu_us >= static_cast<std::int64_t>(limits.cpu_seconds) * 1'000'000;
+    if (limits.cpu_seconds != 0 && (status.killed_by(SIGXCPU) || (status.killed_by(SIGKILL) && cpu_spent))) {
+      return fmt::format("CPU time limit of {} s (RLIMIT_CPU)", limits.cpu_seconds);
+    }
+    if (limits.file_size_mb != 0 && status.killed_by(SIGXFSZ)) {
+      return fmt::format("file size limit of {} MiB (RLIMIT_FSIZE)", limits.file_size_mb);
+    }
+    return std::nullopt;
+  }
+
   std::optional<errc> kill_reason_;
   std::string kill_message_;
 };

@@ -36,6 +36,8 @@
 #include "isolate/detail/process/pending_calls.hpp"
 #include "isolate/detail/process/worker_death.hpp"
 #include "isolate/detail/process/worker_start.hpp"
+#include "isolate/detail/sandbox/init.hpp"
+#include "isolate/detail/system_call.hpp"
 #include "isolate/error.hpp"
 #include "isolate/wire/frame.hpp"
 
@@ -98,6 +100,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout));
     child_ = std::move(started.child);
     channel_ = std::move(started.channel);
+    init_status_ = std::move(started.init_status);
+    limits_ = std::move(started.limits);
     std::error_code ec;
     auto writer_end = duplicate_fd(started.control.get(), ec);
     if (ec) throw error(errc::load_failed, "cannot duplicate the control socket: " + ec.message());
@@ -127,6 +131,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
   // Threads sending to the worker now (waiting for the channel or for room in it).
   int senders_waiting() const noexcept { return channel_.senders(); }
+  // How each limit holds in this worker, as it reported when ready.
+  const limits::report& limits_in_force() const noexcept { return limits_; }
 
   // Sends the worker the memfds of `buffers` it does not have yet, before a
   // call (or, `answer`, an answer to the plugin) naming them; records them as
@@ -726,12 +732,31 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
   }
 
+  // A sandboxed worker's PID 1 reports how the worker itself (PID 2) ended.
+  std::optional<sandbox::init_report> read_init_report() noexcept {
+    if (!init_status_) return std::nullopt;
+    sandbox::init_report report;
+    const auto got = retry_on_eintr([&] { return ::read(init_status_.get(), &report, sizeof report); });
+    if (got != static_cast<ssize_t>(sizeof report)) return std::nullopt;  // PID 1 itself was killed
+    return report;
+  }
+
   void on_exit(std::error_code wait_error, exit_status status) {
     std::vector<std::unique_ptr<pending_call>> orphans;
     std::vector<pending_call*> waiting;
+    std::optional<std::int64_t> cpu_us;
+    if (!wait_error) {
+      if (const auto inner = read_init_report()) {
+        status.signaled = inner->code == CLD_KILLED || inner->code == CLD_DUMPED;
+        status.core_dumped = inner->code == CLD_DUMPED;
+        status.code_or_signal = inner->status;
+        cpu_us = inner->user_us + inner->system_us;
+      }
+    }
     {
       std::lock_guard lock(pending_mutex_);
-      std::tie(death_code_, death_message_) = death_.describe(child_.pid(), wait_error, status);
+      std::tie(death_code_, death_message_) =
+          death_.describe(child_.pid(), wait_error, status, spec_.options.limits, cpu_us);
       dead_.store(true, std::memory_order_release);
       doomed_.store(true, std::memory_order_release);
       pending_.for_each([&](std::uint64_t id, pending_call* call) {
@@ -766,6 +791,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   asio::io_context& io_;
   death_handler on_death_;
   child_process child_;
+  unique_fd init_status_;  // sandboxed: the pipe PID 1 reports the worker's end on
+  limits::report limits_;
   std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: what the worker says
   std::shared_ptr<worker_control> control_writer_;                      // after the handshake: what the host says
   std::atomic<std::uint64_t> sync_sent_{0};

@@ -15,12 +15,19 @@
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/launcher.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/detail/sandbox/spawn.hpp"
+#include "isolate/detail/system_call.hpp"
+#include "isolate/limits.hpp"
 #include "isolate/error.hpp"
 #include "isolate/shm/region.hpp"
 #include "isolate/shm/ring.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
+
+#include <cstdlib>
+#include <vector>
 
 #include <algorithm>
 #include <chrono>
@@ -35,7 +42,9 @@ namespace isolate::detail {
 struct started_worker {
   child_process child;
   frame_channel channel;
-  unique_fd control;  // the host's end of the control socket
+  unique_fd control;      // the host's end of the control socket
+  unique_fd init_status;  // sandboxed: PID 1's report of how the worker ended (sandbox/init.hpp)
+  limits::report limits;  // how each limit holds, as the worker found it
 };
 
 namespace worker_start {
@@ -70,13 +79,16 @@ inline hello_message hello_for(const launch_spec& spec) {
   hello.max_message_size = o.max_message_size;
   hello.concurrency = static_cast<std::uint32_t>(o.concurrency);
   hello.max_spin_ns = o.wait.max_spin.count();
+  hello.adaptive_spin = o.wait.adaptive;
+  hello.limits.policy = o.limits;
   for (const auto& service : spec.services.entries()) hello.services.push_back({std::string(service.name), service.fingerprint});
   return hello;
 }
 
 // The loading worker's answer: ready, or why it failed (with an isolate code
 // only among those a load can fail with; the plugin's code has run by then).
-inline void read_answer(child_process& child, int control, const launch_spec& spec, clock::time_point deadline) {
+inline limits::report read_answer(child_process& child, int control, const launch_spec& spec,
+                                  clock::time_point deadline) {
   std::error_code ec;
   auto answer = read_message(control, 64 * 1024, time_left(deadline), ec);
   if (ec == std::errc::timed_out) {
@@ -103,6 +115,57 @@ inline void read_answer(child_process& child, int control, const launch_spec& sp
     child.kill(SIGKILL, ec);
     throw error(errc::protocol_error, "the worker answered the handshake with an unknown message");
   }
+  try {
+    return decode_message<ready_message>(answer.body).limits;
+  } catch (const error&) {
+    child.kill(SIGKILL, ec);
+    throw error(errc::protocol_error, "the worker's ready message does not decode");
+  }
+}
+
+// The environment of a sandboxed worker: the policy's entries, and the
+// names it lets through from the host's.
+inline std::vector<std::string> sandbox_environment(const limits::policy& policy) {
+  std::vector<std::string> env = policy.environment;
+  for (const auto& name : policy.inherit_environment) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) continue;
+    std::string entry = name + "=" + value;
+    // LeakSanitizer's exit check needs ptrace, which the sandbox refuses.
+    if (name == "ASAN_OPTIONS" || name == "LSAN_OPTIONS") entry += ":detect_leaks=0";
+    env.push_back(std::move(entry));
+  }
+  return env;
+}
+
+// Starts the worker inside new namespaces (limits::policy::protect_host),
+// from the launcher thread. The program and the plugin go as descriptors: a
+// root host's worker is nobody, who may not reach the host's paths.
+inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_options& spawn, int status_end,
+                                     hello_message& hello, std::error_code& ec) {
+  const auto& policy = spec.options.limits;
+  unique_fd program(::open(spawn.program.c_str(), O_PATH | O_CLOEXEC));
+  if (!program) {
+    ec = last_system_error();
+    return {};
+  }
+  sandbox::namespaced_spawn_options options;
+  options.program = spawn.program;
+  options.program_fd = program.get();
+  options.args = spawn.args;
+  options.args.push_back(fmt::format("--isolate-init={}", 4));
+  options.inherit_fds = spawn.inherit_fds;
+  options.inherit_fds.emplace_back(status_end, 4);
+  options.env = sandbox_environment(policy);
+  options.working_directory = policy.working_directory.string();
+  options.discard_output = policy.worker_output == limits::output::discard;
+  options.new_network = policy.network == limits::network_isolation::namespace_or_seccomp;
+  auto child = launcher::instance().run([&] { return sandbox::spawn_in_namespaces(options, ec); });
+  if (!ec) {
+    hello.limits.namespaces = true;
+    hello.limits.network_namespace = options.new_network;
+  }
+  return child;
 }
 
 }  // namespace worker_start
@@ -131,22 +194,50 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   spawn.program = find_worker(spec).string();
   spawn.args = {"--isolate-control-fd=3", fmt::format("--isolate-parent={}", ::getpid())};
   spawn.inherit_fds = {{worker_end.get(), 3}};
+  auto hello = hello_for(spec);
   started_worker started;
-  started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+  unique_fd plugin_file;
+  if (o.limits.protect_host) {
+    unique_fd status_end;
+    std::tie(started.init_status, status_end) = make_pipe(ec);
+    if (ec) throw error(errc::load_failed, "cannot create the worker's status pipe: " + ec.message());
+    auto in_namespace = spawn;
+    in_namespace.args[1] = "--isolate-parent=0";  // outside its PID namespace, its parent has no number
+    started.child = spawn_sandboxed(spec, in_namespace, status_end.get(), hello, ec);
+    const bool refused = ec == std::errc::operation_not_permitted || ec == std::errc::no_space_on_device ||
+                         ec == std::errc::invalid_argument;
+    if (refused && !o.limits.best_effort) {
+      throw error(errc::limit_unenforceable,
+                  fmt::format("the sandbox needs user namespaces, which this machine refuses ({}): see "
+                              "/proc/sys/user/max_user_namespaces, choose best_effort(), or load with "
+                              "isolate::limits::minimal()",
+                              ec.message()));
+    }
+    if (refused) {  // best effort: the other limits still apply, and the report says what does not
+      ec.clear();
+      started.init_status.reset();
+      started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+    }
+    plugin_file.reset(::open(hello.plugin_path.c_str(), O_RDONLY | O_CLOEXEC));
+    hello.limits.plugin_fd_passed = static_cast<bool>(plugin_file);
+  } else {
+    started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+  }
   if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
   worker_end.reset();
 
-  write_message(control.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello_for(spec)),
+  write_message(control.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
                 time_left(deadline), ec);
   if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);
-  const int passed = o.shared_memory ? region.fd() : worker_data.get();
+  const int channel_fd = o.shared_memory ? region.fd() : worker_data.get();
+  const int passed[2] = {channel_fd, plugin_file.get()};
   const std::byte mark{1};
-  send_with_fds(control.get(), std::span<const std::byte>(&mark, 1), std::span<const int>(&passed, 1), time_left(deadline),
-                ec);
+  send_with_fds(control.get(), std::span<const std::byte>(&mark, 1),
+                std::span<const int>(passed, hello.limits.plugin_fd_passed ? 2 : 1), time_left(deadline), ec);
   if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
   worker_data.reset();
 
-  read_answer(started.child, control.get(), spec, deadline);
+  started.limits = read_answer(started.child, control.get(), spec, deadline);
   started.channel = o.shared_memory ? frame_channel::over_rings(std::move(region), o.ring_capacity,
                                                                 shm::duplex_side::host, o.wait, o.max_message_size)
                                     : frame_channel::over_socket(std::move(data), o.max_message_size);

@@ -58,6 +58,7 @@ enum class syscall_policy {
 struct seccomp_plan {
   syscall_policy policy = syscall_policy::none;
   bool deny_sockets = false;        // socket() fails with EACCES for every family; socketpair(AF_UNIX) works
+  bool deny_unix_sockets = false;   // socket(AF_UNIX) fails with EACCES: pathname sockets are outside any network namespace
   bool deny_new_processes = false;  // fork, vfork and clone without CLONE_THREAD fail with EAGAIN; threads work
   int refused_errno = EPERM;        // what a call the policy refuses returns (1 to 4095)
 };
@@ -294,6 +295,7 @@ inline int load_plan(seccomp_plan const& plan) noexcept {
     std::uint32_t const mask = CLONE_THREAD | (plan.policy == syscall_policy::deny_list ? clone_namespace_flags : 0U);
     f.add(again, "clone", {bits_equal(0, mask, 0)});
   }
+  if (plan.deny_unix_sockets && !plan.deny_sockets) f.add(SCMP_ACT_ERRNO(EACCES), "socket", {equals(0, AF_UNIX)});
   if (plan.deny_sockets) {
     f.add(SCMP_ACT_ERRNO(EACCES), "socket");
     // io_uring can open sockets with no socket() call (IORING_OP_SOCKET).
@@ -310,7 +312,9 @@ inline void apply_seccomp(seccomp_plan const& plan, std::error_code& ec) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return;
   }
-  if (plan.policy == syscall_policy::none && !plan.deny_sockets && !plan.deny_new_processes) return;
+  if (plan.policy == syscall_policy::none && !plan.deny_sockets && !plan.deny_unix_sockets && !plan.deny_new_processes) {
+    return;
+  }
   if (int const err = seccomp_detail::load_plan(plan)) ec.assign(err, std::system_category());
 }
 

@@ -1,0 +1,244 @@
+// The limits a sandboxed worker applies to itself, single-threaded, after
+// exec and before the plugin's library is opened (so its static
+// initialisers run inside them), in this order: resource limits, Landlock,
+// capabilities dropped, no_new_privs, seccomp (last: it may refuse the
+// calls the others make). Each limit is recorded with how it holds; one that
+// cannot hold fails the load, unless the policy says best effort.
+#ifndef ISOLATE_DETAIL_SANDBOX_WORKER_LIMITS_HPP
+#define ISOLATE_DETAIL_SANDBOX_WORKER_LIMITS_HPP
+
+#include "isolate/detail/config.hpp"
+#include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/sandbox/init.hpp"
+#include "isolate/detail/sandbox/landlock.hpp"
+#include "isolate/detail/sandbox/seccomp.hpp"
+#include "isolate/limits.hpp"
+
+#include <fmt/format.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <new>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace isolate::detail::sandbox {
+
+// What the host did before the worker started, that the worker cannot see.
+struct started_as {
+  bool namespaces = false;         // new user, PID, mount, IPC and UTS namespaces
+  bool network_namespace = false;  // and a network namespace
+  int plugin_fd = -1;              // the plugin's library, opened by the host (-1: by path)
+};
+
+// Paths the worker and a plugin's libraries need to read under a
+// filesystem allow-list: the dynamic loader's files and the libraries.
+inline const std::vector<std::string>& system_read_paths() {
+  static const std::vector<std::string> paths{
+      "/usr", "/lib", "/lib64", "/lib32", "/libx32", "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
+      "/etc/localtime", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/proc",
+      "/sys/devices/system/cpu"};
+  return paths;
+}
+
+class limits_applier {
+ public:
+  limits_applier(const limits::policy& policy, const started_as& start) : policy_(policy), start_(start) {}
+
+  // Applies every limit; the first that cannot hold (and is not best effort)
+  // is returned by name, with why.
+  std::optional<std::string> apply(const std::string& plugin_path) {
+    resources();
+    isolation();
+    filesystem_and_scopes(plugin_path);
+    drop_privileges();
+    syscalls();
+    return first_failure_;
+  }
+
+  const limits::report& report() const noexcept { return report_; }
+
+ private:
+  void record(const char* limit, bool in_force, std::string how) {
+    report_.push_back({limit, std::move(how), in_force});
+    if (!in_force && !policy_.best_effort && !first_failure_) {
+      first_failure_ = fmt::format("{}: {}", limit, report_.back().mechanism);
+    }
+  }
+
+  // A resource limit; `value` 0 is no limit (and is not recorded).
+  void set_rlimit(const char* limit, int resource, std::uint64_t value, std::uint64_t hard, const char* name,
+              const std::string& shown) {
+    if (value == 0) return;
+    const struct rlimit wanted{value, hard};
+    if (::setrlimit(resource, &wanted) != 0) {
+      record(limit, false, fmt::format("{} refused: {}", name, std::system_category().message(errno)));
+    } else {
+      record(limit, true, fmt::format("{} {}", name, shown));
+    }
+  }
+
+  void resources() {
+    const std::uint64_t mib = std::uint64_t{1} << 20;
+    if (policy_.memory_mb != 0) {
+      // Under a sanitizer the worker has already reserved terabytes of
+      // shadow memory, which RLIMIT_DATA counts: the cap goes on top of it.
+      const std::uint64_t base = sanitized ? data_in_use() : 0;
+      set_rlimit("memory", RLIMIT_DATA, base + policy_.memory_mb * mib, base + policy_.memory_mb * mib, "RLIMIT_DATA",
+             fmt::format("{} MiB{}", policy_.memory_mb, sanitized ? " (above the sanitizer's own)" : ""));
+      std::set_new_handler(&memory_limit_reached);
+    }
+    // SIGXCPU at the limit, SIGKILL a second later for a plugin that ignores it.
+    set_rlimit("cpu", RLIMIT_CPU, policy_.cpu_seconds, policy_.cpu_seconds + 1, "RLIMIT_CPU",
+           fmt::format("{} s", policy_.cpu_seconds));
+    set_rlimit("open files", RLIMIT_NOFILE, policy_.open_files, policy_.open_files, "RLIMIT_NOFILE",
+           std::to_string(policy_.open_files));
+    set_rlimit("file size", RLIMIT_FSIZE, policy_.file_size_mb * mib, policy_.file_size_mb * mib, "RLIMIT_FSIZE",
+           fmt::format("{} MiB", policy_.file_size_mb));
+    if (policy_.processes != 0) {
+      // RLIMIT_NPROC does not bind uid 0 outside a user namespace; inside
+      // one it counts this namespace's processes only, and a root host's
+      // worker is nobody outside.
+      if (!start_.namespaces && ::geteuid() == 0) {
+        record("processes", false, "RLIMIT_NPROC does not bind root without a user namespace");
+      } else {
+        set_rlimit("processes", RLIMIT_NPROC, policy_.processes, policy_.processes, "RLIMIT_NPROC",
+               fmt::format("{} (threads and processes)", policy_.processes));
+      }
+    }
+    if (!policy_.core_dumps) {
+      const struct rlimit none {0, 0};
+      record("core dumps", ::setrlimit(RLIMIT_CORE, &none) == 0, "RLIMIT_CORE 0");
+    }
+  }
+
+  void isolation() {
+    if (!policy_.protect_host) return;
+    record("host processes", start_.namespaces,
+           start_.namespaces ? "PID namespace: none visible, none outlives the worker" : "no user namespace");
+    const auto proc = namespace_proc;
+    record("host /proc", proc != proc_view::hosts,
+           proc == proc_view::own ? "a /proc of the worker's PID namespace"
+                                  : proc == proc_view::hidden ? "hidden under an empty tmpfs" : "the host's is visible");
+    record("user", start_.namespaces,
+           start_.namespaces ? (::getuid() == 0 ? "user namespace, uid 0 inside only" : "user namespace")
+                             : "the host's user");
+    if (policy_.network != limits::network_isolation::none && start_.network_namespace) {
+      record("network", true, "network namespace with no interface up; socket(AF_UNIX) refused by seccomp");
+    }
+  }
+
+  void filesystem_and_scopes(const std::string& plugin_path) {
+    landlock_plan plan;
+    plan.restrict_filesystem = policy_.restrict_filesystem;
+    plan.scope_signals = plan.scope_abstract_unix = policy_.protect_host;
+    if (plan.restrict_filesystem) {
+      plan.read_paths = system_read_paths();
+      const auto directory = std::filesystem::path(plugin_path).parent_path();
+      if (!directory.empty()) plan.read_paths.push_back(directory.string());  // the plugin's own libraries
+      for (const auto& p : policy_.read_only) plan.read_paths.push_back(p.string());
+      for (const auto& p : policy_.writable) plan.write_paths.push_back(p.string());
+      if (start_.plugin_fd >= 0) plan.read_fds.push_back(start_.plugin_fd);
+    }
+    if (!plan.restrict_filesystem && !plan.scope_signals) return;
+    std::error_code ec;
+    const auto result = apply_landlock(plan, ec);
+    if (plan.restrict_filesystem) {
+      if (ec || !result.filesystem) {
+        record("filesystem", false, ec ? "Landlock refused: " + ec.message() : "Landlock is not available");
+      } else {
+        record("filesystem", true,
+               fmt::format("Landlock ABI {}: read-only {} paths, writable {}", result.abi, plan.read_paths.size(),
+                           plan.write_paths.size()));
+      }
+    }
+    if (plan.scope_signals) {
+      // The PID namespace already hides every process outside; the scope is a second wall.
+      record("signals", start_.namespaces || (!ec && result.signals),
+             !ec && result.signals ? fmt::format("PID namespace and Landlock scope (ABI {})", result.abi)
+                                   : "PID namespace only (Landlock ABI < 6)");
+    }
+  }
+
+  // Nothing the worker is may be used to gain more: no capability (not even
+  // inside its namespace), root's implicit ones locked away, no_new_privs.
+  void drop_privileges() {
+    if (!policy_.protect_host) return;
+    bool ok = ::prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                             SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) == 0 ||
+              !start_.namespaces;
+    for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct none[2]{};
+    ok = ::syscall(SYS_capset, &header, none) == 0 && ok;
+    ok = ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ok;
+    record("privileges", ok, ok ? "no capabilities, bounding set empty, no_new_privs" : "could not drop them all");
+  }
+
+  void syscalls() {
+    seccomp_plan plan;
+    switch (policy_.syscalls) {
+      case limits::syscall_filter::none: plan.policy = syscall_policy::none; break;
+      case limits::syscall_filter::deny_list: plan.policy = syscall_policy::deny_list; break;
+      case limits::syscall_filter::allow_list: plan.policy = syscall_policy::allow_list; break;
+    }
+    plan.deny_new_processes = !policy_.new_processes;
+    const bool seccomp_network = policy_.network == limits::network_isolation::seccomp_only ||
+                                 (policy_.network == limits::network_isolation::namespace_or_seccomp &&
+                                  !start_.network_namespace);
+    plan.deny_sockets = seccomp_network;
+    // A network namespace does not cover pathname sockets (docker.sock, D-Bus): they are files.
+    plan.deny_unix_sockets = policy_.network != limits::network_isolation::none;
+    std::error_code ec;
+    apply_seccomp(plan, ec);
+    const bool loaded = !ec;
+    if (policy_.syscalls != limits::syscall_filter::none) {
+      record("syscalls", loaded,
+             loaded ? (plan.policy == syscall_policy::allow_list ? "seccomp allow-list" : "seccomp deny-list")
+                    : "seccomp refused: " + ec.message());
+    }
+    if (!policy_.new_processes) record("new processes", loaded, loaded ? "seccomp: fork and clone fail (EAGAIN)" : ec.message());
+    if (seccomp_network) {
+      record("network", loaded, loaded ? "seccomp: socket() fails (EACCES)" : "seccomp refused: " + ec.message());
+    }
+  }
+
+  // The plugin went past its memory limit: the worker stops with the status
+  // that says so (a plugin that catches bad_alloc itself keeps going).
+  [[noreturn]] static void memory_limit_reached() { ::_exit(worker_exit_memory_limit); }
+
+  // The data segment as the kernel counts it for RLIMIT_DATA (VmData), in bytes.
+  static std::uint64_t data_in_use() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("VmData:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+    }
+    return 0;
+  }
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  static constexpr bool sanitized = true;
+#else
+  static constexpr bool sanitized = false;
+#endif
+
+  const limits::policy& policy_;
+  started_as start_;
+  limits::report report_;
+  std::optional<std::string> first_failure_;
+};
+
+}  // namespace isolate::detail::sandbox
+
+#endif
