@@ -8,6 +8,7 @@
 #include "isolate/error.hpp"
 #include "isolate/exceptions.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/limits.hpp"
 #include "isolate/plugin.hpp"
 #include "isolate/plugin_library.hpp"
 #include "isolate/shared_buffer.hpp"

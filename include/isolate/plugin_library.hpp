@@ -15,6 +15,7 @@
 #include "isolate/detail/plugin_object.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/limits.hpp"
 #include "isolate/plugin.hpp"
 #include "isolate/services.hpp"
 
@@ -215,6 +216,31 @@ plugin<Interface, Policy> load(const std::filesystem::path& library, const typen
     };
     return plugin<Interface, Policy>(std::make_unique<connection>(std::move(make), options));
   }
+}
+
+namespace detail {
+// Policies whose options carry a limits policy (process): they can enforce one.
+template <class Policy>
+concept enforces_limits = requires(typename Policy::options options) { options.limits; };
+}  // namespace detail
+
+// Loads the plugin under a limits preset, its values changed as the setters say:
+//
+//   auto p = isolate::load<parser, isolate::process>("plugins/libparser.so",
+//                                                    isolate::limits::strict().memory_mb(256));
+//
+// A preset other than minimal needs a process of its own: with in_process or
+// thread it does not compile.
+template <interface Interface, class Policy, limits::level Level>
+  requires transport_policy<Policy, Interface>
+plugin<Interface, Policy> load(const std::filesystem::path& library, const limits::preset<Level>& limits,
+                               typename Policy::options options = {}, const host_services& services = {}) {
+  static_assert(Level == limits::level::minimal || detail::enforces_limits<Policy>,
+                "isolate::load: a limits preset other than minimal needs a process of its own; load the plugin with "
+                "isolate::process, or pass isolate::limits::minimal() (in_process and thread plugins run inside the "
+                "host and cannot be limited).");
+  if constexpr (detail::enforces_limits<Policy>) options.limits = limits;
+  return load<Interface, Policy>(library, options, services);
 }
 
 }  // namespace isolate

@@ -4,3 +4,8 @@
 ISOLATE_INTERFACE(good, (int, add, (int, int)), (void, ping, ()));
 struct impl final : good { int add(int a, int b) override { return a + b; } void ping() override {} };
 int main() { return isolate::load<good, isolate::in_process>(std::make_unique<impl>())->add(1, -1); }
+// A process plugin takes a preset; minimal goes with every policy.
+void load_limited() {
+  isolate::load<good, isolate::process>("libgood.so", isolate::limits::strict().memory_mb(64));
+  isolate::load<good, isolate::thread>("libgood.so", isolate::limits::minimal());
+}

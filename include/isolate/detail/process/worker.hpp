@@ -30,6 +30,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -199,8 +200,9 @@ class worker {
     const bool broken = serve(hello.concurrency == 0 ? 1 : hello.concurrency) == channel_status::corrupted;
     control_watch.detach();  // it may still be blocked reading
     // The host asked us to stop or is gone; or the channel broke, and then
-    // the plugin's objects are not trusted to tear down, and the status says so.
-    if (broken) return worker_exit_channel_broken;
+    // the plugin's objects are not trusted to tear down (nor is exit()'s
+    // work run: the status must say why), and the status says so.
+    if (broken) std::_Exit(worker_exit_channel_broken);
     entry_->destroy(object_);
     return 0;
   }
