@@ -14,7 +14,11 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <functional>
+#include <memory>
 #include <new>
+#include <optional>
+#include <variant>
 #include <shared_mutex>
 #include <stdexcept>
 #include <string>
@@ -82,11 +86,24 @@ class exception_registry {
     add_standard<std::overflow_error>("std::overflow_error");
     add_standard<std::underflow_error>("std::underflow_error");
     add_standard<std::runtime_error>("std::runtime_error");
-    throwers_.emplace("std::bad_alloc", [](const std::string&) { throw std::bad_alloc(); });
+    // What these say is fixed by their type; the message is not needed.
+    add_fixed<std::bad_alloc>("std::bad_alloc");
+    add_fixed<std::bad_array_new_length>("std::bad_array_new_length");
+    add_fixed<std::bad_cast>("std::bad_cast");
+    add_fixed<std::bad_typeid>("std::bad_typeid");
+    add_fixed<std::bad_function_call>("std::bad_function_call");
+    add_fixed<std::bad_weak_ptr>("std::bad_weak_ptr");
+    add_fixed<std::bad_optional_access>("std::bad_optional_access");
+    add_fixed<std::bad_variant_access>("std::bad_variant_access");
+    add_fixed<std::bad_exception>("std::bad_exception");
   }
   template <class E>
   void add_standard(const char* name) {
     throwers_.emplace(name, [](const std::string& message) { throw E(message); });
+  }
+  template <class E>
+  void add_fixed(const char* name) {
+    throwers_.emplace(name, [](const std::string&) { throw E(); });
   }
 
   mutable std::shared_mutex mutex_;

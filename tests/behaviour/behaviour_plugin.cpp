@@ -4,6 +4,12 @@
 #include <isolate/export.hpp>
 
 #include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <variant>
 #include <thread>
 
 namespace behaviour_test {
@@ -44,6 +50,11 @@ class behaviour_impl final : public behaviour {
     if (kind == "out_of_range") throw std::out_of_range("out of range");
     if (kind == "logic_error") throw std::logic_error("logic");
     if (kind == "bad_alloc") throw std::bad_alloc();
+    if (kind == "bad_optional_access") return (void)std::optional<int>().value();
+    if (kind == "bad_variant_access") return (void)std::get<int>(std::variant<int, double>(1.0));
+    if (kind == "bad_function_call") return std::function<void()>()();
+    if (kind == "bad_weak_ptr") return (void)std::shared_ptr<int>(std::weak_ptr<int>());
+    if (kind == "system_error") throw std::system_error(std::make_error_code(std::errc::permission_denied), "opening");
     throw std::runtime_error("runtime");
   }
   void throw_custom(const std::string& kind) override {

@@ -101,6 +101,18 @@ TEST_CASE_TEMPLATE("standard exceptions are rethrown as the same type and messag
   CHECK_THROWS_WITH_AS(p->throw_standard("logic_error"), "logic", std::logic_error);
   CHECK_THROWS_WITH_AS(p->throw_standard("runtime_error"), "runtime", std::runtime_error);
   CHECK_THROWS_AS(p->throw_standard("bad_alloc"), std::bad_alloc);
+  CHECK_THROWS_AS(p->throw_standard("bad_optional_access"), std::bad_optional_access);
+  CHECK_THROWS_AS(p->throw_standard("bad_variant_access"), std::bad_variant_access);
+  CHECK_THROWS_AS(p->throw_standard("bad_function_call"), std::bad_function_call);
+  CHECK_THROWS_AS(p->throw_standard("bad_weak_ptr"), std::bad_weak_ptr);
+  if constexpr (std::is_same_v<Policy, isolate::in_process>) {
+    CHECK_THROWS_AS(p->throw_standard("system_error"), std::system_error);
+  } else {
+    // Its error category cannot cross: it arrives by name, with its message.
+    const auto e = isolate_test::remote_failure_of([&] { p->throw_standard("system_error"); });
+    CHECK(e.type_name() == "std::system_error");
+    CHECK(isolate_test::contains(e.message(), "opening"));
+  }
   CHECK(p->add(1, 1) == 2);  // the plugin is still usable after throwing
 }
 
