@@ -142,10 +142,15 @@ class limits_applier {
     landlock_plan plan;
     plan.restrict_filesystem = policy_.restrict_filesystem;
     plan.scope_signals = plan.scope_abstract_unix = policy_.protect_host;
+    bool directory_closed = false;
     if (plan.restrict_filesystem) {
       plan.read_paths = system_read_paths();
+      // The plugin's own libraries, if the worker may enter their directory: a
+      // root host's worker is nobody, to whom a private build tree is closed
+      // (the plugin itself came as a descriptor).
       const auto directory = std::filesystem::path(plugin_path).parent_path();
-      if (!directory.empty()) plan.read_paths.push_back(directory.string());  // the plugin's own libraries
+      directory_closed = !directory.empty() && ::access(directory.c_str(), X_OK) != 0;
+      if (!directory.empty() && !directory_closed) plan.read_paths.push_back(directory.string());
       for (const auto& p : policy_.read_only) plan.read_paths.push_back(p.string());
       for (const auto& p : policy_.writable) plan.write_paths.push_back(p.string());
       if (start_.plugin_fd >= 0) plan.read_fds.push_back(start_.plugin_fd);
@@ -155,11 +160,15 @@ class limits_applier {
     const auto result = apply_landlock(plan, ec);
     if (plan.restrict_filesystem) {
       if (ec || !result.filesystem) {
-        record("filesystem", false, ec ? "Landlock refused: " + ec.message() : "Landlock is not available");
+        record("filesystem", false,
+               ec ? fmt::format("Landlock refused{}: {}", result.refused_rule.empty() ? "" : " " + result.refused_rule,
+                                ec.message())
+                  : "Landlock is not available");
       } else {
         record("filesystem", true,
-               fmt::format("Landlock ABI {}: read-only {} paths, writable {}", result.abi, plan.read_paths.size(),
-                           plan.write_paths.size()));
+               fmt::format("Landlock ABI {}: read-only {} paths, writable {}{}", result.abi, plan.read_paths.size(),
+                           plan.write_paths.size(),
+                           directory_closed ? " (not the plugin's directory: closed to the worker's uid)" : ""));
       }
     }
     if (plan.scope_signals) {
