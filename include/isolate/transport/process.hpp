@@ -92,6 +92,10 @@ class process::connection : public detail::remote_connection<Interface> {
   // How each limit of options.limits holds in the running worker, as the
   // worker found it when it loaded the plugin.
   limits::report limits_in_force() { return link().limits_in_force(); }
+  // The worker's process id as the host sees it (changes with each restart; -1 while down).
+  pid_t pid() { return link().pid(); }
+  // How many times the worker was restarted after dying.
+  unsigned restarts() { return link().restarts(); }
 };
 
 }  // namespace isolate

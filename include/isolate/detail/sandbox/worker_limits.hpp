@@ -223,8 +223,10 @@ class limits_applier {
     }
   }
 
-  // The plugin went past its memory limit: the worker stops with the status
-  // that says so (a plugin that catches bad_alloc itself keeps going).
+  // The plugin went past its memory limit (operator new failed): the worker
+  // stops with the status that says so, and its calls fail with
+  // limit_exceeded. No bad_alloc is thrown, so a plugin cannot swallow the
+  // limit; C code that gets NULL from malloc handles that itself.
   [[noreturn]] static void memory_limit_reached() { ::_exit(worker_exit_memory_limit); }
 
   // The data segment as the kernel counts it for RLIMIT_DATA (VmData), in bytes.
