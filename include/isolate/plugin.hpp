@@ -46,19 +46,28 @@ struct completion_signature<void> {
 };
 
 // Sets the timeout of the calls made on this thread while it lives (one
-// full-expression, in `p.with_timeout(t)->method()`).
-template <class Interface>
+// full-expression, in `p.with_timeout(t)->method()`), and of an
+// asynchronous call made through it (`p.with_timeout(t).async(...)`).
+template <class Plugin>
 class timeout_scope {
  public:
-  timeout_scope(Interface* target, std::chrono::milliseconds timeout)
-      : target_(target), previous_(std::exchange(next_call_timeout, timeout)) {}
+  timeout_scope(Plugin& plugin, std::chrono::milliseconds timeout)
+      : plugin_(plugin), timeout_(timeout), previous_(std::exchange(next_call_timeout, timeout)) {}
   ~timeout_scope() { next_call_timeout = previous_; }
   timeout_scope(const timeout_scope&) = delete;
   timeout_scope& operator=(const timeout_scope&) = delete;
-  Interface* operator->() const noexcept { return target_; }
+  auto operator->() const noexcept { return plugin_.operator->(); }
+
+  // As plugin::async, with this timeout (kept until the call starts, so a
+  // deferred token gets it too).
+  template <class... MethodArgsAndToken>
+  auto async(MethodArgsAndToken&&... method_args_and_token) {
+    return plugin_.async_within(timeout_, std::forward<MethodArgsAndToken>(method_args_and_token)...);
+  }
 
  private:
-  Interface* target_;
+  Plugin& plugin_;
+  std::chrono::milliseconds timeout_;
   std::optional<std::chrono::milliseconds> previous_;
 };
 
@@ -92,19 +101,27 @@ class plugin {
   connection& transport() noexcept { return *connection_; }
 
   // p.with_timeout(100ms)->method(args): this one call may take at most
-  // `timeout` (then it fails with errc::timeout and the plugin is killed).
-  // Only for policies whose calls can time out: a call on the caller's own
-  // thread or on a worker thread cannot be abandoned safely.
-  auto with_timeout(std::chrono::milliseconds timeout) const
+  // `timeout` (then it fails with errc::timeout and the plugin is killed);
+  // p.with_timeout(100ms).async(&Interface::method, args..., token) for an
+  // asynchronous one. Only for policies whose calls can time out: a call on
+  // the caller's own thread or on a worker thread cannot be abandoned safely.
+  auto with_timeout(std::chrono::milliseconds timeout)
     requires Policy::calls_can_time_out
   {
-    return detail::timeout_scope<Interface>(connection_->target(), timeout);
+    return detail::timeout_scope<plugin>(*this, timeout);
   }
 
   // p.async(&Interface::method, args..., token): the call, completed through
   // any Asio completion token (use_future, a callback, use_awaitable, deferred).
   template <class Result, class... Params, class... ArgsAndToken>
   auto async(Result (Interface::*method)(Params...), ArgsAndToken&&... args_and_token) {
+    return async_within(std::nullopt, method, std::forward<ArgsAndToken>(args_and_token)...);
+  }
+
+  // As async, with its own timeout (with_timeout(t).async(...) calls this).
+  template <class Result, class... Params, class... ArgsAndToken>
+  auto async_within(std::optional<std::chrono::milliseconds> timeout, Result (Interface::*method)(Params...),
+                    ArgsAndToken&&... args_and_token) {
     static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
                   "isolate::plugin::async(&Interface::method, args..., token) takes one argument per parameter of "
                   "the method, then an Asio completion token (e.g. asio::use_future).");
@@ -117,9 +134,16 @@ class plugin {
     }(std::make_index_sequence<sizeof...(Params)>{});
     using signature = typename detail::completion_signature<Result>::type;
     return asio::async_initiate<decltype(token), signature>(
-        [this, method](auto handler, auto arguments) {
+        [this, method, timeout](auto handler, auto arguments) {
           if constexpr (detail::marshalling_connection<connection>) {
             const std::uint16_t id = detail::method_id<Interface>(method);
+            // The link reads the call's timeout when the call starts, which is now.
+            const auto previous = std::exchange(detail::next_call_timeout,
+                                                timeout ? timeout : detail::next_call_timeout);
+            struct restore {
+              std::optional<std::chrono::milliseconds> value;
+              ~restore() { detail::next_call_timeout = value; }
+            } restored{previous};
             std::apply(
                 [&](const auto&... args) {
                   connection_->template async_call<Result>(id, std::move(handler), args...);

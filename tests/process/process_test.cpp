@@ -6,6 +6,7 @@
 #include "isolate/plugin_library.hpp"
 
 #include <doctest/doctest.h>
+#include <asio/experimental/deferred.hpp>
 #include <asio/use_future.hpp>
 
 #include "../support/failure.hpp"
@@ -127,6 +128,24 @@ TEST_CASE("an async call times out too") {
   auto hung = p.async(&faulty::hang, asio::use_future);
   REQUIRE(hung.wait_for(20s) == std::future_status::ready);
   CHECK(failure_of([&] { hung.get(); }).code() == isolate::errc::timeout);
+}
+
+TEST_CASE("an async call can have a timeout of its own, with any token") {
+  isolate::process::options options;
+  options.call_timeout = 60s;
+  options.restart = isolate::restart_policy::crash(2, 1ms);
+  auto p = load_faulty(options);
+  auto hung = p.with_timeout(100ms).async(&faulty::hang, asio::use_future);
+  REQUIRE(hung.wait_for(20s) == std::future_status::ready);
+  const auto e = failure_of([&] { hung.get(); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(contains(e.what(), "100 ms"));
+  // A deferred call keeps its timeout until it is started.
+  auto deferred = p.with_timeout(150ms).async(&faulty::hang, asio::experimental::deferred);
+  auto started = std::move(deferred)(asio::use_future);
+  REQUIRE(started.wait_for(20s) == std::future_status::ready);
+  CHECK(contains(failure_of([&] { started.get(); }).what(), "150 ms"));
+  CHECK(p.with_timeout(10s).async(&faulty::add, 2, 2, asio::use_future).get() == 4);
 }
 
 TEST_CASE("a plugin stuck while loading fails the load after its timeout") {

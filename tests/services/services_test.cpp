@@ -102,6 +102,33 @@ TEST_CASE_TEMPLATE("events sent while no call is in flight still arrive", Policy
   CHECK(f.clock.seen == std::vector<int>{100, 101, 102});
 }
 
+// What "one-way" means: under process the plugin does not wait for the
+// host's handler, so the handler's failure is not the plugin's; under
+// in_process and thread an event is a direct call on the plugin's thread, and
+// the handler's exception goes through the plugin's call.
+TEST_CASE_TEMPLATE("an event is one-way under process, a direct call in the host's process", Policy,
+                   ISOLATE_TEST_POLICIES) {
+  struct refusing_ticks final : ticks {
+    void tick(int n) override {
+      if (n == 2) throw std::runtime_error("tick 2 refused");
+      seen.push_back(n);
+    }
+    std::vector<int> seen;
+  };
+  host_ledger book;
+  refusing_ticks clock;
+  isolate::host_services services;
+  services.provide<ledger>(book).provide<ticks>(clock);
+  auto plugin = isolate::load<accountant, Policy>(ISOLATE_TEST_ACCOUNTANT_PLUGIN, {}, services);
+  if constexpr (std::is_same_v<Policy, isolate::process>) {
+    plugin->emit_ticks(4);  // nothing waited for tick 2's answer
+    CHECK(clock.seen == std::vector<int>{0, 1, 3});
+  } else {
+    CHECK_THROWS_WITH_AS(plugin->emit_ticks(4), "tick 2 refused", std::runtime_error);
+    CHECK(clock.seen == std::vector<int>{0, 1});
+  }
+}
+
 TEST_CASE_TEMPLATE("asking for a service the host does not provide is a clear error", Policy, ISOLATE_TEST_POLICIES) {
   fixture<Policy> f;
   CHECK(f.plugin->missing_service_is_reported());

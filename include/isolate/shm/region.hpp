@@ -3,6 +3,7 @@
 #define ISOLATE_SHM_REGION_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/throw_error.hpp"
 #include "isolate/shm/error.hpp"
 
 #include <cerrno>
@@ -57,7 +58,8 @@ class region {
       ec = last_error();
       return {};
     }
-    if (::ftruncate(r.fd_, static_cast<off_t>(size)) != 0 ||
+    // Only this user may open it through /proc (a memfd is created 0777).
+    if (::fchmod(r.fd_, S_IRUSR | S_IWUSR) != 0 || ::ftruncate(r.fd_, static_cast<off_t>(size)) != 0 ||
         ::fcntl(r.fd_, F_ADD_SEALS, required_seals) != 0) {
       ec = last_error();
       return {};
@@ -69,7 +71,7 @@ class region {
   static region create(std::size_t size, char const* name) {
     std::error_code ec;
     region r = create(size, name, ec);
-    if (ec) throw std::system_error(ec, "isolate::shm::region::create");
+    if (ec) isolate::detail::throw_error(ec, "isolate::shm::region::create");
     return r;
   }
 
@@ -114,7 +116,7 @@ class region {
   static region attach(int fd, std::size_t expected_size) {
     std::error_code ec;
     region r = attach(fd, expected_size, ec);
-    if (ec) throw std::system_error(ec, "isolate::shm::region::attach");
+    if (ec) isolate::detail::throw_error(ec, "isolate::shm::region::attach");
     return r;
   }
 

@@ -16,6 +16,7 @@
 #define ISOLATE_SHM_RING_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/throw_error.hpp"
 #include "isolate/shm/error.hpp"
 #include "isolate/shm/waiter.hpp"
 
@@ -245,7 +246,7 @@ class ring_writer : public detail::ring_endpoint {
   std::span<std::byte> reserve(std::size_t n, clock::time_point deadline) {
     std::error_code ec;
     auto span = reserve(n, deadline, ec);
-    if (ec) throw std::system_error(ec, "isolate::shm::ring_writer::reserve");
+    if (ec) isolate::detail::throw_error(ec, "isolate::shm::ring_writer::reserve");
     return span;
   }
 
@@ -290,7 +291,7 @@ class ring_writer : public detail::ring_endpoint {
 
   void write(std::span<std::byte const> header, std::span<std::byte const> payload, clock::time_point deadline) {
     std::error_code ec;
-    if (!write(header, payload, deadline, ec)) throw std::system_error(ec, "isolate::shm::ring_writer::write");
+    if (!write(header, payload, deadline, ec)) isolate::detail::throw_error(ec, "isolate::shm::ring_writer::write");
   }
 
   // Makes every later operation fail with `closed` and wakes a thread blocked
@@ -402,7 +403,7 @@ class ring_reader : public detail::ring_endpoint {
   std::span<std::byte const> read(clock::time_point deadline) {
     std::error_code ec;
     auto record = read(deadline, ec);
-    if (ec) throw std::system_error(ec, "isolate::shm::ring_reader::read");
+    if (ec) isolate::detail::throw_error(ec, "isolate::shm::ring_reader::read");
     return record;
   }
 
