@@ -97,6 +97,15 @@ using process_plugin = plugin<bench_service, isolate::process>;
 
 inline pid_t worker_pid(process_plugin& p) { return p.transport().link().pid(); }
 
+// The process that runs the plugin: the worker itself, or, sandboxed
+// (limits::policy::protect_host), the one child of the worker's PID 1.
+inline pid_t serving_pid(process_plugin& p) {
+  const pid_t worker = worker_pid(p);
+  std::ifstream children("/proc/" + std::to_string(worker) + "/task/" + std::to_string(worker) + "/children");
+  pid_t child = 0;
+  return children >> child ? child : worker;
+}
+
 }  // namespace isolate::bench
 
 #endif

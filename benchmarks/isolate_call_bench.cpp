@@ -37,12 +37,14 @@ void thread_add(benchmark::State& state, std::chrono::nanoseconds max_spin, plac
   run_adds(state, p);
 }
 
-void process_add(benchmark::State& state, bool shared_memory, placement where) {
+void process_add(benchmark::State& state, bool shared_memory, placement where,
+                 isolate::limits::policy limits = isolate::limits::minimal()) {
   scoped_pin pin(0);
   isolate::process::options options;
   options.shared_memory = shared_memory;
+  options.limits = limits;
   auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
-  pin_process(worker_pid(p), peer_cpu(where));
+  pin_process(serving_pid(p), peer_cpu(where));
   run_adds(state, p);
 }
 
@@ -81,6 +83,10 @@ BENCHMARK_CAPTURE(thread_add, one_core, isolate::thread::options{}.max_spin, pla
     ->UseRealTime();
 BENCHMARK_CAPTURE(process_add, ring_two, true, placement::two_cores)->Name("isolate_process_add/two_cores")->UseRealTime();
 BENCHMARK_CAPTURE(process_add, ring_one, true, placement::one_core)->Name("isolate_process_add/one_core")->UseRealTime();
+// The same call to a sandboxed worker: the sandbox must cost nothing per call.
+BENCHMARK_CAPTURE(process_add, strict_two, true, placement::two_cores, isolate::limits::strict())
+    ->Name("isolate_process_add_strict/two_cores")
+    ->UseRealTime();
 BENCHMARK_CAPTURE(process_add, socket_two, false, placement::two_cores)
     ->Name("isolate_process_socket_add/two_cores")
     ->UseRealTime();

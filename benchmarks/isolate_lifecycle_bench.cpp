@@ -41,13 +41,16 @@ void count_memory(benchmark::State& state, pid_t pid) {
 
 // One iteration = spawn, handshake, dlopen in the worker, first add(); the
 // unload that follows is timed apart (manual time counts the start only).
-void process_start(benchmark::State& state) {
+// Sandboxed, the start includes the namespaces, PID 1's fork and the limits.
+void process_start(benchmark::State& state, isolate::limits::policy limits) {
   std::vector<double> starts;
   std::vector<double> unloads;
+  isolate::process::options options;
+  options.limits = limits;
   for (auto _ : state) {
     auto const began = clock_type::now();
     std::optional<process_plugin> p;
-    p.emplace(isolate::load<bench_service, isolate::process>(plugin_path));
+    p.emplace(isolate::load<bench_service, isolate::process>(plugin_path, options));
     int const sum = (*p)->add(2, 3);
     auto const ready = clock_type::now();
     p.reset();
@@ -68,12 +71,17 @@ void process_start(benchmark::State& state) {
 // none. The worker's RSS (VmRSS: counts every resident page it maps,
 // including the C++ runtime shared with other processes; PSS divides those)
 // and the CPU its threads and the host's threads burned meanwhile.
-void process_idle(benchmark::State& state) {
+// Sandboxed, the worker is two processes (PID 1 of its namespace and the
+// one serving): the counters add both up.
+void process_idle(benchmark::State& state, isolate::limits::policy limits) {
   constexpr auto idle = std::chrono::seconds(1);
+  isolate::process::options options;
+  options.limits = limits;
   for (auto _ : state) {
-    auto p = isolate::load<bench_service, isolate::process>(plugin_path);
+    auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
     if (p->add(2, 3) != 5) state.SkipWithError("add() answered wrongly");
-    pid_t const worker = worker_pid(p);
+    pid_t const worker = serving_pid(p);
+    pid_t const init = worker_pid(p) == worker ? 0 : worker_pid(p);
     // Let a spinning waiter give up before measuring (the spin is ≤ 50 µs).
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     auto const worker_before = cpu_ns(worker);
@@ -86,6 +94,14 @@ void process_idle(benchmark::State& state) {
     state.counters["cpu_percent"] = 100.0 * static_cast<double>(worker_used) / elapsed_ns;
     state.counters["host_cpu_percent"] = 100.0 * static_cast<double>(host_used) / elapsed_ns;
     count_memory(state, worker);
+    if (init != 0) {
+      const double rss = state.counters["rss_bytes"], pss = state.counters["pss_bytes"];
+      count_memory(state, init);
+      state.counters["init_rss_bytes"] = state.counters["rss_bytes"];
+      state.counters["init_pss_bytes"] = state.counters["pss_bytes"];
+      state.counters["rss_bytes"] = rss + state.counters["init_rss_bytes"];
+      state.counters["pss_bytes"] = pss + state.counters["init_pss_bytes"];
+    }
   }
 }
 
@@ -126,7 +142,17 @@ void cxx_process_idle(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(cxx_process_idle)->Name("baseline_cxx_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(process_start)->Name("isolate_process_start")->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(process_idle)->Name("isolate_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_start, minimal, isolate::limits::minimal())
+    ->Name("isolate_process_start")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_start, standard, isolate::limits::standard())
+    ->Name("isolate_process_start/standard")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_start, strict, isolate::limits::strict())
+    ->Name("isolate_process_start/strict")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_start, maximum, isolate::limits::maximum())
+    ->Name("isolate_process_start/maximum")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_idle, minimal, isolate::limits::minimal())
+    ->Name("isolate_process_idle")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(process_idle, strict, isolate::limits::strict())
+    ->Name("isolate_process_idle/strict")->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

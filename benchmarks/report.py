@@ -26,6 +26,9 @@ import sys
 #   isolate_process_shared_buffer/bytes:N     a shared_buffer of N bytes (N = 1024 and 1073741824)
 #   isolate_process_start              load() and the first call, one start per iteration; p50_ns = median start
 #   isolate_process_idle               counters rss_bytes (worker RSS) and cpu_percent (worker CPU while idle)
+#   isolate_process_start/<preset>     the same start under limits::standard(), strict(), maximum()
+#   isolate_process_add_strict/two_cores  the small call to a worker under limits::strict()
+#   isolate_process_idle/strict        a sandboxed worker's two processes (PID 1 and the one serving), summed
 # ratio = metric(row) / metric(baseline); with no baseline the bound is absolute.
 GOALS = [
     # text, row, baseline, metric, op, bound
@@ -48,6 +51,9 @@ GOALS = [
     ("start <= 5 ms (median)", "isolate_process_start", None, "latency", "<=", 5e6),
     ("idle plugin <= 3 MiB RSS", "isolate_process_idle", None, "rss_bytes", "<=", 3 * 2**20),
     ("idle plugin ~0% CPU (<= 1%)", "isolate_process_idle", None, "cpu_percent", "<=", 1.0),
+    ("strict start <= 5 ms (median; pyisolate here: 230-500 ms)", "isolate_process_start/strict", None, "latency", "<=", 5e6),
+    ("strict small call <= 1.1x minimal, two cores",
+     "isolate_process_add_strict/two_cores", "isolate_process_add/two_cores", "latency", "<=", 1.1),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
