@@ -5,11 +5,23 @@
 
 #include <isolate/interface.hpp>
 
+#include <cereal/types/string.hpp>
+#include <cereal/types/vector.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace hardening_test {
+
+// A recursive type: how deep a reply may nest is bounded.
+struct tree {
+  std::vector<tree> kids;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(kids);
+  }
+};
 
 // Served by the host: answers of any size.
 ISOLATE_INTERFACE(library, (std::string, text_of_size, (std::uint64_t)));
@@ -29,7 +41,9 @@ ISOLATE_INTERFACE(hardy,
                   // Throws isolate::error with this errc value.
                   (void, throw_isolate_error, (int, std::string const&)),
                   // Makes the host->worker ring invalid (the worker notices on its next read).
-                  (void, break_inbound_ring, ()));
+                  (void, break_inbound_ring, ()),
+                  (std::vector<std::string>, names, ()),
+                  (tree, grow, (int)));
 
 }  // namespace hardening_test
 

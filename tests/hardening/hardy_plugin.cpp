@@ -38,6 +38,13 @@ class hardy_impl final : public hardy {
   void throw_isolate_error(int code, const std::string& message) override {
     throw isolate::error(static_cast<isolate::errc>(code), message);
   }
+  std::vector<std::string> names() override { return {"a", "b"}; }
+  tree grow(int depth) override {
+    tree root;
+    tree* at = &root;
+    for (int i = 0; i < depth; ++i) at = &at->kids.emplace_back();
+    return root;
+  }
   // The rings' memory: side_state x2 (64 bytes each), then the host->worker
   // ring's control block, whose second cache line is the host's write index.
   void break_inbound_ring() override {

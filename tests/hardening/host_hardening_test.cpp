@@ -200,6 +200,25 @@ TEST_CASE("11: a reply that does not decode kills the worker") {
   CHECK(dies_within(pid, 10s));
 }
 
+TEST_CASE("5: a reply whose decoding would allocate far more than its size kills the worker") {
+  auto p = load_hostile("amplify");
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->names(); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(contains(e.what(), "allocate"));
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("6: a reply nested deeper than the limit kills the worker, not the host's stack") {
+  auto p = load_hostile("deep");
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->grow(3); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(dies_within(pid, 10s));
+  auto honest = load_hardy();
+  CHECK(honest->grow(100).kids.size() == 1);  // legit depth still decodes
+}
+
 TEST_CASE("12: a worker that exits unasked is a protocol error, not a crash") {
   SUBCASE("status 0, mid-call") {
     auto p = load_hostile("exit-zero");

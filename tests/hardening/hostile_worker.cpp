@@ -15,6 +15,9 @@
 //                   any the host reads, and does not answer
 //   deaf-control    serves calls but never reads its control socket
 //   silent          closes its control socket on hello, then sleeps
+//   amplify         answers every call with a claim of 4 Mi strings in 4 MiB:
+//                   decoded naively, 128 MiB of std::string made up front
+//   deep            answers every call with a tree nested 100,000 deep
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
 #include <isolate/detail/process/frame_channel.hpp>
@@ -142,6 +145,22 @@ int main(int argc, char** argv) {
       const std::byte three[3]{};
       const auto view = wire::parse(call.bytes(), hello.max_message_size);
       channel.send(frame_of(wire::frame_kind::reply, view.header, three).bytes(), forever);
+      continue;
+    }
+    if (mode == "amplify" || mode == "deep") {
+      const auto view = wire::parse(call.bytes(), hello.max_message_size);
+      wire::buffer payload;
+      if (mode == "amplify") {
+        const std::uint64_t count = std::uint64_t{1} << 22;  // no more than the bytes that follow
+        payload.append(&count, sizeof count);
+        const std::vector<std::byte> rest(count);
+        payload.append(rest.data(), rest.size());
+      } else {
+        const std::uint64_t one = 1, none = 0;
+        for (int i = 0; i < 100'000; ++i) payload.append(&one, sizeof one);
+        payload.append(&none, sizeof none);
+      }
+      channel.send(frame_of(wire::frame_kind::reply, view.header, payload.bytes()).bytes(), forever);
       continue;
     }
     if (mode == "huge-reply") {
