@@ -229,7 +229,15 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
     if (refused) {  // best effort: the other limits still apply, and the report says what does not
       ec.clear();
       started.init_status.reset();
-      started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+      // What needs no namespace holds as it would have inside one.
+      auto outside = spawn;
+      outside.program = std::filesystem::absolute(spawn.program).string();
+      outside.env = sandbox_environment(o.limits);
+      outside.exact_env = true;
+      outside.working_directory = o.limits.working_directory.string();
+      outside.null_stdin = true;
+      outside.discard_output = o.limits.worker_output == limits::output::discard;
+      started.child = launcher::instance().run([&] { return child_process::spawn(outside, ec); });
     }
     plugin_file.reset(::open(hello.plugin_path.c_str(), O_RDONLY | O_CLOEXEC));
     hello.limits.plugin_fd_passed = static_cast<bool>(plugin_file);
