@@ -39,13 +39,19 @@ void crashes_and_comes_back(hostile_plugin& p) {
 
 }  // namespace
 
-TEST_CASE("network: standard leaves it open (the preset's promise, pinned)") {
+TEST_CASE("network: standard leaves it open (the preset's promise, pinned) but for the host's abstract sockets" *
+          doctest::test_suite(unprivileged_suite)) {
   const auto tcp = listener::tcp();
   const temp_dir dir(0755);
   const auto unix_socket = listener::unix_at(dir / "socket");
+  const std::string name = "isolate-limits-" + std::to_string(::getpid());
+  const auto abstract_socket = listener::abstract_named(name);
   auto p = load_hostile(restartable(isolate::limits::standard()));
   CHECK(p->connect_tcp(tcp.port()) == 0);
   CHECK(p->connect_unix((dir / "socket").string()) == 0);
+  // The same network namespace, so the same abstract names: Landlock's scope refuses them.
+  CHECK(p->connect_abstract(name) == EPERM);
+  CHECK(p->connect_abstract(name + "-nobody-listens") == ECONNREFUSED);  // the scope, not a missing name, refused it
 }
 
 TEST_CASE("network: strict's namespace leaves sockets but no route to the host; unix sockets are refused" *
@@ -60,6 +66,7 @@ TEST_CASE("network: strict's namespace leaves sockets but no route to the host; 
   // Pathname sockets are files, outside any network namespace: seccomp refuses socket(AF_UNIX).
   CHECK(p->make_socket(AF_UNIX) == EACCES);
   CHECK(p->connect_unix((dir / "socket").string()) == EACCES);
+  CHECK(p->connect_abstract("isolate-limits-" + std::to_string(::getpid())) == EACCES);
   crashes_and_comes_back(p);
   CHECK(p->connect_tcp(tcp.port()) == ENETUNREACH);
 }
@@ -120,7 +127,7 @@ TEST_CASE("file size: a write past file_size_mb stops the plugin with limit_exce
   CHECK(p->write_file((writable / "small").string(), std::string(1000, 'a')) == 0);
   const auto e = failure_of([&] { p->write_file((writable / "large").string(), std::string(2 << 20, 'b')); });
   CHECK(e.code() == isolate::errc::limit_exceeded);
-  CHECK_MESSAGE(contains(e.what(), "file size limit of 1 MiB"), e.what());
+  CHECK_MESSAGE(contains(e.what(), "file size limit of 1 MiB"), std::string(e.what()));
   CHECK(p->add(1, 1) == 2);
 }
 

@@ -78,6 +78,9 @@ TEST_CASE("protect_host: the host's pid cannot be signalled, traced, read or ope
     // PID 1 of the namespace runs no plugin code, and is outside the plugin's Landlock domain.
     CHECK(p->send_signal(1, SIGKILL) == EPERM);
     CHECK(p->trace(1) == EPERM);
+    CHECK(p->open_path("/proc/1/mem", O_RDONLY) == EACCES);
+    CHECK(p->open_path("/proc/1/fd/4", O_WRONLY) == refusal(name, EACCES));  // its report to the host
+    CHECK(p->send_signal(-1, SIGKILL) == kill_refusal(name));  // every process it may signal: none
     CHECK(p->add(1, 2) == 3);  // nothing above hurt the worker either
     crashes_and_comes_back(p);
   }

@@ -35,10 +35,16 @@ ISOLATE_INTERFACE(hostile,
                   (int, connect_tcp, (int)),
                   // connect() to a pathname unix socket (the errno of socket() if that failed first).
                   (int, connect_unix, (std::string const&)),
+                  // connect() to an abstract unix socket named `name` (without its leading NUL).
+                  (int, connect_abstract, (std::string const&)),
                   // Allocates `mib` MiB with new, 1 MiB at a time, touching every page; returns the MiB it got.
                   (std::uint64_t, allocate_mib, (std::uint64_t)),
-                  // Never returns: a busy loop.
-                  (void, burn_cpu, ()),
+                  // Like allocate_mib, in memory mapped MAP_SHARED | MAP_ANONYMOUS; returns the MiB it got.
+                  (std::uint64_t, allocate_shared_mib, (std::uint64_t)),
+                  // setrlimit(resource, unlimited).
+                  (int, raise_limit, (int)),
+                  // Never returns: a busy loop, with SIGXCPU ignored if asked.
+                  (void, burn_cpu, (bool)),
                   // Forks up to `count` children that wait, and then lets them go:
                   // {forks that succeeded, errno of the first that failed or 0}.
                   (std::vector<int>, fork_bomb, (int)),

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -129,6 +132,15 @@ class hostile_impl final : public hostile {
     return connect_to(AF_UNIX, reinterpret_cast<const sockaddr*>(&address), sizeof address);
   }
 
+  int connect_abstract(const std::string& name) override {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (name.size() + 1 > sizeof address.sun_path) return ENAMETOOLONG;
+    std::memcpy(address.sun_path + 1, name.data(), name.size());
+    return connect_to(AF_UNIX, reinterpret_cast<const sockaddr*>(&address),
+                      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size()));
+  }
+
   std::uint64_t allocate_mib(std::uint64_t mib) override {
     constexpr std::size_t one_mib = std::size_t{1} << 20;
     for (std::uint64_t i = 0; i < mib; ++i) {
@@ -138,7 +150,23 @@ class hostile_impl final : public hostile {
     return mib;
   }
 
-  void burn_cpu() override {
+  std::uint64_t allocate_shared_mib(std::uint64_t mib) override {
+    constexpr std::size_t one_mib = std::size_t{1} << 20;
+    for (std::uint64_t i = 0; i < mib; ++i) {
+      void* block = ::mmap(nullptr, one_mib, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+      if (block == MAP_FAILED) return i;
+      std::memset(block, 1, one_mib);
+    }
+    return mib;
+  }
+
+  int raise_limit(int resource) override {
+    const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+    return errno_unless(::setrlimit(static_cast<__rlimit_resource>(resource), &unlimited) == 0);
+  }
+
+  void burn_cpu(bool ignore_sigxcpu) override {
+    if (ignore_sigxcpu) std::signal(SIGXCPU, SIG_IGN);
     volatile std::uint64_t spin = 0;
     for (;;) spin = spin + 1;
   }

@@ -85,7 +85,7 @@ void presets_fail_unenforceable() {
     const auto started = std::chrono::steady_clock::now();
     const auto e = failure_of([&] { load_hostile(limits); });
     CHECK(e.code() == isolate::errc::limit_unenforceable);
-    CHECK_MESSAGE(contains(e.what(), "user namespaces"), e.what());
+    CHECK_MESSAGE(contains(e.what(), "user namespaces"), std::string(e.what()));
     CHECK(std::chrono::steady_clock::now() - started < 10s);
   }
 }
@@ -133,7 +133,7 @@ void undumpable_host_is_told() {
   const auto started = std::chrono::steady_clock::now();
   const auto e = failure_of([&] { load_hostile(isolate::limits::strict()); });
   CHECK(e.code() == isolate::errc::limit_unenforceable);
-  CHECK_MESSAGE(contains(e.what(), "not dumpable"), e.what());
+  CHECK_MESSAGE(contains(e.what(), "not dumpable"), std::string(e.what()));
   CHECK(std::chrono::steady_clock::now() - started < 10s);  // it used to hang for good, in the launcher
 
   auto p = load_hostile(isolate::limits::strict().best_effort());

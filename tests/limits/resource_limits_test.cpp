@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -43,7 +44,7 @@ TEST_CASE("memory: past memory_mb the plugin is stopped with limit_exceeded nami
   CHECK(p->allocate_mib(16) == 16);  // within the cap
   const auto e = failure_of([&] { p->allocate_mib(256); });
   CHECK(e.code() == isolate::errc::limit_exceeded);
-  CHECK_MESSAGE(contains(e.what(), "memory limit of 64 MiB"), e.what());
+  CHECK_MESSAGE(contains(e.what(), "memory limit of 64 MiB"), std::string(e.what()));
   CHECK(p->add(1, 2) == 3);
   CHECK(p.transport().link().restarts() == 1);
   CHECK(p->allocate_mib(16) == 16);  // the new worker has the whole cap again
@@ -55,11 +56,32 @@ TEST_CASE("cpu: past cpu_seconds the plugin is stopped with limit_exceeded namin
   options.call_timeout = 60s;  // far longer than the CPU limit: the limit, not the timeout, ends the call
   auto p = load_hostile(options);
   const auto started = std::chrono::steady_clock::now();
-  const auto e = failure_of([&] { p->burn_cpu(); });
+  const auto e = failure_of([&] { p->burn_cpu(false); });
   CHECK(e.code() == isolate::errc::limit_exceeded);
-  CHECK_MESSAGE(contains(e.what(), "CPU time limit of 1 s"), e.what());
+  CHECK_MESSAGE(contains(e.what(), "CPU time limit of 1 s"), std::string(e.what()));
   CHECK(std::chrono::steady_clock::now() - started < 30s);
   CHECK(p->add(2, 3) == 5);
+}
+
+TEST_CASE("cpu: a plugin that ignores SIGXCPU is killed a second later, still with limit_exceeded naming CPU" *
+          doctest::test_suite(unprivileged_suite)) {
+  auto options = restartable(isolate::limits::standard().cpu_seconds(1));
+  options.call_timeout = 60s;
+  auto p = load_hostile(options);
+  const auto e = failure_of([&] { p->burn_cpu(true); });
+  CHECK(e.code() == isolate::errc::limit_exceeded);
+  CHECK_MESSAGE(contains(e.what(), "CPU time limit of 1 s"), std::string(e.what()));
+  CHECK_MESSAGE(contains(e.what(), "SIGKILL"), std::string(e.what()));  // the hard limit's signal, not SIGXCPU
+  CHECK(p->add(2, 3) == 5);
+}
+
+TEST_CASE("rlimits: the plugin cannot raise any limit it was given" * doctest::test_suite(unprivileged_suite)) {
+  auto p = load_hostile(restartable(isolate::limits::strict().cpu_seconds(5)));
+  for (const int resource : {RLIMIT_DATA, RLIMIT_CPU, RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_CORE}) {
+    CAPTURE(resource);
+    CHECK(p->raise_limit(resource) == EPERM);  // no CAP_SYS_RESOURCE, and each hard limit is the cap
+  }
+  CHECK(p->add(1, 1) == 2);
 }
 
 TEST_CASE("processes: a fork bomb under standard stops at the process cap; the host goes on" *

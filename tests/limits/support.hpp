@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -203,6 +204,18 @@ class listener {
     std::strcpy(address.sun_path, path.c_str());
     REQUIRE(::bind(l.fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
     REQUIRE(::chmod(path.c_str(), 0777) == 0);
+    REQUIRE(::listen(l.fd_, 16) == 0);
+    return l;
+  }
+  // An abstract unix socket (no file: Landlock's scope is what keeps a worker from it).
+  static listener abstract_named(const std::string& name) {
+    listener l(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    REQUIRE(name.size() + 1 < sizeof address.sun_path);
+    std::memcpy(address.sun_path + 1, name.data(), name.size());
+    const auto size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    REQUIRE(::bind(l.fd_, reinterpret_cast<sockaddr*>(&address), size) == 0);
     REQUIRE(::listen(l.fd_, 16) == 0);
     return l;
   }
