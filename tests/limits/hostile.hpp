@@ -39,6 +39,9 @@ ISOLATE_INTERFACE(hostile,
                   (int, connect_abstract, (std::string const&)),
                   // Allocates `mib` MiB with new, 1 MiB at a time, touching every page; returns the MiB it got.
                   (std::uint64_t, allocate_mib, (std::uint64_t)),
+                  // Opens /dev/null up to `count` times, then closes them all:
+                  // {descriptors it got, errno of the first open that failed or 0}.
+                  (std::vector<int>, open_many, (int)),
                   // Like allocate_mib, in memory mapped MAP_SHARED | MAP_ANONYMOUS; returns the MiB it got.
                   (std::uint64_t, allocate_shared_mib, (std::uint64_t)),
                   // setrlimit(resource, unlimited).

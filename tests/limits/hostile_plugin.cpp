@@ -150,6 +150,21 @@ class hostile_impl final : public hostile {
     return mib;
   }
 
+  std::vector<int> open_many(int count) override {
+    std::vector<int> fds;
+    int refused = 0;
+    for (int i = 0; i < count; ++i) {
+      const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0) {
+        refused = errno;
+        break;
+      }
+      fds.push_back(fd);
+    }
+    for (const int fd : fds) ::close(fd);
+    return {static_cast<int>(fds.size()), refused};
+  }
+
   std::uint64_t allocate_shared_mib(std::uint64_t mib) override {
     constexpr std::size_t one_mib = std::size_t{1} << 20;
     for (std::uint64_t i = 0; i < mib; ++i) {

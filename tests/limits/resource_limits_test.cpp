@@ -75,6 +75,19 @@ TEST_CASE("cpu: a plugin that ignores SIGXCPU is killed a second later, still wi
   CHECK(p->add(2, 3) == 5);
 }
 
+TEST_CASE("open files: descriptors stop at open_files with EMFILE; the worker goes on" *
+          doctest::test_suite(unprivileged_suite)) {
+  constexpr int cap = 32;
+  auto p = load_hostile(restartable(isolate::limits::strict().open_files(cap)));
+  const auto opened = p->open_many(1000);
+  REQUIRE(opened.size() == 2);
+  CHECK(opened[0] > 0);
+  CHECK(opened[0] < cap);  // the worker's own descriptors (channel, control socket, library) count too
+  CHECK(opened[1] == EMFILE);
+  CHECK(p->add(1, 2) == 3);
+  CHECK(p->open_many(1000) == opened);  // given back: the same room again
+}
+
 TEST_CASE("rlimits: the plugin cannot raise any limit it was given" * doctest::test_suite(unprivileged_suite)) {
   auto p = load_hostile(restartable(isolate::limits::strict().cpu_seconds(5)));
   for (const int resource : {RLIMIT_DATA, RLIMIT_CPU, RLIMIT_NOFILE, RLIMIT_FSIZE, RLIMIT_NPROC, RLIMIT_CORE}) {
