@@ -56,7 +56,18 @@ inline int worker_main(int argc, char** argv) {
 
 }  // namespace isolate
 
+// AddressSanitizer's hook at the start of a report, which must be defined
+// once in the program: under a memory limit it lets the report be written
+// (sandbox/worker_limits.hpp, room_for_sanitizer_report).
+#if defined(__SANITIZE_ADDRESS__)
+#define ISOLATE_DETAIL_SANITIZER_HOOKS() \
+  extern "C" void __asan_on_error() { ::isolate::detail::sandbox::room_for_sanitizer_report(); }
+#else
+#define ISOLATE_DETAIL_SANITIZER_HOOKS()
+#endif
+
 #define ISOLATE_WORKER_MAIN() \
+  ISOLATE_DETAIL_SANITIZER_HOOKS() \
   int main(int argc, char** argv) { return ::isolate::worker_main(argc, argv); } \
   static_assert(true, "")
 

@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -49,6 +50,10 @@ struct spawn_options {
   std::vector<std::string> args;                 // argv[1..]; argv[0] is `program`
   std::vector<std::pair<int, int>> inherit_fds;  // (fd in parent, fd number in child)
   std::vector<std::string> env;                  // "NAME=value" entries; empty = the parent's
+  bool exact_env = false;                        // true: `env` even when empty, never the parent's
+  std::string working_directory{};               // empty: the parent's
+  bool null_stdin = false;                       // stdin from /dev/null
+  bool discard_output = false;                   // stdout and stderr to /dev/null
 };
 
 struct exit_status {
@@ -273,6 +278,15 @@ class child_process {
     // fds another thread or library opened without it.
     if (rc == 0) rc = ::posix_spawn_file_actions_addclosefrom_np(&sa.actions, highest_target + 1);
 #endif
+    if (rc == 0 && options.null_stdin) rc = ::posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
+    for (int fd : {1, 2}) {
+      if (rc == 0 && options.discard_output) rc = ::posix_spawn_file_actions_addopen(&sa.actions, fd, "/dev/null", O_WRONLY, 0);
+    }
+    if (rc == 0 && !options.working_directory.empty()) {
+      // The program's path is looked up after this: a relative one would be relative to the new directory.
+      if (!options.program.starts_with('/')) rc = EINVAL;
+      if (rc == 0) rc = ::posix_spawn_file_actions_addchdir_np(&sa.actions, options.working_directory.c_str());
+    }
     sigset_t none;
     sigset_t all;
     ::sigemptyset(&none);
@@ -291,7 +305,7 @@ class child_process {
     for (auto const& a : options.args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
     std::vector<char*> envp;
-    if (!options.env.empty()) {
+    if (!options.env.empty() || options.exact_env) {
       envp.reserve(options.env.size() + 1);
       for (auto const& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
       envp.push_back(nullptr);

@@ -24,6 +24,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -204,9 +205,21 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
     auto in_namespace = spawn;
     in_namespace.args[1] = "--isolate-parent=0";  // outside its PID namespace, its parent has no number
     started.child = spawn_sandboxed(spec, in_namespace, status_end.get(), hello, ec);
+    // A host that is not dumpable (it changed its uid, as a daemon that
+    // drops root does, or set PR_SET_DUMPABLE 0) owns none of its /proc
+    // files, nor those of the child that shares its memory until exec: it
+    // cannot write the worker's id maps.
+    const bool undumpable = ec == std::errc::permission_denied && ::prctl(PR_GET_DUMPABLE) != 1;
     const bool refused = ec == std::errc::operation_not_permitted || ec == std::errc::no_space_on_device ||
-                         ec == std::errc::invalid_argument;
+                         ec == std::errc::invalid_argument || undumpable;
     if (refused && !o.limits.best_effort) {
+      if (undumpable) {
+        throw error(errc::limit_unenforceable,
+                    "the sandbox cannot map the worker's user ids: this host process is not dumpable (it changed "
+                    "its uid, or set PR_SET_DUMPABLE 0), so its /proc files are not its own; start it as its user, "
+                    "call prctl(PR_SET_DUMPABLE, 1) after changing uid, choose best_effort(), or load with "
+                    "isolate::limits::minimal()");
+      }
       throw error(errc::limit_unenforceable,
                   fmt::format("the sandbox needs user namespaces, which this machine refuses ({}): see "
                               "/proc/sys/user/max_user_namespaces, choose best_effort(), or load with "
@@ -216,7 +229,15 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
     if (refused) {  // best effort: the other limits still apply, and the report says what does not
       ec.clear();
       started.init_status.reset();
-      started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+      // What needs no namespace holds as it would have inside one.
+      auto outside = spawn;
+      outside.program = std::filesystem::absolute(spawn.program).string();
+      outside.env = sandbox_environment(o.limits);
+      outside.exact_env = true;
+      outside.working_directory = o.limits.working_directory.string();
+      outside.null_stdin = true;
+      outside.discard_output = o.limits.worker_output == limits::output::discard;
+      started.child = launcher::instance().run([&] { return child_process::spawn(outside, ec); });
     }
     plugin_file.reset(::open(hello.plugin_path.c_str(), O_RDONLY | O_CLOEXEC));
     hello.limits.plugin_fd_passed = static_cast<bool>(plugin_file);

@@ -91,6 +91,7 @@ namespace spawn_detail {
 // Everything the child needs, prepared by the parent, read-only for the child.
 struct child_plan {
   int go_fd = -1;     // read end: one byte once the id maps are written; EOF if the parent gave up
+  int go_write_fd = -1;  // the write end, which the child must not hold (else it never sees that EOF)
   int error_fd = -1;  // write end, close-on-exec: the child's errno if it fails before exec
   const std::pair<int, int>* dups = nullptr;  // sources already above every target
   std::size_t dup_count = 0;
@@ -129,6 +130,10 @@ __attribute__((no_sanitize("address", "thread", "undefined"), noinline)) inline 
   // Die with the launcher thread (the host). If the host went before this
   // took effect, the go pipe reads EOF below.
   raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  // The child has its own copy of the parent's descriptors (no CLONE_FILES):
+  // while it held the write end, a parent that gave up would wait forever
+  // for the error pipe, and the child forever for the go byte.
+  raw_syscall(SYS_close, plan.go_write_fd);
   char go = 0;
   long r = 0;
   do r = raw_syscall(SYS_read, plan.go_fd, reinterpret_cast<long>(&go), 1);
@@ -251,6 +256,7 @@ inline child_process spawn_in_namespaces(const namespaced_spawn_options& options
 
   child_plan plan;
   plan.go_fd = go_read.get();
+  plan.go_write_fd = go_write.get();
   plan.error_fd = error_write.get();
   plan.dups = dups.data();
   plan.dup_count = dups.size();

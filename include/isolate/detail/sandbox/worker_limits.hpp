@@ -22,8 +22,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <new>
@@ -94,9 +100,13 @@ class limits_applier {
       // Under a sanitizer the worker has already reserved terabytes of
       // shadow memory, which RLIMIT_DATA counts: the cap goes on top of it.
       const std::uint64_t base = sanitized ? data_in_use() : 0;
-      set_rlimit("memory", RLIMIT_DATA, base + policy_.memory_mb * mib, base + policy_.memory_mb * mib, "RLIMIT_DATA",
+      const std::uint64_t cap = base + policy_.memory_mb * mib;
+      set_rlimit("memory", RLIMIT_DATA, cap, cap + sanitizer_report_room, "RLIMIT_DATA",
              fmt::format("{} MiB{}", policy_.memory_mb, sanitized ? " (above the sanitizer's own)" : ""));
       std::set_new_handler(&memory_limit_reached);
+#if defined(__SANITIZE_ADDRESS__)
+      __sanitizer_set_death_callback(&sanitizer_died);
+#endif
     }
     // SIGXCPU at the limit, SIGKILL a second later for a plugin that ignores it.
     set_rlimit("cpu", RLIMIT_CPU, policy_.cpu_seconds, policy_.cpu_seconds + 1, "RLIMIT_CPU",
@@ -229,6 +239,16 @@ class limits_applier {
   // limit; C code that gets NULL from malloc handles that itself.
   [[noreturn]] static void memory_limit_reached() { ::_exit(worker_exit_memory_limit); }
 
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer's new never reaches the new handler: at the cap it
+  // reports "out-of-memory" and dies (room_for_sanitizer_report let the
+  // report be written). Its death says which it was.
+  static void sanitizer_died() {
+    const char* what = __asan_get_report_description();
+    if (what != nullptr && std::strcmp(what, "out-of-memory") == 0) ::_exit(worker_exit_memory_limit);
+  }
+#endif
+
   // The data segment as the kernel counts it for RLIMIT_DATA (VmData), in bytes.
   static std::uint64_t data_in_use() {
     std::ifstream status("/proc/self/status");
@@ -243,12 +263,32 @@ class limits_applier {
 #else
   static constexpr bool sanitized = false;
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+  // Above the cap, for AddressSanitizer's own report of reaching it (its
+  // buffers are mapped as the report starts): the soft limit is the cap.
+  static constexpr std::uint64_t sanitizer_report_room = std::uint64_t{64} << 20;
+#else
+  static constexpr std::uint64_t sanitizer_report_room = 0;
+#endif
 
   const limits::policy& policy_;
   started_as start_;
   limits::report report_;
   std::optional<std::string> first_failure_;
 };
+
+// Called by AddressSanitizer as it starts a report (ISOLATE_WORKER_MAIN
+// defines its hook): the report maps buffers of its own, which a worker at
+// its memory cap could not, and the sanitizer would then hang on a failed
+// check inside its report. The soft limit rises to the hard one, set that
+// much above the cap for it (limits_applier). Only async-signal-safe calls.
+inline void room_for_sanitizer_report() noexcept {
+  struct rlimit data {};
+  if (::getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != data.rlim_max) {
+    data.rlim_cur = data.rlim_max;
+    ::setrlimit(RLIMIT_DATA, &data);
+  }
+}
 
 }  // namespace isolate::detail::sandbox
 
