@@ -85,6 +85,19 @@ concept transport_policy = interface<Interface> && requires {
   { c.target() } -> std::same_as<Interface*>;
 };
 
+// The host's handle on a loaded plugin: calls through operator->, async()
+// and with_timeout(). It owns the connection (and so the plugin's thread or
+// worker process); destroying it unloads the plugin.
+//
+// Thread safety: distinct objects: safe. Shared object: its calls (operator->,
+// operator*, async(), with_timeout()) may be made from any number of threads
+// at once. Under in_process they run on the calling threads, so the
+// implementation sees the callers' concurrency; under thread and process they
+// are marshalled, and the implementation sees as many threads at once as
+// the policy's `concurrency` option allows. with_timeout() applies to the next
+// call on the calling thread only. Moving, assigning or destroying the plugin
+// must not race any other use of it; an asynchronous call still pending when
+// it is destroyed completes with an error (plugin_closed) rather than never.
 template <interface Interface, class Policy>
   requires transport_policy<Policy, Interface>
 class plugin {

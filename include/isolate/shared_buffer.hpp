@@ -148,6 +148,15 @@ struct shared_buffer_access;
 
 }  // namespace detail
 
+// A handle on memory shared with plugins (see the top of this file).
+//
+// Thread safety: distinct handles, even of the same buffer, may be used,
+// copied and destroyed from any threads at once (as std::shared_ptr). One
+// handle may be used from several threads at once only through const members,
+// never while another thread assigns to it. The bytes are not synchronised
+// at all: whoever reads and writes them at once, threads of the host or the
+// plugin, must order their accesses themselves; a call orders what was written
+// before it against what the plugin reads.
 class shared_buffer {
  public:
   // An empty buffer: no memory, size 0.

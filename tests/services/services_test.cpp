@@ -1,4 +1,6 @@
 // Plugins calling their host, written once and run under every transport.
+#include "isolate/services.hpp"
+
 #include <isolate/isolate.hpp>
 
 #include "accountant.hpp"

@@ -2,6 +2,8 @@
 // every transport; then what only the process transport promises: each
 // buffer sent to a worker once, unmapped there once released, sent again
 // after a restart, and a plugin that lies about buffers refused.
+#include "isolate/shared_buffer.hpp"
+
 #include <isolate/isolate.hpp>
 
 #include "buffers.hpp"

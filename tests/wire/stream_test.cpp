@@ -1,6 +1,8 @@
 // Payloads read in pieces (wire/stream.hpp): a large call is decoded straight
 // from the ring, record by record, and must decode exactly as if whole, with
 // the same checks against a peer that lies about sizes.
+#include "isolate/wire/stream.hpp"
+
 #include "isolate/detail/codec.hpp"
 #include "isolate/wire/archive.hpp"
 #include "isolate/wire/types.hpp"

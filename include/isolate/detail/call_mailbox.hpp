@@ -43,6 +43,32 @@ namespace isolate::detail {
 // again (one more trip between the cores; measured ~1.4x a raw ping-pong on
 // an Intel guest). The store-load fences that follow the stores order them
 // against the sleep flags (Dekker), as in shm::waiter.
+//
+// Synchronisation (SYNC POINT labels, the same at both ends):
+//   "claim released": a caller's release() (release) after its last use of
+//     the mailbox; the next try_claim() (acquire), and close() waiting for it.
+//   "call posted": post() stores `posted` (release) after the request line;
+//     a worker loads it (acquire, or seq_cst in has_call) before reading it.
+//   "call taken": whoever moves `taken` (acq_rel) owns the call: a worker
+//     (try_take), the caller taking it back, or close() failing it.
+//   "call answered": publish() stores `answered` (release) after the reply
+//     line (and *reply); the caller loads it (acquire) before take_reply().
+//   "caller asleep": publish() stores `answered`, full fence, then reads
+//     caller_asleep; the caller stores caller_asleep, full fence, then reads
+//     `answered`: one sees the other, so no wake-up is lost.
+//   "closing seen": post() stores `posted`, full fence, then reads closed_;
+//     close() stores closed_, full fence, then reads `posted`: either the
+//     caller sees the closing or close() sees (and fails) the call.
+//   "worker asleep" (transport/thread.hpp): post's fence and has_call's
+//     seq_cst load, against the workers' count of sleepers.
+//
+// Thread safety: any number of callers may call try_claim() at once; only
+// the claim's holder may post, wait_for_answer and take_reply (which ends
+// the claim), or release() a claim it holds without a call in flight. Any
+// number of workers may call has_call() and try_take() at once; only the
+// worker whose try_take() returned the ticket may read request() and
+// caller_cpu() and then answer() or fail() it, once. close() is for the owner,
+// after its workers have stopped, once.
 class call_mailbox {
  public:
   // Callers: claim, post, wait_for_answer, take_reply (which releases the claim).
@@ -50,9 +76,10 @@ class call_mailbox {
   // Whether this caller now owns the mailbox; false if another caller does.
   bool try_claim() noexcept {
     // Read first: callers that find it busy leave the line shared, not bouncing.
+    // SYNC POINT "claim released" (the exchange)
     return !claimed_.load(std::memory_order_relaxed) && !claimed_.exchange(true, std::memory_order_acquire);
   }
-  void release() noexcept { claimed_.store(false, std::memory_order_release); }
+  void release() noexcept { claimed_.store(false, std::memory_order_release); }  // SYNC POINT "claim released"
 
   // Posts the call in `request`; `reply` receives a reply too big for the
   // mailbox. Returns the call's ticket, or nothing if the mailbox is closed.
@@ -73,11 +100,14 @@ class call_mailbox {
     in_.caller_cpu = caller_cpu;
     // Only the claim's holder writes `posted`.
     const std::uint32_t ticket = in_.posted.load(std::memory_order_relaxed) + 1;
-    in_.posted.store(ticket, std::memory_order_release);
-    shm::detail::full_fence();  // the post before the look at closed_ (and the caller's at sleepers)
+    in_.posted.store(ticket, std::memory_order_release);  // SYNC POINT "call posted"
+    // SYNC POINT "closing seen" and "worker asleep": the post before the look
+    // at closed_ (and the caller's at sleepers).
+    shm::detail::full_fence();
     if (closed_.load(std::memory_order_relaxed)) {
       // Closing: take the call back unless close() (or a worker) took it first.
       std::uint32_t last = ticket - 1;
+      // SYNC POINT "call taken"
       if (taken_.compare_exchange_strong(last, ticket, std::memory_order_acq_rel)) return std::nullopt;
     }
     return ticket;
@@ -86,13 +116,14 @@ class call_mailbox {
   // Spins up to `spin`, then sleeps, until `ticket` is answered.
   void wait_for_answer(std::uint32_t ticket, std::chrono::nanoseconds spin) noexcept {
     auto& word = out_.answered;
+    // SYNC POINT "call answered"
     if (spin_for(spin, [&] { return word.load(std::memory_order_acquire) == ticket; })) return;
     // Announce the sleep, then look again: the worker stores the answer, then
     // looks at the announcement, so one of the two sees the other.
     for (;;) {
       in_.caller_asleep.store(1, std::memory_order_relaxed);
-      shm::detail::full_fence();
-      const std::uint32_t seen = word.load(std::memory_order_acquire);
+      shm::detail::full_fence();                                        // SYNC POINT "caller asleep"
+      const std::uint32_t seen = word.load(std::memory_order_acquire);  // SYNC POINT "call answered"
       if (seen == ticket) break;
       shm::futex_wait(word, seen);
     }
@@ -115,6 +146,7 @@ class call_mailbox {
 
   // Whether a posted call waits for a worker (sequentially consistent: see post).
   bool has_call() const noexcept {
+    // SYNC POINT "call posted" and "worker asleep"
     return in_.posted.load(std::memory_order_seq_cst) != taken_.load(std::memory_order_relaxed);
   }
 
@@ -123,9 +155,10 @@ class call_mailbox {
   std::optional<std::uint32_t> try_take() noexcept {
     // `taken` is read first: a later ticket than the one read here can only be
     // posted after `taken` moves on, and then the exchange fails.
-    std::uint32_t last = taken_.load(std::memory_order_acquire);
-    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);
+    std::uint32_t last = taken_.load(std::memory_order_acquire);               // SYNC POINT "call taken"
+    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);  // SYNC POINT "call posted"
     if (posted == last) return std::nullopt;
+    // SYNC POINT "call taken"
     if (!taken_.compare_exchange_strong(last, posted, std::memory_order_acq_rel, std::memory_order_relaxed)) {
       return std::nullopt;
     }
@@ -161,21 +194,22 @@ class call_mailbox {
   // later posts fail, and waits until a caller still using the mailbox is done.
   void close(std::exception_ptr failure) noexcept {
     closed_.store(true, std::memory_order_relaxed);
-    shm::detail::full_fence();  // against post: it sees closed_, or this sees its ticket
-    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);
-    std::uint32_t last = taken_.load(std::memory_order_acquire);
+    shm::detail::full_fence();  // SYNC POINT "closing seen": post sees closed_, or this sees its ticket
+    const std::uint32_t posted = in_.posted.load(std::memory_order_acquire);  // SYNC POINT "call posted"
+    std::uint32_t last = taken_.load(std::memory_order_acquire);               // SYNC POINT "call taken"
     // The caller may be taking its call back at the same moment: whoever moves `taken` owns it.
+    // SYNC POINT "call taken"
     if (posted != last && taken_.compare_exchange_strong(last, posted, std::memory_order_acq_rel)) {
       fail(posted, std::move(failure));
     }
     // That caller was answered or will see closed_: it releases soon.
-    while (claimed_.load(std::memory_order_acquire)) std::this_thread::yield();
+    while (claimed_.load(std::memory_order_acquire)) std::this_thread::yield();  // SYNC POINT "claim released"
   }
 
  private:
   void publish(std::uint32_t ticket) noexcept {
-    out_.answered.store(ticket, std::memory_order_release);
-    shm::detail::full_fence();  // the answer before the look at the caller's announcement
+    out_.answered.store(ticket, std::memory_order_release);  // SYNC POINT "call answered"
+    shm::detail::full_fence();  // SYNC POINT "caller asleep": the answer before the look at the announcement
     if (in_.caller_asleep.load(std::memory_order_relaxed) != 0) shm::futex_wake(out_.answered);
   }
 

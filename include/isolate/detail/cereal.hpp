@@ -9,6 +9,10 @@
 #ifndef ISOLATE_DETAIL_CEREAL_HPP
 #define ISOLATE_DETAIL_CEREAL_HPP
 
+// First, as everywhere, and here for a reason of its own: it includes a
+// standard header, which defines __GLIBCXX__ for the test below.
+#include "isolate/detail/config.hpp"
+
 #if defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM)
 #define _GLIBCXX_IOSTREAM 1
 #define ISOLATE_HID_IOSTREAM

@@ -12,6 +12,17 @@
 // not a concern); position = index & (capacity - 1). Each side keeps its own
 // index privately and only publishes it: what it reads back from shared
 // memory is the peer's index, validated before use.
+//
+// Synchronisation: each pair of a release and an acquire (or of seq_cst
+// operations and fences) carries the same SYNC POINT label at both ends:
+//   "record published": the writer stores write_index (release) after the
+//     record's header and bytes; the reader loads it (acquire) before reading them.
+//   "record released": the reader stores read_index (release) after its last
+//     read of the record; the writer loads it (acquire) before reusing the room.
+//   "endpoint closed": close() sets the private closed flag; every operation,
+//     and a waiter about to sleep, loads it (shm/waiter.hpp).
+//   "no lost wake-up": between publishing an index and ringing the peer's
+//     bell, and between announcing a sleep and looking once more (shm/waiter.hpp).
 #ifndef ISOLATE_SHM_RING_HPP
 #define ISOLATE_SHM_RING_HPP
 
@@ -96,7 +107,7 @@ class ring_endpoint {
   // in an empty ring even behind a padding record.
   std::size_t max_record_size() const noexcept { return capacity_ / 2 - record_header_size; }
   waiter const& wait_state() const noexcept { return waiter_; }
-  bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  bool is_closed() const noexcept { return closed_.load(std::memory_order_acquire); }  // SYNC POINT "endpoint closed"
   bool is_corrupted() const noexcept { return corrupted_; }
 
  protected:
@@ -134,7 +145,7 @@ class ring_endpoint {
                    wait_policy policy, std::error_code& ec) noexcept;
 
   std::error_code state_error() const noexcept {
-    if (closed_.load(std::memory_order_acquire)) return make_error_code(errc::closed);
+    if (closed_.load(std::memory_order_acquire)) return make_error_code(errc::closed);  // SYNC POINT "endpoint closed"
     if (corrupted_) return make_error_code(errc::corrupted);
     return {};
   }
@@ -186,8 +197,15 @@ struct ring {
   }
 };
 
-// The producing end of a ring. One thread writes at a time; close() may be
-// called from any thread.
+// The producing end of a ring: reserves room for a record, fills it in place
+// and commits it, waiting (spinning, then sleeping) while the ring is full.
+//
+// Thread safety: one thread at a time may reserve, commit or write (the
+// caller serialises them, as frame_channel does with its send lock); close()
+// may be called from any thread of this process at any time, also while
+// another thread waits in reserve()/write(), which it then wakes. Moving or
+// destroying the writer while another thread uses it is not safe. The peer
+// process is not trusted: what it publishes is validated (errc::corrupted).
 class ring_writer : public detail::ring_endpoint {
  public:
   ring_writer() noexcept = default;
@@ -266,8 +284,8 @@ class ring_writer : public detail::ring_endpoint {
     detail::store_record_header(data_ + (write_ & mask()),
                                 detail::make_record_header(static_cast<std::uint32_t>(n), detail::record_tag));
     write_ += detail::record_header_size + detail::align8(n);
-    control_->write_index.store(write_, std::memory_order_release);
-    waiter::notify(control_->data_bell, *peer_);
+    control_->write_index.store(write_, std::memory_order_release);  // SYNC POINT "record published"
+    waiter::notify(control_->data_bell, *peer_);  // SYNC POINT "no lost wake-up"
   }
 
   // Copies `header` then `payload` into one record. Returns whether it was
@@ -298,9 +316,9 @@ class ring_writer : public detail::ring_endpoint {
   // in reserve()/write(). Callable from any thread of this process.
   void close() noexcept {
     if (control_ != nullptr) {
-      waiter::interrupt(closed_, control_->space_bell);
+      waiter::interrupt(closed_, control_->space_bell);  // SYNC POINT "endpoint closed"
     } else {
-      closed_.store(true, std::memory_order_release);
+      closed_.store(true, std::memory_order_release);  // SYNC POINT "endpoint closed"
     }
   }
 
@@ -315,7 +333,7 @@ class ring_writer : public detail::ring_endpoint {
   // cached one says no (SPSCQueue's trick: the shared line is rarely touched).
   bool has_room(std::uint64_t need) noexcept {
     if (write_ - read_cached_ + need <= capacity_) return true;
-    std::uint64_t const r = control_->read_index.load(std::memory_order_acquire);
+    std::uint64_t const r = control_->read_index.load(std::memory_order_acquire);  // SYNC POINT "record released"
     // The reader can only move forward, never past what we wrote, in record steps.
     if (r < read_cached_ || r > write_ || (r & 7) != 0) {
       corrupted_ = true;
@@ -332,8 +350,15 @@ class ring_writer : public detail::ring_endpoint {
   bool reserving_ = false;
 };
 
-// The consuming end of a ring. One thread reads at a time; close() may be
-// called from any thread.
+// The consuming end of a ring: reads the next record in place and releases
+// it, waiting (spinning, then sleeping) while the ring is empty.
+//
+// Thread safety: one thread at a time may read and release (a record read
+// stays valid for that thread until it releases it); close() may be called
+// from any thread of this process at any time, also while another thread
+// waits in read(), which it then wakes. Moving or destroying the reader while
+// another thread uses it is not safe. The bytes of a record are in shared
+// memory and the peer may still change them: parse defensively, or copy first.
 class ring_reader : public detail::ring_endpoint {
  public:
   ring_reader() noexcept = default;
@@ -414,17 +439,17 @@ class ring_reader : public detail::ring_endpoint {
     read_ += pending_;
     pending_ = 0;
     current_ = {};
-    control_->read_index.store(read_, std::memory_order_release);
-    waiter::notify(control_->space_bell, *peer_);
+    control_->read_index.store(read_, std::memory_order_release);  // SYNC POINT "record released"
+    waiter::notify(control_->space_bell, *peer_);  // SYNC POINT "no lost wake-up"
   }
 
   // Makes every later operation fail with `closed` and wakes a thread blocked
   // in read(). Callable from any thread of this process.
   void close() noexcept {
     if (control_ != nullptr) {
-      waiter::interrupt(closed_, control_->data_bell);
+      waiter::interrupt(closed_, control_->data_bell);  // SYNC POINT "endpoint closed"
     } else {
-      closed_.store(true, std::memory_order_release);
+      closed_.store(true, std::memory_order_release);  // SYNC POINT "endpoint closed"
     }
   }
 
@@ -439,7 +464,7 @@ class ring_reader : public detail::ring_endpoint {
   // cached one is used up.
   bool has_data() noexcept {
     if (write_cached_ != read_) return true;
-    std::uint64_t const w = control_->write_index.load(std::memory_order_acquire);
+    std::uint64_t const w = control_->write_index.load(std::memory_order_acquire);  // SYNC POINT "record published"
     if (w == write_cached_) {
       // While we poll, keep asking for the line the next record lands in, so
       // it travels alongside the index instead of after it (~5% per round trip).
@@ -539,7 +564,7 @@ inline bool detail::ring_endpoint::attach_area(std::span<std::byte> area, std::s
   self_ = &self;
   peer_ = &peer;
   waiter_ = waiter(policy);
-  closed_.store(false, std::memory_order_release);
+  closed_.store(false, std::memory_order_release);  // SYNC POINT "endpoint closed": open again
   corrupted_ = false;
   return true;
 }

@@ -6,6 +6,16 @@
 // answers soon. When the peer shares our CPU, or sleeps itself, spinning only
 // delays it; we sleep at once. The spin budget is measured in time (one pause
 // is 25 ns on some CPUs and 1 ns on others) and adapts to how fast data came.
+//
+// Synchronisation (SYNC POINT labels, the same at both ends):
+//   "no lost wake-up": a sleeper stores its bell (1), then a full fence, then
+//     looks at the peer's index (ready()); the publisher stores its index, then
+//     a full fence (notify), then looks at the bell. One of the two sees the
+//     other, so the sleeper never sleeps through a record or a free room.
+//   "endpoint closed": interrupt() stores `closed` (seq_cst), a full fence,
+//     then changes the bell; wait() loads `closed` (acquire) before and after
+//     announcing its sleep, and the futex sees the changed bell.
+// The side_state words (cpu, sleeping) steer a heuristic only: relaxed.
 #ifndef ISOLATE_SHM_WAITER_HPP
 #define ISOLATE_SHM_WAITER_HPP
 
@@ -85,8 +95,15 @@ inline std::uint32_t publish_cpu(side_state& self) noexcept {
 
 }  // namespace detail
 
-// The waiting state of one endpoint (one thread waits on it at a time). The
-// words it waits on live in shared memory; its spin budget is private.
+// The waiting state of one endpoint. The words it waits on live in shared
+// memory; its spin budget is private.
+//
+// Thread safety: one thread at a time may wait() on a waiter (its spin budget
+// is unsynchronised); notify() and interrupt() are static and may be called
+// from any thread (interrupt() from another thread than the waiting one is
+// its purpose). A peer that scribbles over the shared words can make a wait
+// spin or sleep longer than needed, never return early with wrong data:
+// ready() decides.
 class waiter {
  public:
   using clock = std::chrono::steady_clock;
@@ -105,7 +122,7 @@ class waiter {
   wait_result wait(Ready&& ready, std::atomic<std::uint32_t>& bell, side_state& self,
                    side_state const& peer, std::atomic<bool> const& closed, clock::time_point deadline) {
     if (ready()) return wait_result::ready;
-    if (closed.load(std::memory_order_acquire)) return wait_result::closed;
+    if (closed.load(std::memory_order_acquire)) return wait_result::closed;  // SYNC POINT "endpoint closed"
     std::uint32_t my_cpu = detail::publish_cpu(self);
     auto const start = clock::now();
     if (start >= deadline) return wait_result::timed_out;
@@ -121,7 +138,7 @@ class waiter {
           return wait_result::ready;
         }
         if (i % 16 != 0) continue;
-        if (closed.load(std::memory_order_acquire)) return wait_result::closed;
+        if (closed.load(std::memory_order_acquire)) return wait_result::closed;  // SYNC POINT "endpoint closed"
         my_cpu = detail::publish_cpu(self);
         if (!peer_runs_elsewhere(peer, my_cpu)) break;
         last_read = clock::now();
@@ -137,12 +154,12 @@ class waiter {
     for (;;) {
       self.sleeping.store(1, std::memory_order_relaxed);
       bell.store(1, std::memory_order_relaxed);
-      detail::full_fence();
+      detail::full_fence();  // SYNC POINT "no lost wake-up" (and "endpoint closed"): the bell before the looks
       if (ready()) {
         result = wait_result::ready;
         break;
       }
-      if (closed.load(std::memory_order_acquire)) {
+      if (closed.load(std::memory_order_acquire)) {  // SYNC POINT "endpoint closed"
         result = wait_result::closed;
         break;
       }
@@ -165,7 +182,7 @@ class waiter {
   // Called by the publishing side after it published (index stored): wakes the
   // peer if it sleeps on `bell`. No syscall unless the peer sleeps.
   static void notify(std::atomic<std::uint32_t>& bell, side_state& peer) noexcept {
-    detail::full_fence();
+    detail::full_fence();  // SYNC POINT "no lost wake-up": the index stored before, the bell read after
     if (bell.load(std::memory_order_relaxed) != 0 && bell.exchange(0, std::memory_order_relaxed) != 0) {
       peer.sleeping.store(0, std::memory_order_relaxed);
       futex_wake(bell);
@@ -175,8 +192,8 @@ class waiter {
   // Sets `closed` and wakes a thread of this process sleeping on `bell`.
   // Callable from any thread.
   static void interrupt(std::atomic<bool>& closed, std::atomic<std::uint32_t>& bell) noexcept {
-    closed.store(true, std::memory_order_seq_cst);
-    detail::full_fence();
+    closed.store(true, std::memory_order_seq_cst);  // SYNC POINT "endpoint closed"
+    detail::full_fence();  // SYNC POINT "endpoint closed": the flag before the bell
     // Changing the word makes a waiter that is just about to sleep return at once.
     bell.store(0, std::memory_order_seq_cst);
     futex_wake(bell);

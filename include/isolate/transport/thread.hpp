@@ -55,6 +55,28 @@ struct thread {
 
 namespace detail {
 
+// The link of a thread plugin: its worker threads, the mailbox through which
+// one synchronous call at a time reaches them without a mutex, and the queue
+// (under mutex_) for asynchronous calls and synchronous ones that find the
+// mailbox claimed.
+//
+// Synchronisation (SYNC POINT labels, the same at both ends; the mailbox's
+// own are in detail/call_mailbox.hpp):
+//   "work queued": a caller queues a job under mutex_, then bumps work_seq_
+//     (seq_cst); a worker reads work_seq_ before it looks at the queue, and
+//     sleeps on it only while it has not moved.
+//   "worker asleep": a worker counts itself in sleepers_, then looks for work
+//     once more (has_call, work_seq_); a caller posts (or bumps work_seq_),
+//     then reads sleepers_ (all seq_cst): one of the two sees the other.
+//   "job finished": a worker writes a synchronous job's reply or failure,
+//     then sets its flag (release); the caller waits for it (acquire) first.
+//
+// Thread safety: call() and call_async() may be made from any number of
+// threads at once, including the plugin's own workers (a call from one of
+// them runs inline, since queueing it would wait for that very thread).
+// max_message_size() is constant. The link must not be destroyed while a
+// thread may still call it (its connection owns it); calls still queued then
+// fail with plugin_closed.
 template <interface Interface>
 class thread_link final : public link {
  public:
@@ -115,7 +137,7 @@ class thread_link final : public link {
         mailbox_.release();
         throw error(errc::plugin_closed, "the plugin is unloaded");
       }
-      if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_a_worker();
+      if (sleepers_.load(std::memory_order_seq_cst) > 0) wake_a_worker();  // SYNC POINT "worker asleep"
       mailbox_.wait_for_answer(*ticket, spin);
       mailbox_.take_reply(reply);
       return;
@@ -124,7 +146,7 @@ class thread_link final : public link {
     sync.request = &request;
     sync.reply = &reply;
     submit(sync);
-    sync.finished.wait(spin);
+    sync.finished.wait(spin);  // SYNC POINT "job finished"
     if (sync.failure) std::rethrow_exception(sync.failure);
   }
 
@@ -159,19 +181,20 @@ class thread_link final : public link {
       }
       queue_.push_back(&j);
     }
-    work_seq_.fetch_add(1, std::memory_order_seq_cst);  // workers look at the queue when it has moved
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) shm::futex_wake(work_seq_, 1);
+    // SYNC POINT "work queued" (workers look at the queue when it has moved) and "worker asleep"
+    work_seq_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) shm::futex_wake(work_seq_, 1);  // SYNC POINT "worker asleep"
   }
 
   // One call needs one worker: the one woken serves until it finds no work.
   // The bump makes a worker about to sleep on the old value look again instead.
   void wake_a_worker() {
-    work_seq_.fetch_add(1, std::memory_order_seq_cst);
+    work_seq_.fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT "work queued"
     shm::futex_wake(work_seq_, 1);
   }
 
   void wake_workers() {
-    work_seq_.fetch_add(1, std::memory_order_seq_cst);
+    work_seq_.fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT "work queued"
     shm::futex_wake(work_seq_);
   }
 
@@ -188,7 +211,7 @@ class thread_link final : public link {
       j.done->complete(j.failure, *j.reply);
       delete &j;
     } else {
-      j.finished.set();
+      j.finished.set();  // SYNC POINT "job finished"
     }
   }
 
@@ -209,7 +232,7 @@ class thread_link final : public link {
     for (;;) {
       // Read before looking for work, so that work arriving after the look
       // changes it and the wait below returns.
-      const std::uint32_t seen = work_seq_.load(std::memory_order_seq_cst);
+      const std::uint32_t seen = work_seq_.load(std::memory_order_seq_cst);  // SYNC POINT "work queued"
       bool worked = false;
       // One call from each source per round: neither starves the other.
       if (const auto ticket = mailbox_.try_take()) {
@@ -259,6 +282,7 @@ class thread_link final : public link {
   // Spins up to `budget`, then sleeps on work_seq_ until a call is posted or
   // queued; tells `spin` how long that took.
   void wait_for_work(std::chrono::nanoseconds budget, adaptive_spin& spin, std::uint32_t seen) {
+    // SYNC POINT "work queued"
     const auto work_arrived = [&] { return mailbox_.has_call() || work_seq_.load(std::memory_order_acquire) != seen; };
     if (spin_for(budget, work_arrived)) {
       spin.waited(std::chrono::nanoseconds::zero());  // no clock read on the way to the call
@@ -267,7 +291,8 @@ class thread_link final : public link {
     const auto slept_at = std::chrono::steady_clock::now();
     // Announce the sleep, then look again: a caller posts, then reads sleepers_
     // (all sequentially consistent), so one of the two sees the other.
-    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT "worker asleep"
+    // SYNC POINT "worker asleep" (has_call and work_seq_), "work queued"
     if (!mailbox_.has_call() && work_seq_.load(std::memory_order_seq_cst) == seen) shm::futex_wait(work_seq_, seen);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
     spin.waited(budget + (std::chrono::steady_clock::now() - slept_at));
@@ -299,6 +324,10 @@ class thread_link final : public link {
 
 }  // namespace detail
 
+// A thread plugin's connection: owns its link (detail::thread_link).
+//
+// Thread safety: as its link: calls may be made from any number of threads at
+// once; the connection must not be destroyed while a thread may still call it.
 template <interface Interface>
 class thread::connection : public detail::remote_connection<Interface> {
  public:

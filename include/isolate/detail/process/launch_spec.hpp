@@ -7,7 +7,7 @@
 #include "isolate/detail/process/buffer_sharing.hpp"
 #include "isolate/error.hpp"
 #include "isolate/services.hpp"
-#include "isolate/transport/process.hpp"
+#include "isolate/transport/process_options.hpp"
 #include "isolate/wire/frame.hpp"
 
 #include <fmt/format.h>

@@ -10,7 +10,7 @@
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/worker_session.hpp"
 #include "isolate/error.hpp"
-#include "isolate/transport/process.hpp"
+#include "isolate/transport/process_options.hpp"
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>

@@ -25,6 +25,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -198,11 +199,18 @@ class worker {
 
     std::thread control_watch([this] { watch_control(); });
     const bool broken = serve(hello.concurrency == 0 ? 1 : hello.concurrency) == channel_status::corrupted;
-    control_watch.detach();  // it may still be blocked reading
     // The host asked us to stop or is gone; or the channel broke, and then
     // the plugin's objects are not trusted to tear down (nor is exit()'s
     // work run: the status must say why), and the status says so.
-    if (broken) std::_Exit(worker_exit_channel_broken);
+    if (broken) {
+      control_watch.detach();  // it may still be blocked reading; nothing is torn down
+      std::_Exit(worker_exit_channel_broken);
+    }
+    // The watcher may still be reading the control socket, or still inside
+    // the close() that ended serve(): it uses this object (and the rings'
+    // mapping) until it returns. Wake its read, and wait for it.
+    ::shutdown(control_, SHUT_RD);
+    control_watch.join();
     entry_->destroy(object_);
     return 0;
   }
