@@ -60,7 +60,7 @@ struct policy {
   level preset = level::minimal;
 
   // Resources.
-  std::uint64_t memory_mb = 0;     // address space the plugin may allocate (RLIMIT_DATA)
+  std::uint64_t memory_mb = 0;     // private memory the plugin may allocate (RLIMIT_DATA: shared mappings are not counted)
   std::uint64_t cpu_seconds = 0;   // CPU time of the worker (RLIMIT_CPU; SIGXCPU, then SIGKILL a second later)
   std::uint64_t open_files = 0;    // descriptors (RLIMIT_NOFILE)
   std::uint64_t file_size_mb = 0;  // largest file it may write (RLIMIT_FSIZE)

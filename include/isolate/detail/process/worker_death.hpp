@@ -51,8 +51,13 @@ class death_record {
     if (kill_reason_) return {*kill_reason_, fmt::format("{} (worker {} {})", kill_message_, pid, how)};
     if (!wait_error) {
       if (auto exceeded = limit_exceeded(status, limits, cpu_us)) {
-        return {errc::limit_exceeded, fmt::format("the plugin reached its {} and was stopped (worker {})", *exceeded,
-                                                  pid)};
+        // The signal says how it was stopped; the memory limit's exit status says nothing more.
+        return {errc::limit_exceeded, status.signaled ? fmt::format("the plugin reached its {} and was stopped "
+                                                                    "(worker {} {})",
+                                                                    *exceeded, pid, how)
+                                                      : fmt::format("the plugin reached its {} and was stopped "
+                                                                    "(worker {})",
+                                                                    *exceeded, pid)};
       }
     }
     if (!wait_error && status.exited_with(worker_exit_channel_broken)) {
