@@ -138,15 +138,16 @@ class frame_channel {
   }
 
   bool uses_shared_memory() const noexcept { return static_cast<bool>(region_); }
-  // Threads in send() now, waiting for the lock or for room.
-  int senders() const noexcept { return senders_.load(std::memory_order_relaxed); }
+  // Whether a thread is sending now (it holds the send lock, and may be
+  // waiting for room in the ring). For diagnostics and tests.
+  bool sending() const noexcept { return sending_.load(std::memory_order_relaxed); }
 
   // Sends one frame. Safe to call from several threads (frames never
   // interleave); waiting for another sender counts against the deadline too.
   channel_status send(std::span<const std::byte> frame, clock::time_point deadline) {
-    const sending counted(senders_);
     std::unique_lock lock(send_mutex_, std::defer_lock);
     if (!lock_until(lock, deadline)) return channel_status::timed_out;
+    const sending_mark marked(sending_);
     if (!region_) return send_socket(frame, deadline);
     const std::size_t record = writer_.max_record_size();
     do {
@@ -182,9 +183,9 @@ class frame_channel {
       wire::set_call_id(frame, call_id);
       return send(frame.bytes(), deadline);
     }
-    const sending counted(senders_);
     std::unique_lock lock(send_mutex_, std::defer_lock);
     if (!lock_until(lock, deadline)) return channel_status::timed_out;
+    const sending_mark marked(sending_);
     const wire::frame_header header{static_cast<std::uint32_t>(call.payload_size()), wire::frame_kind::call, 0,
                                     call.method(), call_id};
     ring_sink sink(writer_, wire::header_size + header.size, deadline);
@@ -379,12 +380,14 @@ class frame_channel {
   std::array<std::byte, control_header_size> socket_header_{};
   std::size_t header_got_ = 0, body_got_ = 0;  // over a socket: how much of each has arrived
   std::timed_mutex send_mutex_;  // one frame at a time; timed, so a sender keeps its deadline
-  std::atomic<int> senders_{0};
+  // Set by the sender holding the send lock: plain stores, no locked
+  // instruction on the call's path (only that sender writes it).
+  std::atomic<bool> sending_{false};
 
-  struct sending {
-    explicit sending(std::atomic<int>& count) noexcept : count_(count) { count_.fetch_add(1, std::memory_order_relaxed); }
-    ~sending() { count_.fetch_sub(1, std::memory_order_relaxed); }
-    std::atomic<int>& count_;
+  struct sending_mark {
+    explicit sending_mark(std::atomic<bool>& flag) noexcept : flag_(flag) { flag_.store(true, std::memory_order_relaxed); }
+    ~sending_mark() { flag_.store(false, std::memory_order_relaxed); }
+    std::atomic<bool>& flag_;
   };
 };
 

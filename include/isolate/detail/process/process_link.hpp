@@ -118,10 +118,10 @@ class process_link final : public link {
     return current_ ? current_->limits_in_force() : limits::report{};
   }
 
-  // Threads sending to the worker now (waiting for the channel or for room in it).
-  int senders_waiting() const {
+  // Whether a thread is sending to the worker now (and may be waiting for room in the ring).
+  bool sending() const {
     std::lock_guard lock(mutex_);
-    return current_ ? current_->senders_waiting() : 0;
+    return current_ && current_->sending();
   }
   unsigned restarts() const {
     std::lock_guard lock(mutex_);

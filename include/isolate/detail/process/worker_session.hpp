@@ -129,8 +129,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::lock_guard lock(pending_mutex_);
     return {death_code_, death_message_};
   }
-  // Threads sending to the worker now (waiting for the channel or for room in it).
-  int senders_waiting() const noexcept { return channel_.senders(); }
+  // Whether a thread is sending to the worker now (and may be waiting for room).
+  bool sending() const noexcept { return channel_.sending(); }
   // How each limit holds in this worker, as it reported when ready.
   const limits::report& limits_in_force() const noexcept { return limits_; }
 
