@@ -16,7 +16,9 @@
 // namespaces (it sees no process outside, and none it starts outlives it),
 // with no capability that matters and no_new_privs, a /proc of its own, an
 // environment reduced to an allow-list, and Landlock scoping its signals and
-// abstract sockets. A root host's worker runs as nobody (65534). The table
+// abstract sockets. A root host's worker runs as nobody (65534). Memory is
+// capped by RLIMIT_DATA and, where the host can make one, a memory cgroup
+// that counts shared memory too (memory_cgroup below). The table
 // with every limit and its mechanism is in the README; a limit this machine
 // cannot enforce fails the load with errc::limit_unenforceable, unless
 // best_effort() is set (then plugin.limits_in_force() says what holds).
@@ -60,7 +62,19 @@ struct policy {
   level preset = level::minimal;
 
   // Resources.
-  std::uint64_t memory_mb = 0;     // private memory the plugin may allocate (RLIMIT_DATA: shared mappings are not counted)
+  // Memory the worker may use. Always RLIMIT_DATA (private memory: new and
+  // malloc fail at the cap); and, where a memory cgroup can be made (see
+  // memory_cgroup), the cgroup's cap on all its memory, shared memory too
+  // (past it, the kernel stops the worker). limits_in_force() says which.
+  std::uint64_t memory_mb = 0;
+  // Where the worker's memory cgroup is made: a cgroup v2 directory whose
+  // subtree has the memory controller (delegated to the host's user), or a
+  // cgroup v1 memory group. Empty: the host's own group, if it can have
+  // capped children (a v2 group with memory in cgroup.subtree_control, or a
+  // v1 memory group the host may write); if none can, RLIMIT_DATA alone
+  // holds. A directory named here that cannot be used fails the load
+  // (limit_unenforceable) unless best_effort.
+  std::filesystem::path memory_cgroup;
   std::uint64_t cpu_seconds = 0;   // CPU time of the worker (RLIMIT_CPU; SIGXCPU, then SIGKILL a second later)
   std::uint64_t open_files = 0;    // descriptors (RLIMIT_NOFILE)
   std::uint64_t file_size_mb = 0;  // largest file it may write (RLIMIT_FSIZE)
@@ -97,6 +111,7 @@ struct preset : policy {
   preset() : policy(defaults()) {}
 
   preset& memory_mb(std::uint64_t mb) { return set(&policy::memory_mb, mb); }
+  preset& memory_cgroup(std::filesystem::path parent) { return set(&policy::memory_cgroup, std::move(parent)); }
   preset& cpu_seconds(std::uint64_t seconds) { return set(&policy::cpu_seconds, seconds); }
   preset& open_files(std::uint64_t count) { return set(&policy::open_files, count); }
   preset& file_size_mb(std::uint64_t mb) { return set(&policy::file_size_mb, mb); }

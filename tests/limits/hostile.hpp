@@ -44,6 +44,10 @@ ISOLATE_INTERFACE(hostile,
                   (std::vector<int>, open_many, (int)),
                   // Like allocate_mib, in memory mapped MAP_SHARED | MAP_ANONYMOUS; returns the MiB it got.
                   (std::uint64_t, allocate_shared_mib, (std::uint64_t)),
+                  // Like allocate_mib, in memfds of 1 MiB each, mapped shared and closed; returns the MiB it got.
+                  (std::uint64_t, allocate_memfd_mib, (std::uint64_t)),
+                  // Like allocate_mib, in SysV shared memory segments of 1 MiB, attached; returns the MiB it got.
+                  (std::uint64_t, allocate_sysv_mib, (std::uint64_t)),
                   // setrlimit(resource, unlimited).
                   (int, raise_limit, (int)),
                   // Never returns: a busy loop, with SIGXCPU ignored if asked.

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -170,6 +171,33 @@ class hostile_impl final : public hostile {
     for (std::uint64_t i = 0; i < mib; ++i) {
       void* block = ::mmap(nullptr, one_mib, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
       if (block == MAP_FAILED) return i;
+      std::memset(block, 1, one_mib);
+    }
+    return mib;
+  }
+
+  std::uint64_t allocate_memfd_mib(std::uint64_t mib) override {
+    constexpr std::size_t one_mib = std::size_t{1} << 20;
+    for (std::uint64_t i = 0; i < mib; ++i) {
+      const int fd = ::memfd_create("hoard", MFD_CLOEXEC);
+      if (fd < 0) return i;
+      void* block = ::ftruncate(fd, one_mib) == 0
+                        ? ::mmap(nullptr, one_mib, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                        : MAP_FAILED;
+      ::close(fd);  // the mapping keeps the memory
+      if (block == MAP_FAILED) return i;
+      std::memset(block, 1, one_mib);
+    }
+    return mib;
+  }
+
+  std::uint64_t allocate_sysv_mib(std::uint64_t mib) override {
+    constexpr std::size_t one_mib = std::size_t{1} << 20;
+    for (std::uint64_t i = 0; i < mib; ++i) {
+      const int id = ::shmget(IPC_PRIVATE, one_mib, IPC_CREAT | 0600);
+      if (id < 0) return i;
+      void* block = ::shmat(id, nullptr, 0);
+      if (block == reinterpret_cast<void*>(-1)) return i;
       std::memset(block, 1, one_mib);
     }
     return mib;

@@ -50,6 +50,53 @@ TEST_CASE("memory: past memory_mb the plugin is stopped with limit_exceeded nami
   CHECK(p->allocate_mib(16) == 16);  // the new worker has the whole cap again
 }
 
+TEST_CASE("memory: shared memory counts against memory_mb where the worker has a memory cgroup; else the report "
+          "says it does not" * doctest::test_suite(unprivileged_suite)) {
+  auto options = options_with(isolate::limits::standard().memory_mb(64));
+  options.restart = isolate::restart_policy::crash(3);  // one for each attack
+  std::optional<hostile_plugin> loaded(load_hostile(options));
+  auto& p = *loaded;
+  const auto memory = limit_named(p.transport().limits_in_force(), "memory");
+  REQUIRE(memory);
+  CHECK(memory->in_force);
+  MESSAGE("memory: " << memory->mechanism);
+  if (!contains(memory->mechanism, "and cgroup")) {
+    // No memory cgroup for this host (an unprivileged one, without a delegated hierarchy).
+    CHECK(contains(memory->mechanism, "private memory only, shared memory is not counted"));
+    return;
+  }
+  CHECK(contains(memory->mechanism, "(all memory, shared too)"));
+  CHECK(memory_groups_of_this_host() == 1);
+  using bomb = std::uint64_t (hostile::*)(std::uint64_t);
+  for (const auto& [name, attack] : {std::pair<const char*, bomb>{"MAP_SHARED|MAP_ANONYMOUS", &hostile::allocate_shared_mib},
+                                     {"memfd", &hostile::allocate_memfd_mib},
+                                     {"SysV shm", &hostile::allocate_sysv_mib}}) {
+    INFO("attack: " << std::string(name));
+    CHECK((*p.*attack)(16) == 16);  // within the cap
+    const auto e = failure_of([&, attack = attack] { (*p.*attack)(2048); });
+    CHECK(e.code() == isolate::errc::limit_exceeded);
+    CHECK_MESSAGE(contains(e.what(), "memory limit of 64 MiB (cgroup"), std::string(e.what()));
+    CHECK(p->add(1, 2) == 3);  // restarted
+    CHECK(memory_groups_of_this_host() == 1);  // the dead worker's group is gone, the new one's is there
+  }
+  loaded.reset();
+  CHECK(memory_groups_of_this_host() == 0);
+}
+
+TEST_CASE("memory: a memory cgroup named in the policy that cannot be used fails the load, unless best effort" *
+          doctest::test_suite(unprivileged_suite)) {
+  const temp_dir not_a_group;
+  const auto e = failure_of([&] { load_hostile(isolate::limits::standard().memory_mb(64).memory_cgroup(not_a_group.path())); });
+  CHECK(e.code() == isolate::errc::limit_unenforceable);
+  CHECK_MESSAGE(contains(e.what(), "is not a cgroup v2 directory nor a cgroup v1 memory group"), std::string(e.what()));
+  auto p = load_hostile(isolate::limits::standard().memory_mb(64).memory_cgroup(not_a_group.path()).best_effort());
+  CHECK(p->add(1, 2) == 3);
+  const auto memory = limit_named(p.transport().limits_in_force(), "memory");
+  REQUIRE(memory);
+  CHECK(contains(memory->mechanism, "private memory only"));
+  CHECK(contains(memory->mechanism, "not a cgroup"));
+}
+
 TEST_CASE("cpu: past cpu_seconds the plugin is stopped with limit_exceeded naming CPU, then restarted" *
           doctest::test_suite(unprivileged_suite)) {
   auto options = restartable(isolate::limits::standard().cpu_seconds(1));

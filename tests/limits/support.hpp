@@ -7,6 +7,7 @@
 
 #include "hostile.hpp"
 
+#include <isolate/detail/sandbox/memory_cgroup.hpp>
 #include <isolate/limits.hpp>
 #include <isolate/plugin_library.hpp>
 #include <isolate/transport/process.hpp>
@@ -143,6 +144,29 @@ inline int worker_proper(hostile_plugin& p) {
   const int init = p.transport().link().pid();
   const auto children = first_line_of("/proc/" + std::to_string(init) + "/task/" + std::to_string(init) + "/children");
   return children.empty() ? -1 : std::atoi(children.c_str());
+}
+
+// --- What the host is told --------------------------------------------------
+
+inline std::optional<isolate::limits::enforcement> limit_named(const isolate::limits::report& report,
+                                                               const std::string& name) {
+  for (const auto& entry : report) {
+    if (entry.limit == name) return entry;
+  }
+  return std::nullopt;
+}
+
+// The memory cgroups this host made for its workers (sandbox/memory_cgroup.hpp) that exist now.
+inline int memory_groups_of_this_host() {
+  std::string why;
+  const auto parent = isolate::detail::sandbox::find_cgroup_parent({}, why);
+  if (!parent) return 0;
+  const auto prefix = "isolate-" + std::to_string(::getpid()) + "-";
+  int groups = 0;
+  for (const auto& entry : fs::directory_iterator(parent->directory)) {
+    if (entry.path().filename().string().starts_with(prefix)) ++groups;
+  }
+  return groups;
 }
 
 // --- Files and sockets the worker may or may not reach ---------------------

@@ -88,6 +88,18 @@ TEST_CASE("an ending that shows a limit was reached names the limit") {
     const auto [code, text] = record.describe(pid, {}, exited(isolate::detail::worker_exit_memory_limit), limits);
     CHECK(code == errc::plugin_crashed);
   }
+  SUBCASE("memory: SIGKILL from the memory cgroup's OOM killer") {
+    limits.memory_mb = 64;
+    const auto [code, text] =
+        record.describe(pid, {}, killed(SIGKILL), limits, {{}, std::string("cgroup v1 memory.limit_in_bytes")});
+    CHECK(code == errc::limit_exceeded);
+    CHECK(contains(text, "memory limit of 64 MiB (cgroup v1 memory.limit_in_bytes)"));
+  }
+  SUBCASE("memory: a SIGKILL the cgroup did not send is not the limit") {
+    limits.memory_mb = 64;
+    const auto [code, text] = record.describe(pid, {}, killed(SIGKILL), limits);
+    CHECK(code == errc::plugin_crashed);
+  }
   SUBCASE("CPU time: SIGXCPU") {
     limits.cpu_seconds = 2;
     const auto [code, text] = record.describe(pid, {}, killed(SIGXCPU), limits);
@@ -96,13 +108,13 @@ TEST_CASE("an ending that shows a limit was reached names the limit") {
   }
   SUBCASE("CPU time: SIGKILL once the time is spent") {
     limits.cpu_seconds = 2;
-    const auto [code, text] = record.describe(pid, {}, killed(SIGKILL), limits, std::int64_t{2'000'000});
+    const auto [code, text] = record.describe(pid, {}, killed(SIGKILL), limits, {std::int64_t{2'000'000}, {}});
     CHECK(code == errc::limit_exceeded);
     CHECK(contains(text, "CPU time limit"));
   }
   SUBCASE("CPU time: SIGKILL before the time is spent is not the limit") {
     limits.cpu_seconds = 2;
-    const auto [code, text] = record.describe(pid, {}, killed(SIGKILL), limits, std::int64_t{1'000});
+    const auto [code, text] = record.describe(pid, {}, killed(SIGKILL), limits, {std::int64_t{1'000}, {}});
     CHECK(code == errc::plugin_crashed);
   }
   SUBCASE("SIGXCPU without a CPU limit is a crash") {

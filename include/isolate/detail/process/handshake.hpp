@@ -37,7 +37,7 @@ inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely 
 inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached limits::policy::memory_mb
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 3;
+inline constexpr std::uint32_t process_protocol_version = 4;
 
 enum class control_type : std::uint32_t {
   hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
@@ -70,6 +70,8 @@ struct limits_message {
   bool namespaces = false;
   bool network_namespace = false;
   bool plugin_fd_passed = false;  // a second descriptor comes with the channel's: the plugin's library
+  std::string memory_cgroup;      // the cgroup cap the worker is in ("cgroup v1 memory.limit_in_bytes 64 MiB")
+  std::string no_memory_cgroup;   // else why there is none
 
   template <class Archive>
   void serialize(Archive& ar) {
@@ -80,7 +82,7 @@ struct limits_message {
     for (const auto& path : p.writable) writable.push_back(path.string());
     ar(p.preset, p.memory_mb, p.cpu_seconds, p.open_files, p.file_size_mb, p.processes, p.core_dumps, p.protect_host,
        p.new_processes, p.network, p.restrict_filesystem, read_only, writable, p.syscalls, p.best_effort,
-       working_directory, namespaces, network_namespace, plugin_fd_passed);
+       working_directory, namespaces, network_namespace, plugin_fd_passed, memory_cgroup, no_memory_cgroup);
     p.read_only.assign(read_only.begin(), read_only.end());
     p.writable.assign(writable.begin(), writable.end());
     p.working_directory = working_directory;

@@ -171,7 +171,8 @@ class worker {
     }
     // The limits hold before the plugin's code runs, static initialisers included.
     sandbox::limits_applier limits(hello.limits.policy,
-                                   {hello.limits.namespaces, hello.limits.network_namespace, plugin_file_.get()});
+                                   {hello.limits.namespaces, hello.limits.network_namespace, plugin_file_.get(),
+                                    hello.limits.memory_cgroup, hello.limits.no_memory_cgroup});
     if (auto failure = limits.apply(hello.plugin_path)) {
       return report(errc::limit_unenforceable, "a limit cannot be enforced here: " + *failure);
     }

@@ -43,14 +43,19 @@ class death_record {
   std::optional<errc> kill_reason() const noexcept { return kill_reason_; }
   const std::string& kill_message() const noexcept { return kill_message_; }
 
-  // The error of the calls that fail because worker `pid` ended so, under
-  // `limits` (having used `cpu_us` of CPU time, when known).
+  // What the host saw of the worker's resources as it ended.
+  struct resources_seen {
+    std::optional<std::int64_t> cpu_us;          // CPU time it used, when known
+    std::optional<std::string> memory_cgroup;    // its memory cgroup's mechanism, if the group's OOM killer struck
+  };
+
+  // The error of the calls that fail because worker `pid` ended so, under `limits`.
   std::pair<errc, std::string> describe(pid_t pid, std::error_code wait_error, const exit_status& status,
-                                        const limits::policy& limits, std::optional<std::int64_t> cpu_us = {}) const {
+                                        const limits::policy& limits, const resources_seen& seen = {}) const {
     const std::string how = wait_error ? "was lost (" + wait_error.message() + ")" : status.describe();
     if (kill_reason_) return {*kill_reason_, fmt::format("{} (worker {} {})", kill_message_, pid, how)};
     if (!wait_error) {
-      if (auto exceeded = limit_exceeded(status, limits, cpu_us)) {
+      if (auto exceeded = limit_exceeded(status, limits, seen)) {
         // The signal says how it was stopped; the memory limit's exit status says nothing more.
         return {errc::limit_exceeded, status.signaled ? fmt::format("the plugin reached its {} and was stopped "
                                                                     "(worker {} {})",
@@ -76,10 +81,15 @@ class death_record {
   // Which limit an ending shows was reached, if any. The worker's exit
   // status could be the plugin's own exit(): a plugin can only lie about itself.
   static std::optional<std::string> limit_exceeded(const exit_status& status, const limits::policy& limits,
-                                                   std::optional<std::int64_t> cpu_us) {
+                                                   const resources_seen& seen) {
     if (limits.memory_mb != 0 && status.exited_with(worker_exit_memory_limit)) {
       return fmt::format("memory limit of {} MiB (RLIMIT_DATA)", limits.memory_mb);
     }
+    // The group's OOM killer sends SIGKILL, to the worker or to its PID 1.
+    if (limits.memory_mb != 0 && seen.memory_cgroup && status.killed_by(SIGKILL)) {
+      return fmt::format("memory limit of {} MiB ({})", limits.memory_mb, *seen.memory_cgroup);
+    }
+    const auto& cpu_us = seen.cpu_us;
     const bool cpu_spent = cpu_us && limits.cpu_seconds != 0 &&
                            *cpu_us >= static_cast<std::int64_t>(limits.cpu_seconds) * 1'000'000;
     if (limits.cpu_seconds != 0 && (status.killed_by(SIGXCPU) || (status.killed_by(SIGKILL) && cpu_spent))) {

@@ -102,6 +102,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     channel_ = std::move(started.channel);
     init_status_ = std::move(started.init_status);
     limits_ = std::move(started.limits);
+    memory_group_ = std::move(started.memory_group);
     std::error_code ec;
     auto writer_end = duplicate_fd(started.control.get(), ec);
     if (ec) throw error(errc::load_failed, "cannot duplicate the control socket: " + ec.message());
@@ -744,19 +745,21 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   void on_exit(std::error_code wait_error, exit_status status) {
     std::vector<std::unique_ptr<pending_call>> orphans;
     std::vector<pending_call*> waiting;
-    std::optional<std::int64_t> cpu_us;
+    death_record::resources_seen seen;
     if (!wait_error) {
       if (const auto inner = read_init_report()) {
         status.signaled = inner->code == CLD_KILLED || inner->code == CLD_DUMPED;
         status.core_dumped = inner->code == CLD_DUMPED;
         status.code_or_signal = inner->status;
-        cpu_us = inner->user_us + inner->system_us;
+        seen.cpu_us = inner->user_us + inner->system_us;
       }
     }
+    if (memory_group_ && memory_group_.oom_kills() != 0) seen.memory_cgroup = memory_group_.mechanism();
+    memory_group_ = {};  // the worker is reaped: its group is empty and goes
     {
       std::lock_guard lock(pending_mutex_);
       std::tie(death_code_, death_message_) =
-          death_.describe(child_.pid(), wait_error, status, spec_.options.limits, cpu_us);
+          death_.describe(child_.pid(), wait_error, status, spec_.options.limits, seen);
       dead_.store(true, std::memory_order_release);
       doomed_.store(true, std::memory_order_release);
       pending_.for_each([&](std::uint64_t id, pending_call* call) {
@@ -792,6 +795,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   death_handler on_death_;
   child_process child_;
   unique_fd init_status_;  // sandboxed: the pipe PID 1 reports the worker's end on
+  sandbox::memory_cgroup memory_group_;  // a worker with a memory cap, where a cgroup could be had
   limits::report limits_;
   std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: what the worker says
   std::shared_ptr<worker_control> control_writer_;                      // after the handshake: what the host says

@@ -15,6 +15,7 @@
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/launcher.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
+#include "isolate/detail/sandbox/memory_cgroup.hpp"
 #include "isolate/detail/sandbox/spawn.hpp"
 #include "isolate/detail/system_call.hpp"
 #include "isolate/limits.hpp"
@@ -46,6 +47,7 @@ struct started_worker {
   unique_fd control;      // the host's end of the control socket
   unique_fd init_status;  // sandboxed: PID 1's report of how the worker ended (sandbox/init.hpp)
   limits::report limits;  // how each limit holds, as the worker found it
+  sandbox::memory_cgroup memory_group;  // a worker with a memory cap, where a cgroup can be had
 };
 
 namespace worker_start {
@@ -139,11 +141,66 @@ inline std::vector<std::string> sandbox_environment(const limits::policy& policy
   return env;
 }
 
+// A worker's memory cgroup, where its memory is capped and a group can be
+// made; `hello` tells the worker which cap holds, or why there is none.
+// Throws limit_unenforceable if the policy names a directory that cannot be
+// used, unless best effort.
+inline sandbox::memory_cgroup memory_group_for(const limits::policy& policy, hello_message& hello) {
+  if (policy.memory_mb == 0) return {};
+  std::string why;
+  sandbox::memory_cgroup group;
+  if (const auto parent = sandbox::find_cgroup_parent(policy.memory_cgroup, why)) {
+    std::error_code ec;
+    const auto mb = policy.memory_mb + sandbox::cgroup_sanitizer_room_mb;
+    group = sandbox::memory_cgroup::create(*parent, mb << 20, ec);
+    if (ec) why = fmt::format("cannot make a memory cgroup in {}: {}", parent->directory.string(), ec.message());
+  }
+  if (!group && !policy.memory_cgroup.empty() && !policy.best_effort) {
+    throw error(errc::limit_unenforceable, fmt::format("memory: {}; choose best_effort() to go on with RLIMIT_DATA "
+                                                       "alone, or leave memory_cgroup empty",
+                                                       why));
+  }
+  if (group) {
+    hello.limits.memory_cgroup =
+        sandbox::cgroup_sanitizer_room_mb == 0
+            ? fmt::format("{} {} MiB", group.mechanism(), policy.memory_mb)
+            : fmt::format("{} {} MiB (+{} MiB for the sanitizer)", group.mechanism(), policy.memory_mb,
+                          sandbox::cgroup_sanitizer_room_mb);
+  } else {
+    hello.limits.no_memory_cgroup = why;
+  }
+  return group;
+}
+
+// The worker could not be put in its memory group: it goes on without one
+// (RLIMIT_DATA alone), unless the policy named the group and wants no less.
+inline void memory_group_not_joined(sandbox::memory_cgroup& group, const limits::policy& policy,
+                                    hello_message& hello, std::error_code why) {
+  auto text = fmt::format("cannot move the worker into {}: {}", group.directory().string(), why.message());
+  group = {};
+  hello.limits.memory_cgroup.clear();
+  if (!policy.memory_cgroup.empty() && !policy.best_effort) {
+    throw error(errc::limit_unenforceable, "memory: " + text);
+  }
+  hello.limits.no_memory_cgroup = std::move(text);
+}
+
+// Moves a worker started outside namespaces into its memory group, before
+// it is sent the plugin (it loads nothing until then).
+inline void join_memory_group(started_worker& started, const limits::policy& policy, hello_message& hello,
+                              const std::error_code& spawn_error) {
+  if (spawn_error || !started.memory_group) return;
+  if (auto why = started.memory_group.add(started.child.pid())) {
+    memory_group_not_joined(started.memory_group, policy, hello, why);
+  }
+}
+
 // Starts the worker inside new namespaces (limits::policy::protect_host),
 // from the launcher thread. The program and the plugin go as descriptors: a
 // root host's worker is nobody, who may not reach the host's paths.
 inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_options& spawn, int status_end,
-                                     hello_message& hello, std::error_code& ec) {
+                                     hello_message& hello, sandbox::memory_cgroup& memory_group,
+                                     std::error_code& ec) {
   const auto& policy = spec.options.limits;
   unique_fd program(::open(spawn.program.c_str(), O_PATH | O_CLOEXEC));
   if (!program) {
@@ -161,7 +218,14 @@ inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_option
   options.working_directory = policy.working_directory.string();
   options.discard_output = policy.worker_output == limits::output::discard;
   options.new_network = policy.network == limits::network_isolation::namespace_or_seccomp;
+  // PID 1 forks the worker proper first thing: both must be in the group from the start.
+  std::error_code not_joined;
+  if (memory_group) options.before_start = [&](pid_t pid) {
+    not_joined = memory_group.add(pid);
+    return std::error_code{};
+  };
   auto child = launcher::instance().run([&] { return sandbox::spawn_in_namespaces(options, ec); });
+  if (!ec && not_joined) memory_group_not_joined(memory_group, policy, hello, not_joined);
   if (!ec) {
     hello.limits.namespaces = true;
     hello.limits.network_namespace = options.new_network;
@@ -197,6 +261,7 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   spawn.inherit_fds = {{worker_end.get(), 3}};
   auto hello = hello_for(spec);
   started_worker started;
+  started.memory_group = memory_group_for(o.limits, hello);
   unique_fd plugin_file;
   if (o.limits.protect_host) {
     unique_fd status_end;
@@ -204,7 +269,7 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
     if (ec) throw error(errc::load_failed, "cannot create the worker's status pipe: " + ec.message());
     auto in_namespace = spawn;
     in_namespace.args[1] = "--isolate-parent=0";  // outside its PID namespace, its parent has no number
-    started.child = spawn_sandboxed(spec, in_namespace, status_end.get(), hello, ec);
+    started.child = spawn_sandboxed(spec, in_namespace, status_end.get(), hello, started.memory_group, ec);
     // A host that is not dumpable (it changed its uid, as a daemon that
     // drops root does, or set PR_SET_DUMPABLE 0) owns none of its /proc
     // files, nor those of the child that shares its memory until exec: it
@@ -238,11 +303,13 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
       outside.null_stdin = true;
       outside.discard_output = o.limits.worker_output == limits::output::discard;
       started.child = launcher::instance().run([&] { return child_process::spawn(outside, ec); });
+      join_memory_group(started, o.limits, hello, ec);
     }
     plugin_file.reset(::open(hello.plugin_path.c_str(), O_RDONLY | O_CLOEXEC));
     hello.limits.plugin_fd_passed = static_cast<bool>(plugin_file);
   } else {
     started.child = launcher::instance().run([&] { return child_process::spawn(spawn, ec); });
+    join_memory_group(started, o.limits, hello, ec);
   }
   if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
   worker_end.reset();

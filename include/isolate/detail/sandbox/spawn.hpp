@@ -34,6 +34,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -57,6 +58,9 @@ struct namespaced_spawn_options {
   std::string working_directory = "/";
   bool discard_output = false;                   // stdout and stderr to /dev/null (stdin always is)
   bool new_network = false;                      // a network namespace of its own, with no interface up
+  // Run by the parent once the child exists and before it runs anything of
+  // its own (it waits for its id maps): where it must be from its start (a cgroup).
+  std::function<std::error_code(pid_t)> before_start;
 };
 
 namespace spawn_detail {
@@ -296,6 +300,7 @@ inline child_process spawn_in_namespaces(const namespaced_spawn_options& options
   go_read.reset();
   // The child waits for the maps; whatever happens next, it ends up exec'd or dead.
   ec = write_id_maps(pid, root);
+  if (!ec && options.before_start) ec = options.before_start(pid);
   const char one = 1;
   if (!ec && retry_on_eintr([&] { return ::write(go_write.get(), &one, 1); }) != 1) ec = last_system_error();
   go_write.reset();  // EOF: a child still waiting gives up

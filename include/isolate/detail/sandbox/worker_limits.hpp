@@ -45,6 +45,8 @@ struct started_as {
   bool namespaces = false;         // new user, PID, mount, IPC and UTS namespaces
   bool network_namespace = false;  // and a network namespace
   int plugin_fd = -1;              // the plugin's library, opened by the host (-1: by path)
+  std::string memory_cgroup;       // the memory cgroup cap the host put the worker under, if any
+  std::string no_memory_cgroup;    // else why there is none
 };
 
 // Paths the worker and a plugin's libraries need to read under a
@@ -101,8 +103,14 @@ class limits_applier {
       // shadow memory, which RLIMIT_DATA counts: the cap goes on top of it.
       const std::uint64_t base = sanitized ? data_in_use() : 0;
       const std::uint64_t cap = base + policy_.memory_mb * mib;
+      // Private memory fails gracefully at RLIMIT_DATA (new, malloc); the
+      // cgroup, when there is one, counts shared memory as well.
+      const auto data = fmt::format("{} MiB{}", policy_.memory_mb, sanitized ? " (above the sanitizer's own)" : "");
       set_rlimit("memory", RLIMIT_DATA, cap, cap + sanitizer_report_room, "RLIMIT_DATA",
-             fmt::format("{} MiB{}", policy_.memory_mb, sanitized ? " (above the sanitizer's own)" : ""));
+                 start_.memory_cgroup.empty()
+                     ? fmt::format("{}: private memory only, shared memory is not counted ({})", data,
+                                   start_.no_memory_cgroup)
+                     : fmt::format("{}, and {} (all memory, shared too)", data, start_.memory_cgroup));
       std::set_new_handler(&memory_limit_reached);
 #if defined(__SANITIZE_ADDRESS__)
       __sanitizer_set_death_callback(&sanitizer_died);
