@@ -25,6 +25,11 @@
 // openat2's structs, sendmsg's address), so paths are Landlock's job and
 // clone3/openat2-style calls are refused with ENOSYS, making libc fall back
 // to the calls whose flags are registers.
+//
+// With `notify`, the same refusals go to a supervisor in the host instead of
+// being answered here (seccomp_notify.hpp: the listener, the supervisor, and
+// what changes when the host is gone); apply_seccomp then refuses the plan,
+// as nobody would hold the listener.
 #ifndef ISOLATE_DETAIL_SANDBOX_SECCOMP_HPP
 #define ISOLATE_DETAIL_SANDBOX_SECCOMP_HPP
 
@@ -61,6 +66,14 @@ struct seccomp_plan {
   bool deny_unix_sockets = false;   // socket(AF_UNIX) fails with EACCES: pathname sockets are outside any network namespace
   bool deny_new_processes = false;  // fork, vfork and clone without CLONE_THREAD fail with EAGAIN; threads work
   int refused_errno = EPERM;        // what a call the policy refuses returns (1 to 4095)
+  // Every refusal above but clone3's ENOSYS (a request to fall back, not a
+  // violation) goes to a supervisor through a listener, which answers it with
+  // the errno above (notified_errno); see seccomp_notify.hpp.
+  bool notify = false;
+  // With notify: open, openat, openat2 and creat the filter allows go to the
+  // supervisor too, which lets each through (Landlock still deciding) or
+  // refuses it with EACCES when its path is outside Landlock's trees.
+  bool observe_opens = false;
 };
 
 // Loads the plan's filter into this process; with nothing to refuse, loads
@@ -72,6 +85,13 @@ inline void apply_seccomp(seccomp_plan const& plan, std::error_code& ec);
 // with the arguments described.
 inline std::vector<std::string> denied_syscalls();
 inline std::vector<std::string> allowed_syscalls();
+
+// For a call a filter built with `notify` sent to its listener: the errno the
+// same plan without notify would have answered; 0 for a call sent only to be
+// observed (observe_opens), which the filter allows. `name` is the syscall's
+// (libseccomp's spelling), `args` its six arguments. The rules and this
+// reading of them live side by side in load_plan's file so they change together.
+inline int notified_errno(seccomp_plan const& plan, std::string_view name, std::uint64_t const (&args)[6]) noexcept;
 
 namespace seccomp_detail {
 
@@ -207,11 +227,21 @@ class filter {
     return rc < 0 ? -rc : 0;
   }
 
+  // After a load with SCMP_ACT_NOTIFY rules: the listener, owned by the
+  // caller from now on; -1 when there is none.
+  int listener() const noexcept {
+    int const fd = seccomp_notify_fd(ctx_);
+    return fd < 0 ? -1 : fd;
+  }
+
  private:
   scmp_filter_ctx ctx_;
   std::uint32_t default_action_;
   int error_ = 0;
 };
+
+// The open flags an allow-list refuses: any that write, create or truncate.
+inline constexpr std::uint32_t opening_to_write = O_ACCMODE | O_CREAT | O_TRUNC | (O_TMPFILE & ~O_DIRECTORY);
 
 // personality() other than PER_LINUX (0) or the query 0xffffffff: the flags
 // turn off ASLR (ADDR_NO_RANDOMIZE) or make every read mapping executable
@@ -237,7 +267,8 @@ inline void add_deny_list(filter& f, std::uint32_t refuse) noexcept {
   f.add(refuse, "ioctl", {low32_equals(1, TIOCLINUX)});
 }
 
-inline void add_allow_list(filter& f, pid_t self) noexcept {
+// `open_action`: what read-only opens get (allowed, or sent to be observed).
+inline void add_allow_list(filter& f, pid_t self, std::uint32_t open_action) noexcept {
   std::uint32_t const allow = SCMP_ACT_ALLOW;
   for (char const* name : allow_list_names) f.add(allow, name);
   // Threads only: a clone with CLONE_THREAD and no namespace.
@@ -247,9 +278,8 @@ inline void add_allow_list(filter& f, pid_t self) noexcept {
   f.add(allow, "kill", {low32_equals(0, static_cast<std::uint32_t>(self))});
   f.add(allow, "tgkill", {low32_equals(0, static_cast<std::uint32_t>(self))});
   // Opening to read (dlopen, /etc/ld.so.cache): never to write, create or truncate.
-  constexpr std::uint32_t writing = O_ACCMODE | O_CREAT | O_TRUNC | (O_TMPFILE & ~O_DIRECTORY);
-  f.add(allow, "openat", {bits_equal(2, writing, O_RDONLY)});
-  f.add(allow, "open", {bits_equal(1, writing, O_RDONLY)});
+  f.add(open_action, "openat", {bits_equal(2, opening_to_write, O_RDONLY)});
+  f.add(open_action, "open", {bits_equal(1, opening_to_write, O_RDONLY)});
   // ioctls that only read or set the descriptor's own state (isatty is TCGETS).
   for (int const request : {FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS}) {
     f.add(allow, "ioctl", {low32_equals(1, static_cast<std::uint32_t>(request))});
@@ -264,9 +294,16 @@ inline void add_allow_list(filter& f, pid_t self) noexcept {
   f.add(allow, "prctl", {low32_equals(0, PR_GET_NAME)});
 }
 
-// Builds the plan's filter and loads it; returns 0 or an errno.
-inline int load_plan(seccomp_plan const& plan) noexcept {
-  std::uint32_t const refuse = SCMP_ACT_ERRNO(static_cast<std::uint32_t>(plan.refused_errno));
+// Builds the plan's filter and loads it; returns 0 or an errno. With
+// plan.notify, `listener` receives the listener's descriptor (-1 on error).
+inline int load_plan(seccomp_plan const& plan, int* listener = nullptr) noexcept {
+  if (listener != nullptr) *listener = -1;
+  bool const notify = plan.notify;
+  // Each refusal's errno, or the listener: notified_errno reads these same rules back.
+  std::uint32_t const refuse = notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(static_cast<std::uint32_t>(plan.refused_errno));
+  std::uint32_t const again = notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EAGAIN);
+  std::uint32_t const access = notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EACCES);
+  bool const observe = notify && plan.observe_opens;
   bool const allow_list = plan.policy == syscall_policy::allow_list;
   filter f(allow_list ? refuse : SCMP_ACT_ALLOW);
   // libseccomp's default for another ABI is KILL_THREAD, which would leave the
@@ -282,40 +319,79 @@ inline int load_plan(seccomp_plan const& plan) noexcept {
 #endif
 
   if (plan.policy == syscall_policy::deny_list) add_deny_list(f, refuse);
-  if (allow_list) add_allow_list(f, ::getpid());
+  if (allow_list) add_allow_list(f, ::getpid(), observe ? SCMP_ACT_NOTIFY : SCMP_ACT_ALLOW);
+  // Observed opens: every one the filter allows (an allow-list's read-only
+  // ones are above; its others are refused by default).
+  if (observe && !allow_list) {
+    for (char const* name : {"open", "openat", "openat2", "creat"}) f.add(SCMP_ACT_NOTIFY, name);
+  }
   if (plan.policy != syscall_policy::none || plan.deny_new_processes) {
     // clone3's flags are in memory seccomp cannot read: ENOSYS makes glibc (2.34 and later) fall back to clone.
     f.add(SCMP_ACT_ERRNO(ENOSYS), "clone3");
   }
   if (plan.deny_new_processes) {
-    std::uint32_t const again = SCMP_ACT_ERRNO(EAGAIN);
     f.add(again, "fork");
     f.add(again, "vfork");
     // Disjoint from the deny_list's namespace rules, so which one wins is never a question.
     std::uint32_t const mask = CLONE_THREAD | (plan.policy == syscall_policy::deny_list ? clone_namespace_flags : 0U);
     f.add(again, "clone", {bits_equal(0, mask, 0)});
   }
-  if (plan.deny_unix_sockets && !plan.deny_sockets) f.add(SCMP_ACT_ERRNO(EACCES), "socket", {equals(0, AF_UNIX)});
+  if (plan.deny_unix_sockets && !plan.deny_sockets) f.add(access, "socket", {equals(0, AF_UNIX)});
   if (plan.deny_sockets) {
-    f.add(SCMP_ACT_ERRNO(EACCES), "socket");
+    f.add(access, "socket");
     // io_uring can open sockets with no socket() call (IORING_OP_SOCKET).
     if (plan.policy == syscall_policy::none) f.add(refuse, "io_uring_setup");
   }
-  return f.load();
+  int const err = f.load();
+  if (err == 0 && notify && listener != nullptr) *listener = f.listener();
+  return err;
+}
+
+// Whether the plan has a rule to load (a plan of none loads no filter).
+inline bool needs_filter(seccomp_plan const& plan) noexcept {
+  return plan.policy != syscall_policy::none || plan.deny_sockets || plan.deny_unix_sockets ||
+         plan.deny_new_processes || (plan.notify && plan.observe_opens);
+}
+
+// The plan's errno must not be 0, which would make a refusal look like success.
+inline bool valid(seccomp_plan const& plan) noexcept {
+  return plan.refused_errno > 0 && plan.refused_errno <= 4095 && (plan.notify || !plan.observe_opens);
 }
 
 }  // namespace seccomp_detail
 
 inline void apply_seccomp(seccomp_plan const& plan, std::error_code& ec) {
   ec.clear();
-  if (plan.refused_errno <= 0 || plan.refused_errno > 4095) {  // 0 would make a refusal look like success
+  // notify: the listener would stay here, unread, and every refused call would wait forever.
+  if (!seccomp_detail::valid(plan) || plan.notify) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return;
   }
-  if (plan.policy == syscall_policy::none && !plan.deny_sockets && !plan.deny_unix_sockets && !plan.deny_new_processes) {
-    return;
-  }
+  if (!seccomp_detail::needs_filter(plan)) return;
   if (int const err = seccomp_detail::load_plan(plan)) ec.assign(err, std::system_category());
+}
+
+inline int notified_errno(seccomp_plan const& plan, std::string_view name, std::uint64_t const (&args)[6]) noexcept {
+  using seccomp_detail::opening_to_write;
+  auto const low32 = [&](int i) { return static_cast<std::uint32_t>(args[i]); };
+  bool const allow_list = plan.policy == syscall_policy::allow_list;
+  if (plan.observe_opens) {  // what the filter allows of the opens it sends
+    if (name == "openat") {
+      if (!allow_list || (low32(2) & opening_to_write) == O_RDONLY) return 0;
+    } else if (name == "open") {
+      if (!allow_list || (low32(1) & opening_to_write) == O_RDONLY) return 0;
+    } else if (name == "openat2" || name == "creat") {
+      if (!allow_list) return 0;
+    }
+  }
+  if (name == "socket" && (plan.deny_sockets || (plan.deny_unix_sockets && args[0] == AF_UNIX))) return EACCES;
+  if (plan.deny_new_processes) {
+    if (name == "fork" || name == "vfork") return EAGAIN;
+    std::uint32_t const mask =
+        CLONE_THREAD | (plan.policy == syscall_policy::deny_list ? seccomp_detail::clone_namespace_flags : 0U);
+    if (name == "clone" && (low32(0) & mask) == 0) return EAGAIN;
+  }
+  return plan.refused_errno;
 }
 
 inline std::vector<std::string> denied_syscalls() {
