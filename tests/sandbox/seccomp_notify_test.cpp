@@ -429,21 +429,30 @@ TEST_CASE("the supervisor answers every refusal with the errno the plan answers 
         out.put("ec", ec.value());
         if (!ec) probe_calls(out);
       });
-      sandbox::seccomp_plan notifying = plan;
-      notifying.notify = true;
-      supervised_child child([&](child_report const& out, int control) {
-        if (load_and_send(notifying, out, control)) probe_calls(out);
-      });
-      REQUIRE(child.receive_listener(options_for(notifying)));
-      child_outcome const notified = child.finish();
       REQUIRE(plain.exited_cleanly());
-      REQUIRE(notified.exited_cleanly());
       CHECK(plain["ec"] == 0);
-      CHECK(plain.values == notified.values);
-      CHECK(notified["socket_unix"] == EACCES);  // refused either way
-      CHECK(notified["clone3"] == ENOSYS);       // answered by the filter, not notified
-      CHECK(child.supervisor().counts().refused >= 5);
-      for (auto const& call : child.supervisor().take_records()) CHECK(call.syscall != "clone3");
+      // Observing opens with no trees to judge them by lets every one the plan allows through.
+      for (bool const observe : {false, true}) {
+        CAPTURE(observe);
+        sandbox::seccomp_plan notifying = plan;
+        notifying.notify = true;
+        notifying.observe_opens = observe;
+        supervised_child child([&](child_report const& out, int control) {
+          if (load_and_send(notifying, out, control)) probe_calls(out);
+        });
+        REQUIRE(child.receive_listener(options_for(notifying)));
+        child_outcome const notified = child.finish();
+        REQUIRE(notified.exited_cleanly());
+        CHECK(plain.values == notified.values);
+        CHECK(notified["socket_unix"] == EACCES);  // refused either way
+        CHECK(notified["clone3"] == ENOSYS);       // answered by the filter, not notified
+        sandbox::supervisor_counts const counts = child.supervisor().counts();
+        CHECK(counts.refused >= 5);
+        // open_read, and open_write where the plan allows it (an allow-list refuses it: never CONTINUEd).
+        bool const allow_list = policy == sandbox::syscall_policy::allow_list;
+        CHECK(counts.continued == (observe ? (allow_list ? 1U : 2U) : 0U));
+        for (auto const& call : child.supervisor().take_records()) CHECK(call.syscall != "clone3");
+      }
     }
   }
 }
