@@ -89,6 +89,15 @@ struct policy {
   std::vector<std::filesystem::path> read_only;  // readable (and executable) trees or files
   std::vector<std::filesystem::path> writable;   // readable and writable trees or files
   syscall_filter syscalls = syscall_filter::none;
+  // A system call the filter refuses is answered by the host, which records
+  // it as a violation (process::connection::violations()) with what it
+  // reached for ("socket(AF_INET SOCK_STREAM)"): seccomp user notification.
+  // Where the kernel has none, refusals are answered in the worker, unrecorded.
+  bool report_refusals = false;
+  // Every open() goes to the host too, which records and refuses one outside
+  // the filesystem allow-list (Landlock still enforces it): costs 20-100 us
+  // per open, so off by default.
+  bool observe_files = false;
 
   // The worker's surroundings (protect_host only; minimal keeps the host's).
   std::vector<std::string> environment;         // "NAME=value" entries given to the worker
@@ -120,6 +129,8 @@ struct preset : policy {
   preset& new_processes(bool on) { return set(&policy::new_processes, on); }
   preset& network(network_isolation how) { return set(&policy::network, how); }
   preset& syscalls(syscall_filter how) { return set(&policy::syscalls, how); }
+  preset& report_refusals(bool on) { return set(&policy::report_refusals, on); }
+  preset& observe_files(bool on) { return set(&policy::observe_files, on); }
   preset& read_only(std::filesystem::path path) {
     policy::read_only.push_back(std::move(path));
     return *this;
@@ -153,6 +164,7 @@ struct preset : policy {
     p.open_files = 256;
     p.processes = 64;
     p.syscalls = syscall_filter::deny_list;
+    p.report_refusals = true;
     if constexpr (Preset == level::standard) return p;
     p.memory_mb = 512;
     p.cpu_seconds = 60;

@@ -156,7 +156,7 @@ TEST_CASE("limits_in_force: every limit of each preset is listed, and holds on t
     auto limits = by_limit(p.transport().limits_in_force());
     CHECK(limits["memory"].mechanism.starts_with("RLIMIT_DATA 1024 MiB"));
     CHECK(limits["processes"].mechanism.starts_with("RLIMIT_NPROC 64"));
-    CHECK(limits["syscalls"].mechanism == "seccomp deny-list");
+    CHECK(limits["syscalls"].mechanism == "seccomp deny-list, each refusal reported to the host");
   }
   {
     auto p = load_hostile(isolate::limits::strict().memory_mb(300).cpu_seconds(7));
@@ -176,7 +176,7 @@ TEST_CASE("limits_in_force: every limit of each preset is listed, and holds on t
     const auto before = p.transport().limits_in_force();
     all_in_force(before, with(with(resources, host_protection),
                               {"cpu", "file size", "network", "filesystem", "syscalls", "new processes"}));
-    CHECK(by_limit(before)["syscalls"].mechanism == "seccomp allow-list");
+    CHECK(by_limit(before)["syscalls"].mechanism == "seccomp allow-list, each refusal reported to the host");
     // A restarted worker reports again, the same.
     CHECK(failure_of([&] { p->crash(); }).code() == isolate::errc::plugin_crashed);
     CHECK(p->add(1, 1) == 2);

@@ -19,10 +19,13 @@
 #include "isolate/interface.hpp"
 #include "isolate/limits.hpp"
 #include "isolate/services.hpp"
+#include "isolate/telemetry.hpp"
 
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace isolate {
 
@@ -43,6 +46,21 @@ class process::connection : public detail::remote_connection<Interface> {
   pid_t pid() { return link().pid(); }
   // How many times the worker was restarted after dying.
   unsigned restarts() { return link().restarts(); }
+
+  // The plugin's figures so far (calls, errors, latency, bytes, CPU, peak
+  // memory, restarts, violations, last exit), over all its workers; print it
+  // with fmt ("{}") or to_json(). Never stops the plugin.
+  plugin_telemetry telemetry() { return link().telemetry(); }
+  // The violations recorded (the last 256), oldest first.
+  std::vector<violation> violations() { return link().violations(); }
+  // Restarts, quarantines and releases, oldest first, each with its reason.
+  std::vector<recovery> history() { return link().history(); }
+  // Quarantined (options.supervision.quarantine_after, or quarantine()):
+  // the worker is stopped and calls fail with errc::quarantined until release().
+  bool quarantined() { return link().quarantined(); }
+  void quarantine(std::string reason) { link().quarantine(std::move(reason)); }
+  // Lifts the quarantine and starts the worker again; returns once it runs.
+  void release() { link().release(); }
 };
 
 }  // namespace isolate

@@ -10,10 +10,12 @@
 #include "isolate/interface.hpp"
 #include "isolate/limits.hpp"
 #include "isolate/shm/waiter.hpp"
+#include "isolate/telemetry.hpp"
 
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <string>
 
 namespace isolate {
 
@@ -58,6 +60,13 @@ struct process::options {
   // What the worker may use and reach (limits.hpp): minimal, the default,
   // is the host's rights; isolate::limits::standard() and up sandbox it.
   limits::policy limits = limits::minimal();
+
+  // The plugin's name in its telemetry, violations and captured output;
+  // empty: the stem of the plugin's file (`libparser` for `plugins/libparser.so`).
+  std::string name;
+  // Quarantine threshold and the host's callbacks on violations, crashes,
+  // restarts and quarantine (telemetry.hpp).
+  isolate::supervision supervision;
 };
 
 

@@ -11,6 +11,7 @@
 #include "isolate/detail/deadline.hpp"
 #include "isolate/detail/process/launcher.hpp"
 #include "isolate/detail/process/readiness.hpp"
+#include "isolate/detail/process/process_usage.hpp"
 #include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/detail/system_call.hpp"
 #include "isolate/detail/throw_error.hpp"
@@ -101,6 +102,14 @@ struct child_state {
   unique_fd pidfd;
   std::mutex mutex;
   std::optional<exit_status> status;  // set once, by whoever reaps
+  resource_usage usage;                // what the child and what it reaped used, once reaped
+
+  // waitid without blocking, with the rusage its system call gives (glibc's wrapper does not).
+  int reap(siginfo_t& info, rusage& resources) noexcept {
+    return static_cast<int>(retry_on_eintr([&] {
+      return ::syscall(SYS_waitid, P_PIDFD, pidfd.get(), &info, WEXITED | WNOHANG, &resources);
+    }));
+  }
 
   // Reaps the child if it has exited; never blocks. Serialised so that two
   // reapers cannot race (the loser would get ECHILD and lose the status).
@@ -110,14 +119,15 @@ struct child_state {
     if (status) return status;
     siginfo_t info;
     std::memset(&info, 0, sizeof info);
-    const int rc =
-        retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG); });
+    rusage resources{};
+    const int rc = reap(info, resources);
     if (rc < 0) {
       set_error(ec, errno);
       return std::nullopt;
     }
     if (info.si_pid == 0) return std::nullopt;  // still running
     status = status_from(info);
+    usage = usage_from(resources);
     return status;
   }
 
@@ -135,10 +145,11 @@ struct child_state {
     for (;;) {
       siginfo_t info;
       std::memset(&info, 0, sizeof info);
-      const int rc = retry_on_eintr(
-          [&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd.get()), &info, WEXITED | WNOHANG); });
+      rusage resources{};
+      const int rc = reap(info, resources);
       if (rc == 0 && info.si_pid != 0) {
         status = status_from(info);
+        usage = usage_from(resources);
         return true;
       }
       if (rc < 0 && errno != EAGAIN) return true;  // not ours to reap (ECHILD): nothing is left to wait for
@@ -373,6 +384,13 @@ class child_process {
     if (!state_) return std::nullopt;
     std::lock_guard lock(state_->mutex);
     return state_->status;
+  }
+
+  // What the child (with what it reaped) used, once it has been reaped; zeros before.
+  resource_usage usage() const {
+    if (!state_) return {};
+    std::lock_guard lock(state_->mutex);
+    return state_->usage;
   }
 
   // Sends `sig` through the pidfd. Fails with ESRCH once the child has been

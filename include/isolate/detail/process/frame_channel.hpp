@@ -134,6 +134,8 @@ class frame_channel {
     socket_header_ = other.socket_header_;
     header_got_ = std::exchange(other.header_got_, 0);
     body_got_ = std::exchange(other.body_got_, 0);
+    bytes_sent_.store(other.bytes_sent_.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
+    bytes_received_.store(other.bytes_received_.exchange(0, std::memory_order_relaxed), std::memory_order_relaxed);
     return *this;
   }
 
@@ -142,14 +144,20 @@ class frame_channel {
   // waiting for room in the ring). For diagnostics and tests.
   bool sending() const noexcept { return sending_.load(std::memory_order_relaxed); }
 
+  // Bytes of the frames sent and received whole so far, headers included
+  // (for telemetry; readable from any thread).
+  std::uint64_t bytes_sent() const noexcept { return bytes_sent_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_received() const noexcept { return bytes_received_.load(std::memory_order_relaxed); }
+
   // Sends one frame. Safe to call from several threads (frames never
   // interleave); waiting for another sender counts against the deadline too.
   channel_status send(std::span<const std::byte> frame, clock::time_point deadline) {
     std::unique_lock lock(send_mutex_, std::defer_lock);
     if (!lock_until(lock, deadline)) return channel_status::timed_out;
     const sending_mark marked(sending_);
-    if (!region_) return send_socket(frame, deadline);
+    if (!region_) return counted(bytes_sent_, send_socket(frame, deadline), frame.size());
     const std::size_t record = writer_.max_record_size();
+    add(bytes_sent_, frame.size());
     do {
       const std::size_t chunk = std::min(frame.size(), record);
       std::error_code ec;
@@ -198,7 +206,7 @@ class frame_channel {
     } catch (...) {
       thrown = std::current_exception();
     }
-    return status_of(sink.close());
+    return counted(bytes_sent_, status_of(sink.close()), wire::header_size + header.size);
   }
 
   // Receives the next frame into `out`. One thread receives at a time.
@@ -222,11 +230,13 @@ class frame_channel {
         if (large != nullptr && header.kind == wire::frame_kind::call && header.size >= wire::large_payload) {
           out.clear();
           large->begin(reader_, record, expected - record.size());
+          add(bytes_received_, expected);
           return channel_status::ok;
         }
         if (record.size() == expected) {  // the usual case: the whole frame in one record
           out.assign(record);  // copied before it is looked at
           reader_.release();
+          add(bytes_received_, expected);
           return channel_status::ok;
         }
         incoming_.clear();
@@ -297,8 +307,19 @@ class frame_channel {
     return take_incoming(out);
   }
 
+  // A counter only one thread at a time changes (the sender holding the
+  // send lock, or the one receiver): no locked instruction needed.
+  static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+    counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static channel_status counted(std::atomic<std::uint64_t>& counter, channel_status status, std::uint64_t n) noexcept {
+    if (status == channel_status::ok) add(counter, n);
+    return status;
+  }
+
   // The frame in incoming_ is whole: hand it over, and start the next one.
   channel_status take_incoming(wire::buffer& out) noexcept {
+    add(bytes_received_, incoming_.size());
     std::swap(out, incoming_);
     incoming_.clear();
     expected_ = 0;
@@ -383,6 +404,7 @@ class frame_channel {
   // Set by the sender holding the send lock: plain stores, no locked
   // instruction on the call's path (only that sender writes it).
   std::atomic<bool> sending_{false};
+  std::atomic<std::uint64_t> bytes_sent_{0}, bytes_received_{0};  // see add()
 
   struct sending_mark {
     explicit sending_mark(std::atomic<bool>& flag) noexcept : flag_(flag) { flag_.store(true, std::memory_order_relaxed); }

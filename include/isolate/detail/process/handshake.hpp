@@ -37,7 +37,7 @@ inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely 
 inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached limits::policy::memory_mb
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 4;
+inline constexpr std::uint32_t process_protocol_version = 5;
 
 enum class control_type : std::uint32_t {
   hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
@@ -50,6 +50,7 @@ enum class control_type : std::uint32_t {
   sync = 8,           // host -> worker: answer `synced` with the same body (sync_message) once
                       // everything sent before is handled
   synced = 9,         // worker -> host: the answer to `sync`
+  seccomp_listener = 10,  // worker -> host, before ready, with one fd: its seccomp listener (listener_message)
 };
 
 // An interface the host serves to the plugin; its id in frames is its index + 1.
@@ -81,11 +82,23 @@ struct limits_message {
     for (const auto& path : p.read_only) read_only.push_back(path.string());
     for (const auto& path : p.writable) writable.push_back(path.string());
     ar(p.preset, p.memory_mb, p.cpu_seconds, p.open_files, p.file_size_mb, p.processes, p.core_dumps, p.protect_host,
-       p.new_processes, p.network, p.restrict_filesystem, read_only, writable, p.syscalls, p.best_effort,
+       p.new_processes, p.network, p.restrict_filesystem, read_only, writable, p.syscalls, p.report_refusals,
+       p.observe_files, p.best_effort,
        working_directory, namespaces, network_namespace, plugin_fd_passed, memory_cgroup, no_memory_cgroup);
     p.read_only.assign(read_only.begin(), read_only.end());
     p.writable.assign(writable.begin(), writable.end());
     p.working_directory = working_directory;
+  }
+};
+
+// With the worker's seccomp listener: the trees its Landlock rules allow,
+// for the host to judge observed opens the same way.
+struct listener_message {
+  std::vector<std::string> read_paths, write_paths;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(read_paths, write_paths);
   }
 };
 

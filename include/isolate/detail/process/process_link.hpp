@@ -6,23 +6,32 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/fork_guard.hpp"
+#include "isolate/detail/latency_histogram.hpp"
 #include "isolate/detail/link.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
+#include "isolate/detail/process/supervision_record.hpp"
 #include "isolate/detail/process/worker_session.hpp"
 #include "isolate/error.hpp"
+#include "isolate/telemetry.hpp"
 #include "isolate/transport/process_options.hpp"
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
+#include <iterator>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace isolate::detail {
 
@@ -39,12 +48,15 @@ class process_link final : public link {
 
   explicit process_link(launch_spec spec)
       : spec_((check_options(spec.options), std::move(spec))),
+        record_(spec_.options.name.empty() ? spec_.plugin.stem().string() : spec_.options.name,
+                spec_.options.supervision),
         io_(std::make_unique<asio::io_context>()),
         work_(std::make_unique<work_guard>(asio::make_work_guard(*io_))) {
     io_thread_ = std::thread([this] { io_->run(); });
     try {
       auto session = std::make_shared<worker_session>(spec_, *io_);
-      session->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
+      session->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
+                     [this](const sandbox::refused_call& refused) { on_refusal(refused); });
       current_ = std::move(session);
     } catch (...) {
       shutdown_io();
@@ -80,6 +92,7 @@ class process_link final : public link {
       refuse_after_fork();
       session = share_then(acquire(deadline), attachments, deadline);
     } catch (...) {
+      failed_calls_.fetch_add(1, std::memory_order_relaxed);
       wire::buffer none;
       done->complete(std::current_exception(), none);
       return;
@@ -127,6 +140,85 @@ class process_link final : public link {
     std::lock_guard lock(mutex_);
     return restarts_;
   }
+
+  // The plugin's figures so far, over all its workers; never stops it.
+  plugin_telemetry telemetry() const {
+    plugin_telemetry t;
+    t.plugin = record_.plugin();
+    std::shared_ptr<worker_session> session;
+    {
+      std::lock_guard lock(mutex_);
+      session = current_;
+      t.restarts = restarts_;
+      t.calls = retired_.calls;
+      t.errors = retired_.errors;
+      t.bytes_sent = retired_.bytes_sent;
+      t.bytes_received = retired_.bytes_received;
+      t.cpu_user = std::chrono::microseconds(retired_.usage.user_us);
+      t.cpu_system = std::chrono::microseconds(retired_.usage.system_us);
+      t.peak_memory_bytes = retired_.usage.peak_rss_bytes;
+      if (session.get() == retired_session_) session.reset();  // counted in retired_ already
+    }
+    if (session) {
+      t.calls += session->calls();
+      t.errors += session->errors();
+      t.bytes_sent += session->bytes_sent();
+      t.bytes_received += session->bytes_received();
+      const auto usage = session->usage();
+      t.cpu_user += std::chrono::microseconds(usage.user_us);
+      t.cpu_system += std::chrono::microseconds(usage.system_us);
+      t.peak_memory_bytes = std::max(t.peak_memory_bytes, usage.peak_rss_bytes);
+      if (session->alive()) {
+        t.running = true;
+        t.pid = session->pid();
+        t.uptime = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - session->started_at());
+      }
+    }
+    t.errors += failed_calls_.load(std::memory_order_relaxed);
+    t.latency_samples = latency_.count();
+    t.latency_p50 = latency_.percentile(0.5);
+    t.latency_p99 = latency_.percentile(0.99);
+    t.violations = record_.violation_count();
+    t.quarantined = record_.quarantined();
+    t.last_exit = record_.last_exit();
+    return t;
+  }
+
+  // The violations recorded (the last supervision_record::max_kept), oldest first.
+  std::vector<violation> violations() const { return record_.violations(); }
+  // Restarts, quarantines and releases, oldest first, each with its reason.
+  std::vector<recovery> history() const { return record_.history(); }
+  bool quarantined() const { return record_.quarantined(); }
+
+  // Records a violation the plugin's worker survived (a refused system
+  // call); quarantines the plugin if that brings it to its threshold.
+  void violated(violation_kind kind, std::string details, std::string action) {
+    if (record_.violated(kind, std::move(details), std::move(action))) quarantine_now();
+  }
+
+  // Quarantines the plugin now, as the host decides: its worker is stopped,
+  // and calls fail with errc::quarantined until release().
+  void quarantine(std::string reason) {
+    if (record_.quarantine(std::move(reason))) stop_quarantined_worker();
+  }
+
+  // Lifts a quarantine and starts the plugin's worker again; returns once it
+  // runs (or throws why it could not start: the plugin is down, not
+  // quarantined, then). Nothing happens if the plugin is not quarantined.
+  void release() {
+    refuse_after_fork();
+    if (!record_.release("released by the host")) return;
+    auto fresh = std::make_shared<worker_session>(spec_, *io_);
+    fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
+                   [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+    std::shared_ptr<worker_session> old;
+    {
+      std::lock_guard lock(mutex_);
+      old = std::exchange(current_, fresh);
+    }
+    restart_cv_.notify_all();
+    if (old) old->stop();  // already dead: returns at once
+  }
   void kill(errc reason, std::string_view why) {
     std::shared_ptr<worker_session> session;
     {
@@ -146,13 +238,26 @@ class process_link final : public link {
   }
 
  private:
+  // One call in latency_sample_every is timed, on each thread: two clock
+  // readings per call would cost the small call more than its telemetry may.
+  static constexpr std::uint32_t latency_sample_every = 16;
+
   template <class Request>
   void call_now(Request& request, wire::buffer& reply) {
     refuse_after_fork();
     const auto* attachments = take_attachments();
     const auto timeout = call_timeout();
     const auto deadline = deadline_after(timeout);
-    share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+    thread_local std::uint32_t tick = 0;
+    const bool sampled = ++tick % latency_sample_every == 0;
+    const auto began = sampled ? clock::now() : clock::time_point{};
+    try {
+      share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+    } catch (...) {
+      failed_calls_.fetch_add(1, std::memory_order_relaxed);
+      throw;
+    }
+    if (sampled) latency_.record(clock::now() - began);
   }
 
   // Checked first by every call: in a child of fork() nothing else here may be touched.
@@ -186,6 +291,7 @@ class process_link final : public link {
   // The live session, waiting (until the deadline) while the current one is
   // being killed and a restart will follow.
   std::shared_ptr<worker_session> acquire(clock::time_point deadline) {
+    if (record_.quarantined()) throw quarantined_error();
     std::unique_lock lock(mutex_);
     auto usable = [&] { return closing_ || !(restarting_ || (current_ && current_->doomed() && may_restart())); };
     if (deadline == clock::time_point::max()) {
@@ -207,12 +313,104 @@ class process_link final : public link {
     return session;
   }
 
-  bool may_restart() const { return spec_.options.restart.on_crash && restarts_ < spec_.options.restart.max_restarts; }
+  bool may_restart() const {
+    return spec_.options.restart.on_crash && restarts_ < spec_.options.restart.max_restarts && !record_.quarantined();
+  }
 
+  error quarantined_error() const {
+    return error(errc::quarantined, fmt::format("the plugin '{}' is quarantined ({}); release() it to run it again",
+                                                record_.plugin(), record_.quarantine_reason()));
+  }
+
+  // The violation a worker's death is, if it is one.
+  static std::optional<violation_kind> violation_of(errc code) noexcept {
+    switch (code) {
+      case errc::limit_exceeded: return violation_kind::resource;
+      case errc::timeout: return violation_kind::timeout;
+      case errc::protocol_error: return violation_kind::protocol;
+      case errc::plugin_crashed: return violation_kind::crash;
+      default: return std::nullopt;  // unloaded, quarantined: the host's doing
+    }
+  }
+
+  // The figures of a dead session, kept once it is replaced.
+  struct totals {
+    std::uint64_t calls = 0, errors = 0, bytes_sent = 0, bytes_received = 0;
+    resource_usage usage;
+  };
+
+  // Called with mutex_ held, once per session, when it has died.
+  void retire(const worker_session& session) {
+    retired_.calls += session.calls();
+    retired_.errors += session.errors();
+    retired_.bytes_sent += session.bytes_sent();
+    retired_.bytes_received += session.bytes_received();
+    retired_.usage += session.usage();
+    retired_session_ = &session;
+  }
+
+  // On the io thread: the worker's sandbox refused a system call (which it
+  // survives): a violation, by what the call reached for.
+  void on_refusal(const sandbox::refused_call& refused) {
+    static constexpr std::string_view network_calls[] = {"socket", "socketpair", "connect", "bind", "sendto",
+                                                         "sendmsg", "listen", "accept", "accept4"};
+    static constexpr std::string_view file_calls[] = {"open", "openat", "openat2", "creat"};
+    const auto is = [&](const auto& names) {
+      return std::find(std::begin(names), std::end(names), refused.syscall) != std::end(names);
+    };
+    const auto kind = is(network_calls) ? violation_kind::network
+                      : is(file_calls)  ? violation_kind::filesystem
+                                        : violation_kind::permission;
+    const char* name = ::strerrorname_np(refused.error);
+    violated(kind, fmt::format("{}({})", refused.syscall, refused.argument),
+             fmt::format("refused ({})", name != nullptr ? name : std::to_string(refused.error)));
+  }
+
+  // The worker is killed with errc::quarantined (no restart follows).
+  void stop_quarantined_worker() {
+    std::shared_ptr<worker_session> session;
+    {
+      std::lock_guard lock(mutex_);
+      session = current_;
+    }
+    if (session) session->kill(errc::quarantined, quarantined_error().what());
+    restart_cv_.notify_all();
+  }
+
+  void quarantine_now() {
+    quarantine(fmt::format("{} violations reached its threshold of {}", record_.violation_count(),
+                           spec_.options.supervision.quarantine_after));
+  }
+
+  // On the io thread: a worker died. Records the violation its death is
+  // (and quarantines the plugin if that was one too many), then restarts
+  // it if the policy says so.
   void on_death(const std::shared_ptr<worker_session>& session) {
+    errc code;
+    std::string message;
+    bool restarting = false;
+    unsigned restarts = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (session != current_) return;
+      std::tie(down_code_, down_message_) = session->death();
+      retire(*session);
+      code = down_code_;
+      message = down_message_;
+      restarting = !closing_ && may_restart();
+      restarts = restarts_;
+    }
+    record_.worker_ended(fmt::format("{}: {}", make_error_code(code).message(), message));
+    if (const auto kind = violation_of(code)) {
+      const bool quarantines = record_.next_violation_quarantines();
+      const auto action = quarantines ? std::string("worker stopped; quarantined")
+                          : restarting ? fmt::format("worker stopped; restart {} of {}", restarts + 1,
+                                                    spec_.options.restart.max_restarts)
+                                      : std::string("worker stopped");
+      if (record_.violated(*kind, message, action, true)) quarantine_now();
+    }
     std::unique_lock lock(mutex_);
     if (session != current_) return;
-    std::tie(down_code_, down_message_) = session->death();
     if (closing_ || !may_restart()) {
       restart_cv_.notify_all();
       return;
@@ -229,18 +427,22 @@ class process_link final : public link {
   void restart() {
     std::shared_ptr<worker_session> fresh;
     std::string failure;
+    std::string reason;
     {
       std::lock_guard lock(mutex_);
-      if (closing_) {
+      if (closing_ || record_.quarantined()) {
         restarting_ = false;
         restart_cv_.notify_all();
         return;
       }
       ++restarts_;
+      reason = down_message_;
     }
     try {
       fresh = std::make_shared<worker_session>(spec_, *io_);
-      fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); });
+      fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
+                   [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+      record_.restarted(reason);  // before a call can see the new worker
     } catch (const std::exception& e) {
       fresh.reset();
       failure = std::string("the plugin could not be restarted: ") + e.what();
@@ -269,6 +471,9 @@ class process_link final : public link {
 
   fork_guard made_in_;
   launch_spec spec_;
+  supervision_record record_;
+  latency_histogram latency_;
+  std::atomic<std::uint64_t> failed_calls_{0};  // calls that failed with an exception from the link
   // Pointers, so that a forked child can leak them.
   using work_guard = asio::executor_work_guard<asio::io_context::executor_type>;
   std::unique_ptr<asio::io_context> io_;
@@ -283,6 +488,8 @@ class process_link final : public link {
   unsigned restarts_ = 0;
   errc down_code_ = errc::plugin_crashed;
   std::string down_message_;
+  totals retired_;                                     // of the sessions that died
+  const worker_session* retired_session_ = nullptr;  // the last of them (maybe still current_)
 };
 
 }  // namespace isolate::detail

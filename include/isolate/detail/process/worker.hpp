@@ -176,6 +176,15 @@ class worker {
     if (auto failure = limits.apply(hello.plugin_path)) {
       return report(errc::limit_unenforceable, "a limit cannot be enforced here: " + *failure);
     }
+    // Refused calls wait for whoever holds the listener: the host, from now
+    // on (the worker keeps no copy), before any code of the plugin runs.
+    if (auto listener = limits.take_listener()) {
+      const int fd = listener.get();
+      write_message_with_fds(control_, static_cast<std::uint32_t>(control_type::seccomp_listener),
+                             encode_message(listener_message{limits.landlock_reads(), limits.landlock_writes()}),
+                             std::span<const int>(&fd, 1), std::chrono::seconds(5), ec);
+      if (ec) return worker_exit_failed;
+    }
     context_ = std::make_unique<worker_context>(*this, hello.services);
     if (const int status = load(hello, plugin); status != 0) return status;
 

@@ -34,15 +34,18 @@
 #include "isolate/detail/process/host_service_calls.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/pending_calls.hpp"
+#include "isolate/detail/process/process_usage.hpp"
 #include "isolate/detail/process/worker_death.hpp"
 #include "isolate/detail/process/worker_start.hpp"
 #include "isolate/detail/sandbox/init.hpp"
+#include "isolate/detail/sandbox/seccomp_notify.hpp"
 #include "isolate/detail/system_call.hpp"
 #include "isolate/error.hpp"
 #include "isolate/wire/frame.hpp"
 
 #include <asio/io_context.hpp>
 #include <asio/local/stream_protocol.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <fmt/format.h>
@@ -68,6 +71,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
  public:
   using clock = std::chrono::steady_clock;
   using death_handler = std::function<void(const std::shared_ptr<worker_session>&)>;
+  // A system call of the worker that its sandbox refused (and the host answered).
+  using refusal_handler = std::function<void(const sandbox::refused_call&)>;
 
   // Control messages from the worker are tiny (doorbell, synced); a longer
   // one is a protocol violation, read no further.
@@ -95,14 +100,17 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // Starts the worker and waits until it has loaded the plugin. Throws
   // load_failed, fingerprint_mismatch, protocol_error or timeout.
-  void start(death_handler on_death) {
+  void start(death_handler on_death, refusal_handler on_refusal = {}) {
     on_death_ = std::move(on_death);
+    on_refusal_ = std::move(on_refusal);
+    started_at_ = clock::now();
     auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout));
     child_ = std::move(started.child);
     channel_ = std::move(started.channel);
     init_status_ = std::move(started.init_status);
     limits_ = std::move(started.limits);
     memory_group_ = std::move(started.memory_group);
+    refusals_ = std::move(started.refusals);
     std::error_code ec;
     auto writer_end = duplicate_fd(started.control.get(), ec);
     if (ec) throw error(errc::load_failed, "cannot duplicate the control socket: " + ec.message());
@@ -115,6 +123,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     control_socket_.emplace(io_, asio::local::stream_protocol(), started.control.release());
     receiver_ = std::thread([this] { receive_loop(); });
     watch_control();
+    if (refusals_) {
+      refusals_watch_.emplace(io_, duplicate_fd(refusals_->native_handle(), ec).release());
+      // On the io thread, as everything the supervisor does from now on.
+      asio::post(io_, [self = shared_from_this()] { self->on_refusals({}); });
+    }
     child_.async_wait_exit(io_.get_executor(),
                            [self = shared_from_this()](std::error_code wait_error, exit_status status) {
                              self->on_exit(wait_error, status);
@@ -134,6 +147,17 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   bool sending() const noexcept { return channel_.sending(); }
   // How each limit holds in this worker, as it reported when ready.
   const limits::report& limits_in_force() const noexcept { return limits_; }
+
+  // Telemetry: calls sent (each has an id), calls that failed (the plugin
+  // threw, or the call could not complete), bytes each way, and when the
+  // worker started. Readable from any thread.
+  std::uint64_t calls() const noexcept { return last_call_id_.load(std::memory_order_relaxed); }
+  std::uint64_t errors() const noexcept { return errors_.load(std::memory_order_relaxed); }
+  std::uint64_t bytes_sent() const noexcept { return channel_.bytes_sent(); }
+  std::uint64_t bytes_received() const noexcept { return channel_.bytes_received(); }
+  clock::time_point started_at() const noexcept { return started_at_; }
+  // What the worker has used: so far while it runs, all of it once reaped.
+  resource_usage usage() const { return alive() ? usage_of_worker(child_.pid()) : child_.usage(); }
 
   // Sends the worker the memfds of `buffers` it does not have yet, before a
   // call (or, `answer`, an answer to the plugin) naming them; records them as
@@ -191,6 +215,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     try {
       id = enroll(*call, std::move(owned));
     } catch (...) {
+      errors_.fetch_add(1, std::memory_order_relaxed);
       wire::buffer none;
       call->done_async->complete(std::current_exception(), none);
       return;
@@ -570,6 +595,28 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                        });
   }
 
+  // On the io thread: the worker's seccomp listener has refusals to answer
+  // (or some came during the load). A few at a time, so a worker that floods
+  // it does not hold the io thread; each is handed to on_refusal_.
+  void on_refusals(std::error_code ec) {
+    if (ec || !refusals_ || !refusals_watch_) return;
+    const auto step = refusals_->handle_pending(16);
+    for (auto& refused : refusals_->take_records()) {
+      if (on_refusal_) on_refusal_(refused);
+    }
+    if (step.hung_up || !refusals_watch_) return;
+    if (step.more) {
+      asio::post(io_, [weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->on_refusals({});
+      });
+    } else {
+      refusals_watch_->async_wait(asio::posix::stream_descriptor::wait_read,
+                                  [weak = weak_from_this()](std::error_code wait_error) {
+                                    if (auto self = weak.lock()) self->on_refusals(wait_error);
+                                  });
+    }
+  }
+
   // On the io thread: the worker's control socket failed or closed.
   void control_read_failed(std::error_code ec) {
     if (ec == std::errc::message_size) {
@@ -640,6 +687,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                                         static_cast<unsigned>(view.header.service));
       return false;
     }
+    if (view.header.kind == wire::frame_kind::error) errors_.fetch_add(1, std::memory_order_relaxed);
     if (led_ != nullptr && view.header.call_id == led_->id) {
       std::swap(*led_->reply, frame);
       led_->done = true;
@@ -723,6 +771,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   void finish(pending_call& call, std::exception_ptr failure) {
+    // A synchronous call's failure is counted by the link, where it is thrown.
+    if (failure && call.done_async) errors_.fetch_add(1, std::memory_order_relaxed);
     if (call.done_async) {
       wire::buffer none;
       if (call.timer) asio::post(io_, [timer = call.timer] { timer->cancel(); });
@@ -772,8 +822,15 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       pending_.clear();
       owned_.clear();
       async_pending_ = 0;
-      exited_ = true;
       stopping_ = true;
+    }
+    // The link records what the death was (a violation, a quarantine) and
+    // plans the restart before any call hears of it: a caller that sees its
+    // call fail then sees the plugin's new state.
+    if (on_death_) on_death_(shared_from_this());
+    {
+      std::lock_guard lock(pending_mutex_);
+      exited_ = true;
     }
     channel_.close();
     if (control_socket_) {
@@ -781,21 +838,31 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       control_socket_->close(ignored);  // on the io thread, where Asio uses it
     }
     if (control_writer_) control_writer_->close();
+    if (refusals_watch_) {
+      std::error_code ignored;
+      refusals_watch_->close(ignored);
+      refusals_watch_.reset();
+    }
+    if (refusals_) refusals_->close();
     receiver_cv_.notify_all();
     synced_cv_.notify_all();
     const auto failure = std::make_exception_ptr(error(death_code_, death_message_));
     for (auto* call : waiting) finish(*call, failure);
     for (auto& call : orphans) finish(*call, failure);
     exited_cv_.notify_all();
-    if (on_death_) on_death_(shared_from_this());
   }
 
   launch_spec spec_;
   asio::io_context& io_;
   death_handler on_death_;
+  refusal_handler on_refusal_;
+  std::unique_ptr<sandbox::seccomp_supervisor> refusals_;        // report_refusals: the worker's seccomp listener
+  std::optional<asio::posix::stream_descriptor> refusals_watch_;  // a copy of it, watched on the io thread
   child_process child_;
   unique_fd init_status_;  // sandboxed: the pipe PID 1 reports the worker's end on
   sandbox::memory_cgroup memory_group_;  // a worker with a memory cap, where a cgroup could be had
+  std::atomic<std::uint64_t> errors_{0};
+  clock::time_point started_at_{};
   limits::report limits_;
   std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: what the worker says
   std::shared_ptr<worker_control> control_writer_;                      // after the handshake: what the host says

@@ -17,6 +17,8 @@
 #include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/detail/sandbox/memory_cgroup.hpp"
 #include "isolate/detail/sandbox/spawn.hpp"
+#include "isolate/detail/sandbox/worker_limits.hpp"
+#include "isolate/detail/sandbox/seccomp_notify.hpp"
 #include "isolate/detail/system_call.hpp"
 #include "isolate/limits.hpp"
 #include "isolate/error.hpp"
@@ -24,6 +26,7 @@
 #include "isolate/shm/ring.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <fmt/format.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -34,6 +37,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <tuple>
@@ -48,6 +52,7 @@ struct started_worker {
   unique_fd init_status;  // sandboxed: PID 1's report of how the worker ended (sandbox/init.hpp)
   limits::report limits;  // how each limit holds, as the worker found it
   sandbox::memory_cgroup memory_group;  // a worker with a memory cap, where a cgroup can be had
+  std::unique_ptr<sandbox::seccomp_supervisor> refusals;  // limits::policy::report_refusals, where the kernel can
 };
 
 namespace worker_start {
@@ -90,10 +95,14 @@ inline hello_message hello_for(const launch_spec& spec) {
 
 // The loading worker's answer: ready, or why it failed (with an isolate code
 // only among those a load can fail with; the plugin's code has run by then).
+inline control_message read_answer_message(child_process& child, int control, const launch_spec& spec,
+                                           const hello_message& hello, clock::time_point deadline,
+                                           started_worker& started, std::error_code& ec);
+
 inline limits::report read_answer(child_process& child, int control, const launch_spec& spec,
-                                  clock::time_point deadline) {
+                                  const hello_message& hello, clock::time_point deadline, started_worker& started) {
   std::error_code ec;
-  auto answer = read_message(control, 64 * 1024, time_left(deadline), ec);
+  auto answer = read_answer_message(child, control, spec, hello, deadline, started, ec);
   if (ec == std::errc::timed_out) {
     child.kill(SIGKILL, ec);
     throw error(errc::timeout, fmt::format("the plugin '{}' did not finish loading within {} ms", spec.plugin.string(),
@@ -123,6 +132,59 @@ inline limits::report read_answer(child_process& child, int control, const launc
   } catch (const error&) {
     child.kill(SIGKILL, ec);
     throw error(errc::protocol_error, "the worker's ready message does not decode");
+  }
+}
+
+// The next message of the loading worker that is not its seccomp listener.
+// The listener (report_refusals) comes first, before the plugin's code runs:
+// from then on the refusals of its static initialisers wait for the host,
+// which answers them here while it waits for the rest.
+inline control_message read_answer_message(child_process& child, int control, const launch_spec& spec,
+                                           const hello_message& hello, clock::time_point deadline,
+                                           started_worker& started, std::error_code& ec) {
+  bool listening = false;
+  for (;;) {
+    if (listening) {
+      pollfd ready[2] = {{control, POLLIN, 0}, {started.refusals->native_handle(), POLLIN, 0}};
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(time_left(deadline));
+      const int n = retry_on_eintr([&] { return ::poll(ready, 2, static_cast<int>(left.count())); });
+      if (n == 0) {
+        ec = std::make_error_code(std::errc::timed_out);
+        return {};
+      }
+      if (n > 0 && ready[1].revents != 0) {
+        const auto step = started.refusals->handle_pending(16);
+        listening = !step.hung_up;
+        if (ready[0].revents == 0) continue;
+      }
+    }
+    std::vector<unique_fd> fds;
+    auto message = read_message_with_fds(control, 64 * 1024, 1, fds, time_left(deadline), ec);
+    if (ec || message.type != static_cast<std::uint32_t>(control_type::seccomp_listener)) {
+      if (!ec && !fds.empty()) {
+        child.kill(SIGKILL, ec);
+        throw error(errc::protocol_error, "the worker sent descriptors the handshake does not expect");
+      }
+      return message;
+    }
+    listener_message trees;
+    try {
+      trees = decode_message<listener_message>(message.body);
+    } catch (const error&) {
+      fds.clear();
+    }
+    if (started.refusals || fds.size() != 1) {
+      child.kill(SIGKILL, ec);
+      throw error(errc::protocol_error, fmt::format("the worker sent its seccomp listener wrongly while loading '{}'",
+                                                    spec.plugin.string()));
+    }
+    sandbox::supervisor_options options;
+    options.plan = sandbox::seccomp_plan_for(spec.options.limits, hello.limits.network_namespace);
+    options.read_paths = std::move(trees.read_paths);
+    options.write_paths = std::move(trees.write_paths);
+    options.max_records = 256;
+    started.refusals = std::make_unique<sandbox::seccomp_supervisor>(std::move(fds.front()), std::move(options));
+    listening = true;
   }
 }
 
@@ -325,7 +387,7 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
   worker_data.reset();
 
-  started.limits = read_answer(started.child, control.get(), spec, deadline);
+  started.limits = read_answer(started.child, control.get(), spec, hello, deadline, started);
   started.channel = o.shared_memory ? frame_channel::over_rings(std::move(region), o.ring_capacity,
                                                                 shm::duplex_side::host, o.wait, o.max_message_size)
                                     : frame_channel::over_socket(std::move(data), o.max_message_size);

@@ -12,6 +12,7 @@
 #include "isolate/detail/sandbox/init.hpp"
 #include "isolate/detail/sandbox/landlock.hpp"
 #include "isolate/detail/sandbox/seccomp.hpp"
+#include "isolate/detail/sandbox/seccomp_notify.hpp"
 #include "isolate/limits.hpp"
 
 #include <fmt/format.h>
@@ -59,6 +60,25 @@ inline const std::vector<std::string>& system_read_paths() {
   return paths;
 }
 
+// The seccomp filter a worker under `policy` loads; the host builds the
+// same plan to answer the refusals it is sent as the worker would have.
+inline seccomp_plan seccomp_plan_for(const limits::policy& policy, bool network_namespace) {
+  seccomp_plan plan;
+  switch (policy.syscalls) {
+    case limits::syscall_filter::none: plan.policy = syscall_policy::none; break;
+    case limits::syscall_filter::deny_list: plan.policy = syscall_policy::deny_list; break;
+    case limits::syscall_filter::allow_list: plan.policy = syscall_policy::allow_list; break;
+  }
+  plan.deny_new_processes = !policy.new_processes;
+  plan.deny_sockets = policy.network == limits::network_isolation::seccomp_only ||
+                      (policy.network == limits::network_isolation::namespace_or_seccomp && !network_namespace);
+  // A network namespace does not cover pathname sockets (docker.sock, D-Bus): they are files.
+  plan.deny_unix_sockets = policy.network != limits::network_isolation::none;
+  plan.notify = policy.report_refusals && seccomp_notify_available();
+  plan.observe_opens = plan.notify && policy.observe_files && policy.restrict_filesystem;
+  return plan;
+}
+
 class limits_applier {
  public:
   limits_applier(const limits::policy& policy, const started_as& start) : policy_(policy), start_(start) {}
@@ -75,6 +95,13 @@ class limits_applier {
   }
 
   const limits::report& report() const noexcept { return report_; }
+
+  // The seccomp listener for the host (report_refusals), once apply() has
+  // loaded the filter; empty if refusals are answered here.
+  unique_fd take_listener() noexcept { return std::move(listener_); }
+  // The trees Landlock allows, for the host to judge observed opens alike.
+  const std::vector<std::string>& landlock_reads() const noexcept { return landlock_reads_; }
+  const std::vector<std::string>& landlock_writes() const noexcept { return landlock_writes_; }
 
  private:
   void record(const char* limit, bool in_force, std::string how) {
@@ -174,6 +201,8 @@ class limits_applier {
       if (start_.plugin_fd >= 0) plan.read_fds.push_back(start_.plugin_fd);
     }
     if (!plan.restrict_filesystem && !plan.scope_signals) return;
+    landlock_reads_ = plan.read_paths;
+    landlock_writes_ = plan.write_paths;
     std::error_code ec;
     const auto result = apply_landlock(plan, ec);
     if (plan.restrict_filesystem) {
@@ -214,26 +243,23 @@ class limits_applier {
   }
 
   void syscalls() {
-    seccomp_plan plan;
-    switch (policy_.syscalls) {
-      case limits::syscall_filter::none: plan.policy = syscall_policy::none; break;
-      case limits::syscall_filter::deny_list: plan.policy = syscall_policy::deny_list; break;
-      case limits::syscall_filter::allow_list: plan.policy = syscall_policy::allow_list; break;
-    }
-    plan.deny_new_processes = !policy_.new_processes;
-    const bool seccomp_network = policy_.network == limits::network_isolation::seccomp_only ||
-                                 (policy_.network == limits::network_isolation::namespace_or_seccomp &&
-                                  !start_.network_namespace);
-    plan.deny_sockets = seccomp_network;
-    // A network namespace does not cover pathname sockets (docker.sock, D-Bus): they are files.
-    plan.deny_unix_sockets = policy_.network != limits::network_isolation::none;
+    const auto plan = seccomp_plan_for(policy_, start_.network_namespace);
+    const bool seccomp_network = plan.deny_sockets;
     std::error_code ec;
-    apply_seccomp(plan, ec);
+    listener_ = apply_seccomp_with_listener(plan, ec);
     const bool loaded = !ec;
     if (policy_.syscalls != limits::syscall_filter::none) {
+      const char* reported = listener_ ? ", each refusal reported to the host"
+                             : plan.notify ? ", refusals not reported (no seccomp user notification here)"
+                                           : "";
       record("syscalls", loaded,
-             loaded ? (plan.policy == syscall_policy::allow_list ? "seccomp allow-list" : "seccomp deny-list")
+             loaded ? fmt::format("{}{}", plan.policy == syscall_policy::allow_list ? "seccomp allow-list"
+                                                                                    : "seccomp deny-list",
+                                  reported)
                     : "seccomp refused: " + ec.message());
+    }
+    if (plan.observe_opens && listener_) {
+      record("observed files", true, "seccomp user notification: each open() is judged by the host too");
     }
     if (!policy_.new_processes) record("new processes", loaded, loaded ? "seccomp: fork and clone fail (EAGAIN)" : ec.message());
     if (seccomp_network) {
@@ -283,6 +309,8 @@ class limits_applier {
   started_as start_;
   limits::report report_;
   std::optional<std::string> first_failure_;
+  unique_fd listener_;
+  std::vector<std::string> landlock_reads_, landlock_writes_;
 };
 
 // Called by AddressSanitizer as it starts a report (ISOLATE_WORKER_MAIN
