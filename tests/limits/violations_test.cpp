@@ -1,0 +1,123 @@
+// A refused system call is a violation the host records even though the
+// plugin survives it: the hostile plugin tries the network, ptrace, a new
+// process and a file outside its paths; the host answers each refusal
+// (seccomp user notification), and records it with the call and what it
+// reached for.
+#include "isolate/telemetry.hpp"
+
+#include "support.hpp"
+
+#include "../support/failure.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+using namespace limits_test;
+using namespace std::chrono_literals;
+using isolate_test::contains;
+
+namespace {
+
+// The violations the host's callback heard, waited for with a bound (the
+// host records a refusal just after answering it).
+class violations_heard {
+ public:
+  explicit violations_heard(isolate::process::options& options) {
+    options.supervision.on_violation = [this](const isolate::violation& v) {
+      {
+        std::lock_guard lock(mutex_);
+        heard_.push_back(v);
+      }
+      changed_.notify_all();
+    };
+  }
+  std::vector<isolate::violation> wait_for(std::size_t count) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, 10s, [&] { return heard_.size() >= count; });
+    return heard_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<isolate::violation> heard_;
+};
+
+bool refusals_reported(hostile_plugin& p) {
+  for (const auto& e : p.transport().limits_in_force()) {
+    if (e.limit == "syscalls") return contains(e.mechanism, "each refusal reported to the host");
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("violations: a refused socket() is a network violation naming the family; the plugin goes on" *
+          doctest::test_suite(unprivileged_suite)) {
+  auto options = options_with(isolate::limits::strict().network(isolate::limits::network_isolation::seccomp_only));
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  REQUIRE(refusals_reported(p));
+  CHECK(p->make_socket(AF_INET6) == EACCES);
+  CHECK(p->make_socket(AF_UNIX) == EACCES);
+  const auto v = heard.wait_for(2);
+  REQUIRE(v.size() == 2);
+  CHECK(v[0].kind == isolate::violation_kind::network);
+  CHECK_MESSAGE(v[0].details == "socket(AF_INET6 SOCK_STREAM|SOCK_CLOEXEC)", v[0].details);
+  CHECK(v[0].action == "refused (EACCES)");
+  CHECK(v[1].kind == isolate::violation_kind::network);
+  CHECK(v[1].details.starts_with("socket(AF_UNIX"));
+  CHECK(p->add(1, 2) == 3);
+  CHECK(p.transport().violations().size() == 2);
+}
+
+TEST_CASE("violations: a refused ptrace and a refused fork are permission violations" *
+          doctest::test_suite(unprivileged_suite)) {
+  auto options = options_with(isolate::limits::strict());
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  REQUIRE(refusals_reported(p));
+  CHECK(p->trace(1) == EPERM);  // its PID 1
+  const auto forks = p->fork_bomb(3);
+  REQUIRE(forks.size() == 2);
+  CHECK(forks[0] == 0);
+  CHECK(forks[1] == EAGAIN);
+  const auto v = heard.wait_for(2);
+  REQUIRE(v.size() >= 2);
+  CHECK(v[0].kind == isolate::violation_kind::permission);
+  CHECK_MESSAGE(v[0].details == "ptrace(PTRACE_ATTACH pid 1)", v[0].details);
+  CHECK(v[0].action == "refused (EPERM)");
+  CHECK(v[1].kind == isolate::violation_kind::permission);
+  CHECK_MESSAGE(v[1].details.starts_with("clone"), v[1].details);
+  CHECK(v[1].action == "refused (EAGAIN)");
+  CHECK(p->add(1, 2) == 3);
+}
+
+TEST_CASE("violations: with observe_files, an open outside the plugin's paths is a filesystem violation naming the "
+          "path; one inside is not" * doctest::test_suite(unprivileged_suite)) {
+  temp_dir allowed;
+  write_text(allowed / "data.txt", "data");
+  auto options = options_with(isolate::limits::strict().observe_files(true).read_only(allowed.path()));
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  REQUIRE(refusals_reported(p));
+  CHECK(p->open_path((allowed / "data.txt").string(), O_RDONLY) == 0);
+  CHECK(p->open_path("/etc/shadow", O_RDONLY) == EACCES);
+  const auto v = heard.wait_for(1);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == isolate::violation_kind::filesystem);
+  CHECK_MESSAGE(contains(v[0].details, "/etc/shadow"), v[0].details);
+  CHECK(v[0].action == "refused (EACCES)");
+  CHECK(p->add(1, 2) == 3);
+}
+
+TEST_CASE("unprivileged host: the cases above hold with the host as nobody") { run_unprivileged_suite(); }
