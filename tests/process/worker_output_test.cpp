@@ -1,6 +1,8 @@
 // A process plugin's stdout and stderr captured line by line for the host
-// (process::options::on_output), through real workers: unsandboxed
-// (`minimal`, posix_spawn) and sandboxed (`strict`, a clone into namespaces).
+// (process::options::on_output), through real workers started each way a
+// worker can be: unsandboxed (`minimal`, posix_spawn), sandboxed (a clone
+// into namespaces), and a best-effort sandbox without user namespaces
+// (posix_spawn again, with the sandbox's surroundings).
 #include "isolate/transport/process.hpp"
 
 #include <doctest/doctest.h>
@@ -14,6 +16,14 @@
 #include <isolate/limits.hpp>
 #include <isolate/plugin_library.hpp>
 
+#include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -102,10 +112,60 @@ std::vector<std::string> joined(std::vector<std::string> a, const std::vector<st
   return a;
 }
 
+#if defined(__SANITIZE_THREAD__)
+constexpr bool under_tsan = true;
+#else
+constexpr bool under_tsan = false;
+#endif
+
+// Refuses user namespaces to this process and its children, as a machine
+// with user.max_user_namespaces = 0 would (as tests/limits does: clone3
+// fails with ENOSYS, so that glibc falls back to clone, whose flags seccomp
+// can read).
+bool refuse_user_namespaces() {
+  scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ALLOW);
+  if (filter == nullptr) return false;
+  const scmp_arg_cmp new_user{0, SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER};
+  int rc = seccomp_rule_add_array(filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1, &new_user);
+  if (rc == 0) rc = seccomp_rule_add_array(filter, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1, &new_user);
+  if (rc == 0) rc = seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+  if (rc == 0) rc = seccomp_load(filter);
+  seccomp_release(filter);
+  return rc == 0;
+}
+
+// Runs `body` in a forked child; its exit status, or -1 if it did not end within `patience`.
+template <class Body>
+int status_in_child(Body&& body) {
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int status = 1;
+    try {
+      status = body();
+    } catch (...) {
+    }
+    std::_Exit(status);
+  }
+  const int watch = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  REQUIRE(watch >= 0);
+  pollfd ended{watch, POLLIN, 0};
+  int ready = 0;
+  do ready = ::poll(&ended, 1, static_cast<int>(std::chrono::milliseconds(patience).count()));
+  while (ready < 0 && errno == EINTR);
+  if (ready != 1) ::kill(pid, SIGKILL);
+  ::close(watch);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return ready == 1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("a plugin's stdout and stderr arrive line by line, in order, with its name", Preset,
-                   isolate::limits::minimal, isolate::limits::strict) {
+                   isolate::limits::minimal, isolate::limits::standard, isolate::limits::strict,
+                   isolate::limits::maximum) {
   received got;
   {
     auto plugin = load(options_for<Preset>(got));
@@ -274,4 +334,24 @@ TEST_CASE("a cap of zero bytes is refused") {
   auto options = options_for<isolate::limits::minimal>(got);
   options.max_output_line = 0;
   CHECK(failure_of([&] { load(options); }).code() == errc::unsupported);
+}
+
+TEST_CASE("without user namespaces, a best-effort sandbox's worker (spawned outside any) is captured too") {
+  if (under_tsan) return;  // TSan does not support starting threads in a child of a threaded fork
+  CHECK(status_in_child([] {
+          if (!refuse_user_namespaces()) return 2;
+          received got;
+          auto options = options_for<isolate::limits::strict>(got);
+          options.limits = isolate::limits::strict().best_effort();
+          auto plugin = load(options);
+          bool outside = false;  // the fallback spawn, not the namespaced one
+          for (const auto& limit : plugin.transport().limits_in_force()) {
+            if (limit.limit == "user") outside = !limit.in_force;
+          }
+          plugin->number_lines(2, 3);
+          plugin->number_lines(1, 2);
+          const bool captured = got.texts(output_stream::err, 3) == numbered(2, 0, 3) &&
+                                got.texts(output_stream::out, 2) == numbered(1, 0, 2);
+          return outside ? (captured ? 0 : 1) : 3;
+        }) == 0);
 }
