@@ -28,7 +28,8 @@ struct chatty_impl final : chatty {
   void write_raw(int fd, const std::string& bytes) override {
     std::fflush(stream_of(fd));
     for (std::size_t done = 0; done < bytes.size();) {
-      const auto wrote = ::write(fd == 2 ? 2 : 1, bytes.data() + done, std::min<std::size_t>(bytes.size() - done, 65536));
+      const auto wrote =
+          ::write(fd == 2 ? 2 : 1, bytes.data() + done, std::min<std::size_t>(bytes.size() - done, 65536));
       if (wrote < 0) std::abort();
       done += static_cast<std::size_t>(wrote);
     }

@@ -5,9 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -124,10 +124,13 @@ TEST_CASE("an output capture reads both pipes to their end, in order within each
 TEST_CASE("an output capture keeps reading after its callback throws") {
   received got;
   auto record = got.callback();
-  output_capture capture("p", [&](const output_line& line) {
-    if (line.text.starts_with("throw")) throw std::runtime_error("the host's logger failed");
-    record(line);
-  }, 1024);
+  output_capture capture(
+      "p",
+      [&](const output_line& line) {
+        if (line.text.starts_with("throw")) throw std::runtime_error("the host's logger failed");
+        record(line);
+      },
+      1024);
   std::error_code ec;
   auto [out, err] = capture.open(ec);
   REQUIRE_FALSE(ec);

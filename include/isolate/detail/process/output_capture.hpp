@@ -166,7 +166,11 @@ class output_capture {
 
     // Called with owner.mutex_ held.
     reader(output_capture& owner, unique_fd pipe, output_stream stream)
-        : owner_(owner), stream_(stream), pipe_(owner.io_, pipe.release()), lines_(owner.max_line_), chunk_(chunk_size) {
+        : owner_(owner),
+          stream_(stream),
+          pipe_(owner.io_, pipe.release()),
+          lines_(owner.max_line_),
+          chunk_(chunk_size) {
       ++owner_.open_readers_;
     }
     ~reader() {
