@@ -3,6 +3,7 @@
 // the baselines it is held to (baseline_thread_bench, baseline_process_bench,
 // baseline_capnp_bench): one iteration = one call.
 #include "isolate_bench_support.hpp"
+#include "small_call.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -13,19 +14,6 @@ namespace {
 
 using namespace isolate::bench;
 
-// Calls add() `warm_up_calls` times, then once per iteration, and checks the
-// sum at the end, so a wrong answer cannot pass for a fast one.
-template <class Plugin>
-void run_adds(benchmark::State& state, Plugin& p) {
-  int sum = 0;
-  for (int i = 0; i < warm_up_calls; ++i) sum = p->add(sum, 1);
-  run_round_trips(state, [&] {
-    sum = p->add(sum, 1);
-    benchmark::DoNotOptimize(sum);
-  });
-  if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls) state.SkipWithError("add() answered wrongly");
-}
-
 // The worker thread is started by load() and inherits the CPU of the thread
 // that loads: load on the peer's CPU, then move the caller to CPU 0.
 void thread_add(benchmark::State& state, std::chrono::nanoseconds max_spin, placement where) {
@@ -34,17 +22,6 @@ void thread_add(benchmark::State& state, std::chrono::nanoseconds max_spin, plac
   options.max_spin = max_spin;
   auto p = isolate::load<bench_service, isolate::thread>(plugin_path, options);
   pin_this_thread(0);
-  run_adds(state, p);
-}
-
-void process_add(benchmark::State& state, bool shared_memory, placement where,
-                 isolate::limits::policy limits = isolate::limits::minimal()) {
-  scoped_pin pin(0);
-  isolate::process::options options;
-  options.shared_memory = shared_memory;
-  options.limits = limits;
-  auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
-  pin_process(serving_pid(p), peer_cpu(where));
   run_adds(state, p);
 }
 

@@ -29,6 +29,7 @@ import sys
 #   isolate_process_start/<preset>     the same start under limits::standard(), strict(), maximum()
 #   isolate_process_add_strict/two_cores  the small call to a worker under limits::strict()
 #   isolate_process_idle/strict        a sandboxed worker's two processes (PID 1 and the one serving), summed
+#   isolate_process_add_no_telemetry/two_cores  the small call with telemetry compiled out (ISOLATE_TELEMETRY=0)
 # ratio = metric(row) / metric(baseline); with no baseline the bound is absolute.
 GOALS = [
     # text, row, baseline, metric, op, bound
@@ -54,6 +55,8 @@ GOALS = [
     ("strict start <= 5 ms (median; pyisolate here: 230-500 ms)", "isolate_process_start/strict", None, "latency", "<=", 5e6),
     ("strict small call <= 1.1x minimal, two cores",
      "isolate_process_add_strict/two_cores", "isolate_process_add/two_cores", "latency", "<=", 1.1),
+    ("telemetry always on costs <= 3% of the small call, two cores",
+     "isolate_process_add/two_cores", "isolate_process_add_no_telemetry/two_cores", "latency", "<=", 1.03),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}

@@ -54,7 +54,9 @@ enum class syscall_filter {
   allow_list,  // computation only: memory, threads, futexes, I/O on descriptors it has, dlopen
 };
 
-// Where the worker's stdout and stderr go.
+// Where a sandboxed worker's stdout and stderr go (minimal keeps the
+// host's). process::options::on_output, when set, overrides this under every
+// preset: the host reads them from pipes and hands it each line.
 enum class output { inherit, discard };
 
 // Every value of a limits policy; 0 means "no limit" for the numbers.

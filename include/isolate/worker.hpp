@@ -31,14 +31,20 @@ inline int worker_main(int argc, char** argv) {
   int control = -1;
   int init_status = -1;
   pid_t parent = 0;
+  bool output_in_lines = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg.starts_with("--isolate-control-fd=")) control = std::atoi(arg.substr(21).data());
     if (arg.starts_with("--isolate-parent=")) parent = static_cast<pid_t>(std::atoi(arg.substr(17).data()));
     if (arg.starts_with("--isolate-init=")) init_status = std::atoi(arg.substr(15).data());
+    if (arg == "--isolate-output=lines") output_in_lines = true;
   }
   // In a sandbox: PID 1 stays behind here, and PID 2 goes on as the worker.
   if (init_status >= 0 && ::getpid() == 1) detail::sandbox::become_init(init_status);
+  // The host reads stdout from a pipe, line by line (process::options::on_output):
+  // flushed at each line, as on a terminal, so that a worker that crashes
+  // has sent what it printed before (stdio fully buffers a pipe).
+  if (output_in_lines) std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (control < 0) {
     std::fputs("isolate-worker runs plugins for isolate::process; it is started by the host, not by hand.\n", stderr);
     return detail::worker_exit_usage;

@@ -17,6 +17,9 @@ TEST_CASE("process options: what a default load gets") {
   CHECK(options.call_timeout == 30s);
   CHECK_FALSE(options.restart.on_crash);
   CHECK(options.limits.preset == isolate::limits::level::minimal);
+  CHECK_FALSE(options.on_output);  // stdout and stderr as limits.worker_output says
+  CHECK(options.name.empty());
+  CHECK(options.max_output_line == 64 * 1024);
   static_assert(isolate::process::calls_can_time_out);
 }
 
@@ -26,4 +29,13 @@ TEST_CASE("restart policies") {
   CHECK(crash.on_crash);
   CHECK(crash.max_restarts == 5);
   CHECK(crash.backoff == 10ms);
+}
+
+TEST_CASE("an output line, as on_output receives it") {
+  const isolate::output_line line{"parser", isolate::output_stream::err, "text", false};
+  CHECK(line.plugin == "parser");
+  CHECK(line.stream == isolate::output_stream::err);
+  CHECK(line.text == "text");
+  CHECK_FALSE(line.cut);
+  CHECK(isolate::output_line{}.stream == isolate::output_stream::out);
 }

@@ -33,6 +33,13 @@
 #define ISOLATE_DECODE_ALLOCATION_SLACK (std::size_t{1} << 20)
 #endif
 
+// Whether a process plugin's link counts bytes and samples latency
+// (telemetry.hpp). Only benchmarks set it to 0, to price it: everything else
+// telemetry needs costs nothing on a call.
+#ifndef ISOLATE_TELEMETRY
+#define ISOLATE_TELEMETRY 1
+#endif
+
 // How deeply values may nest in a decoded message; deeper is a protocol error
 // rather than a stack overflow. Each struct, container or smart pointer is a
 // level, so 256 admits 127 generations of a tree whose node holds a vector,

@@ -15,7 +15,9 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <string_view>
 
 namespace isolate {
 
@@ -30,6 +32,21 @@ struct restart_policy {
   static restart_policy crash(unsigned max_restarts = 3, std::chrono::milliseconds backoff = std::chrono::milliseconds(50)) {
     return {true, max_restarts, backoff};
   }
+};
+
+// Which of a worker's standard streams a line of output came from.
+enum class output_stream { out, err };  // stdout, stderr
+
+// One line a process plugin wrote to its stdout or stderr, as
+// process::options::on_output receives it. The views are valid during the
+// call only: copy what you keep.
+struct output_line {
+  std::string_view plugin;  // process::options::name, or else the stem of the plugin's file ("libparser")
+  output_stream stream = output_stream::out;
+  std::string_view text;    // without its '\n'
+  // The line was longer than process::options::max_output_line: this piece
+  // is that long, and the next line of this stream continues it.
+  bool cut = false;
 };
 
 // isolate::process: the policy type, and its options.
@@ -61,12 +78,37 @@ struct process::options {
   // is the host's rights; isolate::limits::standard() and up sandbox it.
   limits::policy limits = limits::minimal();
 
-  // The plugin's name in its telemetry, violations and captured output;
-  // empty: the stem of the plugin's file (`libparser` for `plugins/libparser.so`).
+  // The plugin's name in its telemetry, violations and captured output
+  // (output_line::plugin); empty: the stem of the plugin's file (`libparser`
+  // for `plugins/libparser.so`).
   std::string name;
   // Quarantine threshold and the host's callbacks on violations, crashes,
   // restarts and quarantine (telemetry.hpp).
   isolate::supervision supervision;
+  // When set, the worker's stdout and stderr go to two pipes the host reads
+  // (under every preset, whatever limits.worker_output says), and this gets
+  // each line, in order within each stream (the two streams are not ordered
+  // against each other). Stdout is line-buffered in the worker, as on a
+  // terminal; stderr is unbuffered. A line longer than max_output_line comes
+  // in pieces (output_line::cut); an unterminated last line comes when the
+  // worker ends; each pipe is read to its end, so what a crashing worker
+  // wrote arrives, and a restarted worker gets new pipes.
+  //
+  // Thread safety: a copy of the function is called on a thread the plugin
+  // has for this alone, one line at a time (never two at once for one
+  // plugin; a function shared by plugins is called from their threads).
+  // While it runs, that plugin's pipes are not read: a slow function makes
+  // a plugin that writes much wait in write(), and slows nothing else. So it
+  // must not unload the plugin, and should not call it (a call that makes
+  // the plugin write more than a pipe holds, 64 KiB, would wait for its
+  // timeout). An exception it throws is caught and dropped, with the line
+  // it was given; later lines are delivered as usual. It is not called
+  // after the plugin is destroyed, which waits up to a second for the last
+  // lines of its worker.
+  std::function<void(const output_line&)> on_output;
+  // The longest line on_output receives whole, in bytes (at least 1): what
+  // the host holds of a line it has not seen the end of.
+  std::size_t max_output_line = std::size_t{64} * 1024;
 };
 
 

@@ -310,6 +310,7 @@ class frame_channel {
   // A counter only one thread at a time changes (the sender holding the
   // send lock, or the one receiver): no locked instruction needed.
   static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) noexcept {
+    if constexpr (!ISOLATE_TELEMETRY) return;
     counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   static channel_status counted(std::atomic<std::uint64_t>& counter, channel_status status, std::uint64_t n) noexcept {

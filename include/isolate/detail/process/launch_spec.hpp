@@ -24,6 +24,8 @@
 
 namespace isolate::detail {
 
+class output_capture;  // output_capture.hpp
+
 struct launch_spec {
   std::filesystem::path plugin;
   std::string interface_name;
@@ -32,6 +34,9 @@ struct launch_spec {
   host_services services;  // what the plugin may call back
   // The shared buffers lent to the plugin, kept across restarts (copies of the spec share it).
   std::shared_ptr<lent_buffers> lent = std::make_shared<lent_buffers>();
+  // Where the workers' stdout and stderr go when options.on_output is set
+  // (made by process_link, which moves the callback into it; copies share it).
+  std::shared_ptr<output_capture> output{};
 };
 
 inline std::filesystem::path find_worker(const launch_spec& spec) {
@@ -61,6 +66,9 @@ inline void check_options(const process::options& options) {
                                                options.max_message_size, frame_limit));
   }
   if (options.max_message_size == 0) throw error(errc::unsupported, "process::options::max_message_size is 0");
+  if (options.on_output && options.max_output_line == 0) {
+    throw error(errc::unsupported, "process::options::max_output_line is 0: no line would fit");
+  }
 }
 
 }  // namespace isolate::detail

@@ -9,6 +9,7 @@
 #include "isolate/detail/latency_histogram.hpp"
 #include "isolate/detail/link.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
+#include "isolate/detail/process/output_capture.hpp"
 #include "isolate/detail/process/supervision_record.hpp"
 #include "isolate/detail/process/worker_session.hpp"
 #include "isolate/error.hpp"
@@ -52,6 +53,10 @@ class process_link final : public link {
                 spec_.options.supervision),
         io_(std::make_unique<asio::io_context>()),
         work_(std::make_unique<work_guard>(asio::make_work_guard(*io_))) {
+    if (spec_.options.on_output && !spec_.output) {
+      spec_.output = std::make_shared<output_capture>(record_.plugin(), std::move(spec_.options.on_output),
+                                                      spec_.options.max_output_line);
+    }
     io_thread_ = std::thread([this] { io_->run(); });
     try {
       auto session = std::make_shared<worker_session>(spec_, *io_);
@@ -60,6 +65,8 @@ class process_link final : public link {
       current_ = std::move(session);
     } catch (...) {
       shutdown_io();
+      // What the worker wrote before it failed often says why: let it arrive.
+      close_output();
       throw;
     }
   }
@@ -78,6 +85,7 @@ class process_link final : public link {
     restart_cv_.notify_all();
     if (session) session->stop();
     shutdown_io();
+    close_output();
   }
 
   void call(wire::buffer& request, wire::buffer& reply) override { call_now(request, reply); }
@@ -249,7 +257,7 @@ class process_link final : public link {
     const auto timeout = call_timeout();
     const auto deadline = deadline_after(timeout);
     thread_local std::uint32_t tick = 0;
-    const bool sampled = ++tick % latency_sample_every == 0;
+    const bool sampled = ISOLATE_TELEMETRY && ++tick % latency_sample_every == 0;
     const auto began = sampled ? clock::now() : clock::time_point{};
     try {
       share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
@@ -280,6 +288,7 @@ class process_link final : public link {
     (void)io_.release();  // leaked on purpose, with what it holds
     if (io_thread_.joinable()) io_thread_.detach();
     (void)work_.release();  // its destructor would wake the io_context the parent shares
+    if (spec_.output) new std::shared_ptr<output_capture>(std::move(spec_.output));  // leaked on purpose: its thread is not here
   }
 
   // A zero or negative timeout means none.
@@ -459,6 +468,15 @@ class process_link final : public link {
     }
     restart_cv_.notify_all();
     // A session that died is joined here, on the io thread, never on its own receiver.
+  }
+
+  // After shutdown_io (which ends a worker a restart may have started
+  // meanwhile): delivers the last lines of the workers, waiting for them at
+  // most output_capture::drain_grace, then no more.
+  void close_output() noexcept {
+    if (!spec_.output) return;
+    spec_.output->drain(output_capture::drain_grace);
+    spec_.output->close();
   }
 
   void shutdown_io() {

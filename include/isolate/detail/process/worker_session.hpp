@@ -33,6 +33,7 @@
 #include "isolate/detail/process/handshake.hpp"
 #include "isolate/detail/process/host_service_calls.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
+#include "isolate/detail/process/output_capture.hpp"
 #include "isolate/detail/process/pending_calls.hpp"
 #include "isolate/detail/process/process_usage.hpp"
 #include "isolate/detail/process/worker_death.hpp"
@@ -104,14 +105,25 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     on_death_ = std::move(on_death);
     on_refusal_ = std::move(on_refusal);
     started_at_ = clock::now();
-    auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout));
+    std::error_code ec;
+    std::pair<unique_fd, unique_fd> output;  // the write ends of the worker's stdout and stderr, when captured
+    if (spec_.output) {
+      // A restarted worker's lines come after its predecessor's: let those
+      // arrive first (they are in the pipes already, unless a descendant of
+      // an unsandboxed predecessor holds them open).
+      spec_.output->drain(output_capture::drain_grace);
+      output = spec_.output->open(ec);
+      if (ec) throw error(errc::load_failed, "cannot create the pipes for the worker's output: " + ec.message());
+    }
+    auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout),
+                                worker_output_fds{output.first.get(), output.second.get()});
+    output = {};  // the worker's alone now, so that the pipes end with it
     child_ = std::move(started.child);
     channel_ = std::move(started.channel);
     init_status_ = std::move(started.init_status);
     limits_ = std::move(started.limits);
     memory_group_ = std::move(started.memory_group);
     refusals_ = std::move(started.refusals);
-    std::error_code ec;
     auto writer_end = duplicate_fd(started.control.get(), ec);
     if (ec) throw error(errc::load_failed, "cannot duplicate the control socket: " + ec.message());
     // Every message to the worker goes through this writer; Asio owns the

@@ -55,6 +55,13 @@ struct started_worker {
   std::unique_ptr<sandbox::seccomp_supervisor> refusals;  // limits::policy::report_refusals, where the kernel can
 };
 
+// The write ends of the pipes the host reads the worker's stdout and stderr
+// from (output_capture.hpp); -1: limits::policy::worker_output says where they go.
+struct worker_output_fds {
+  int out = -1;
+  int err = -1;
+};
+
 namespace worker_start {
 
 using clock = std::chrono::steady_clock;
@@ -257,6 +264,14 @@ inline void join_memory_group(started_worker& started, const limits::policy& pol
   }
 }
 
+// limits::output::discard sends stdout and stderr to /dev/null, unless the
+// host captures them (the spawn then gives the worker its fd 1).
+inline bool discards_output(const limits::policy& policy, const spawn_options& spawn) {
+  const bool captured = std::any_of(spawn.inherit_fds.begin(), spawn.inherit_fds.end(),
+                                    [](const auto& fds) { return fds.second == 1; });
+  return policy.worker_output == limits::output::discard && !captured;
+}
+
 // Starts the worker inside new namespaces (limits::policy::protect_host),
 // from the launcher thread. The program and the plugin go as descriptors: a
 // root host's worker is nobody, who may not reach the host's paths.
@@ -278,7 +293,7 @@ inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_option
   options.inherit_fds.emplace_back(status_end, 4);
   options.env = sandbox_environment(policy);
   options.working_directory = policy.working_directory.string();
-  options.discard_output = policy.worker_output == limits::output::discard;
+  options.discard_output = discards_output(policy, spawn);
   options.new_network = policy.network == limits::network_isolation::namespace_or_seccomp;
   // PID 1 forks the worker proper first thing: both must be in the group from the start.
   std::error_code not_joined;
@@ -298,8 +313,10 @@ inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_option
 }  // namespace worker_start
 
 // Starts the worker of `spec` and waits, until `deadline`, for it to load the
-// plugin. Throws load_failed, fingerprint_mismatch, protocol_error or timeout.
-inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_clock::time_point deadline) {
+// plugin; its stdout and stderr go to `output` when given. Throws
+// load_failed, fingerprint_mismatch, protocol_error or timeout.
+inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_clock::time_point deadline,
+                                   worker_output_fds output = {}) {
   using namespace worker_start;
   const auto& o = spec.options;
   std::error_code ec;
@@ -321,6 +338,11 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   spawn.program = find_worker(spec).string();
   spawn.args = {"--isolate-control-fd=3", fmt::format("--isolate-parent={}", ::getpid())};
   spawn.inherit_fds = {{worker_end.get(), 3}};
+  if (output.out >= 0 && output.err >= 0) {
+    spawn.inherit_fds.emplace_back(output.out, 1);
+    spawn.inherit_fds.emplace_back(output.err, 2);
+    spawn.args.push_back("--isolate-output=lines");  // its stdout line-buffered, as on a terminal
+  }
   auto hello = hello_for(spec);
   started_worker started;
   started.memory_group = memory_group_for(o.limits, hello);
@@ -363,7 +385,7 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
       outside.exact_env = true;
       outside.working_directory = o.limits.working_directory.string();
       outside.null_stdin = true;
-      outside.discard_output = o.limits.worker_output == limits::output::discard;
+      outside.discard_output = discards_output(o.limits, outside);
       started.child = launcher::instance().run([&] { return child_process::spawn(outside, ec); });
       join_memory_group(started, o.limits, hello, ec);
     }
