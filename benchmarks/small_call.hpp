@@ -8,7 +8,13 @@
 
 #include <benchmark/benchmark.h>
 
-namespace isolate::bench {
+#include <string>
+
+// Each benchmark executable has its own copy (an unnamed namespace, as the
+// benchmarks' other helpers).
+namespace {
+
+using namespace isolate::bench;
 
 // Calls add() `warm_up_calls` times, then once per iteration, and checks the
 // sum at the end, so a wrong answer cannot pass for a fast one.
@@ -20,10 +26,13 @@ void run_adds(benchmark::State& state, Plugin& p) {
     sum = p->add(sum, 1);
     benchmark::DoNotOptimize(sum);
   });
-  if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls) state.SkipWithError("add() answered wrongly");
+  if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls) {
+    state.SkipWithError(("add() answered wrongly: " + std::to_string(sum) + " after " +
+                         std::to_string(state.iterations()) + " iterations").c_str());
+  }
 }
 
-inline void process_add(benchmark::State& state, bool shared_memory, placement where,
+void process_add(benchmark::State& state, bool shared_memory, placement where,
                         isolate::limits::policy limits = isolate::limits::minimal()) {
   scoped_pin pin(0);
   isolate::process::options options;
@@ -34,6 +43,6 @@ inline void process_add(benchmark::State& state, bool shared_memory, placement w
   run_adds(state, p);
 }
 
-}  // namespace isolate::bench
+}  // namespace
 
 #endif

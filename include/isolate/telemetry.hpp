@@ -92,7 +92,7 @@ struct plugin_telemetry {
 
   std::uint64_t calls = 0;   // sent to the plugin, synchronous and asynchronous
   std::uint64_t errors = 0;  // calls that failed: the plugin threw, or the call could not complete
-  std::chrono::nanoseconds latency_p50{}, latency_p99{};  // of the calls sampled (one in 16)
+  std::chrono::nanoseconds latency_p50{}, latency_p99{};  // of the calls sampled (one in 17)
   std::uint64_t latency_samples = 0;
   std::uint64_t bytes_sent = 0, bytes_received = 0;  // frames to and from the worker, headers included
 

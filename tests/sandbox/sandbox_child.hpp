@@ -12,6 +12,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <thread>
+#include <system_error>
+#include <cstdint>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -23,6 +27,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cerrno>
@@ -137,6 +142,40 @@ class idle_process {
  private:
   pid_t pid_;
 };
+
+// Probes shared by the seccomp tests: each makes one kind of call and says
+// what it got (0, or the errno).
+
+// fork(), with the child (should one appear) leaving at once.
+inline long fork_errno() {
+  pid_t const pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) ::waitpid(pid, nullptr, 0);
+  return errno_of(pid);
+}
+
+// clone3 with plain fork semantics; the child, should one appear, leaves at once.
+inline long clone3_errno() {
+  struct {
+    std::uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+  } args{};
+  args.exit_signal = SIGCHLD;
+  long const pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  return errno_of(pid);
+}
+
+// 0 when a std::thread ran and was joined.
+inline long thread_errno() {
+  std::atomic<int> ran{0};
+  try {
+    std::thread([&] { ran = 1; }).join();
+  } catch (std::system_error const& e) {
+    return e.code().value();
+  }
+  return ran == 1 ? 0 : -1;
+}
 
 }  // namespace isolate_test
 

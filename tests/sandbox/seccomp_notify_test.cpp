@@ -200,34 +200,6 @@ long socket_errno(int family, int type) {
   return errno_of(fd);
 }
 
-long fork_errno() {
-  pid_t const pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  if (pid > 0) ::waitpid(pid, nullptr, 0);
-  return errno_of(pid);
-}
-
-long clone3_errno() {
-  struct {
-    std::uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-  } args{};
-  args.exit_signal = SIGCHLD;
-  long const pid = ::syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) ::_exit(0);
-  if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
-  return errno_of(pid);
-}
-
-long thread_errno() {
-  std::atomic<int> ran{0};
-  try {
-    std::thread([&] { ran = 1; }).join();
-  } catch (std::system_error const& e) {
-    return e.code().value();
-  }
-  return ran == 1 ? 0 : -1;
-}
-
 long open_errno(char const* path, int flags, int dir = AT_FDCWD) {
   int const fd = ::openat(dir, path, flags | O_CLOEXEC, 0600);
   if (fd >= 0) ::close(fd);

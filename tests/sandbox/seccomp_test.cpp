@@ -67,26 +67,6 @@ bool apply(child_report const& out, sandbox::seccomp_plan const& plan) {
   return !ec;
 }
 
-// fork(), with the child (should one appear) leaving at once.
-long fork_errno() {
-  pid_t const pid = ::fork();
-  if (pid == 0) ::_exit(0);
-  if (pid > 0) ::waitpid(pid, nullptr, 0);
-  return errno_of(pid);
-}
-
-// clone3 with plain fork semantics; the child, should one appear, leaves at once.
-long clone3_errno() {
-  struct {
-    std::uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-  } args{};
-  args.exit_signal = SIGCHLD;
-  long const pid = ::syscall(SYS_clone3, &args, sizeof args);
-  if (pid == 0) ::_exit(0);
-  if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
-  return errno_of(pid);
-}
-
 // clone() with `flags` and fork semantics otherwise.
 long clone_errno(unsigned long flags) {
   long const pid = ::syscall(SYS_clone, flags | SIGCHLD, 0, 0, 0, 0);
@@ -119,17 +99,6 @@ long socketpair_errno() {
   ::close(pair[0]);
   ::close(pair[1]);
   return err;
-}
-
-// 0 when a std::thread ran and was joined.
-long thread_errno() {
-  std::atomic<int> ran{0};
-  try {
-    std::thread([&] { ran = 1; }).join();
-  } catch (std::system_error const& e) {
-    return e.code().value();
-  }
-  return ran == 1 ? 0 : -1;
 }
 
 long open_errno(char const* path, int flags) {

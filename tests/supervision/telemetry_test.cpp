@@ -37,7 +37,7 @@ TEST_CASE("telemetry: calls, failures, latency and bytes are counted as the plug
   const auto t = p.transport().telemetry();
   CHECK(t.calls == 162);
   CHECK(t.errors == 2);
-  CHECK(t.latency_samples >= 10);  // one call in 16, on this thread
+  CHECK(t.latency_samples >= 9);  // one call in 17, on this thread
   CHECK(t.latency_p50 > 0ns);
   CHECK(t.latency_p50 <= t.latency_p99);
   CHECK(t.latency_p99 < 1s);
