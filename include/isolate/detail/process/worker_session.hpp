@@ -104,7 +104,6 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   void start(death_handler on_death, refusal_handler on_refusal = {}) {
     on_death_ = std::move(on_death);
     on_refusal_ = std::move(on_refusal);
-    started_at_ = clock::now();
     std::error_code ec;
     std::pair<unique_fd, unique_fd> output;  // the write ends of the worker's stdout and stderr, when captured
     if (spec_.output) {
@@ -115,6 +114,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       output = spec_.output->open(ec);
       if (ec) throw error(errc::load_failed, "cannot create the pipes for the worker's output: " + ec.message());
     }
+    started_at_ = clock::now();  // the start itself, not the wait for the predecessor's last lines
     auto started = start_worker(spec_, deadline_for(spec_.options.load_timeout),
                                 worker_output_fds{output.first.get(), output.second.get()});
     output = {};  // the worker's alone now, so that the pipes end with it
