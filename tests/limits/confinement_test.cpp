@@ -26,12 +26,6 @@ using isolate_test::failure_of;
 
 namespace {
 
-isolate::process::options restartable(const isolate::limits::policy& limits) {
-  auto options = options_with(limits);
-  options.restart = isolate::restart_policy::crash(2);
-  return options;
-}
-
 void crashes_and_comes_back(hostile_plugin& p) {
   CHECK(failure_of([&] { p->crash(); }).code() == isolate::errc::plugin_crashed);
   CHECK(p->add(20, 22) == 42);

@@ -48,9 +48,8 @@ void crashes_and_comes_back(hostile_plugin& p) {
   CHECK(p->add(20, 22) == 42);
 }
 
-isolate::process::options restartable(const isolate::limits::policy& limits) {
-  auto options = options_with(limits);
-  options.restart = isolate::restart_policy::crash(2);
+isolate::process::options restartable_bounded(const isolate::limits::policy& limits) {
+  auto options = restartable(limits);
   options.call_timeout = 10s;  // a worker stopped by a signal that got through fails the call, not the run
   return options;
 }
@@ -64,7 +63,7 @@ TEST_CASE("protect_host: the host's pid cannot be signalled, traced, read or ope
   const int host = ::getpid();
   for (const auto& [name, limits] : protecting_presets()) {
     CAPTURE(name);
-    auto p = load_hostile(restartable(limits));
+    auto p = load_hostile(restartable_bounded(limits));
     CHECK(p->own_pid() == 2);  // the worker proper, under PID 1 of its own namespace
     CHECK(p->send_signal(host, SIGKILL) == kill_refusal(name));
     CHECK(p->send_signal(host, SIGSTOP) == kill_refusal(name));
@@ -91,8 +90,8 @@ TEST_CASE("protect_host: another plugin's worker cannot be signalled, traced, re
           doctest::test_suite(unprivileged_suite)) {
   for (const auto& [name, limits] : protecting_presets()) {
     CAPTURE(name);
-    auto attacker = load_hostile(restartable(limits));
-    auto victim = load_hostile(restartable(limits));
+    auto attacker = load_hostile(restartable_bounded(limits));
+    auto victim = load_hostile(restartable_bounded(limits));
     const int victim_init = victim.transport().link().pid();
     const int victim_worker = worker_proper(victim);
     REQUIRE(victim_worker > 0);
@@ -122,7 +121,7 @@ TEST_CASE("protect_host: no capabilities, none to be had, no_new_privs, and nobo
           doctest::test_suite(unprivileged_suite)) {
   for (const auto& [name, limits] : protecting_presets()) {
     CAPTURE(name);
-    auto p = load_hostile(restartable(limits));
+    auto p = load_hostile(restartable_bounded(limits));
     CHECK(p->status_line("CapEff:") == "CapEff:\t" + no_capabilities);
     CHECK(p->status_line("CapPrm:") == "CapPrm:\t" + no_capabilities);
     CHECK(p->status_line("CapInh:") == "CapInh:\t" + no_capabilities);
@@ -156,7 +155,7 @@ TEST_CASE("protect_host: the environment is the allow-list and the policy's entr
   REQUIRE(::setenv("LANG", "C.UTF-8", 1) == 0);  // on the allow-list
   const std::string path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
   {
-    auto p = load_hostile(restartable(isolate::limits::standard().environment("ISOLATE_TEST_GIVEN=yes")));
+    auto p = load_hostile(restartable_bounded(isolate::limits::standard().environment("ISOLATE_TEST_GIVEN=yes")));
     CHECK(p->environment("ISOLATE_TEST_SECRET") == "(unset)");
     CHECK(p->environment("HOME") == "(unset)");
     CHECK(p->environment("ISOLATE_TEST_GIVEN") == "yes");
@@ -170,7 +169,7 @@ TEST_CASE("protect_host: the environment is the allow-list and the policy's entr
     CHECK(p->environment("ISOLATE_TEST_GIVEN") == "yes");
   }
   const temp_dir place(0755);
-  auto p = load_hostile(restartable(isolate::limits::strict().working_directory(place.path())));
+  auto p = load_hostile(restartable_bounded(isolate::limits::strict().working_directory(place.path())));
   CHECK(p->working_directory() == place.path().string());
   CHECK(p->environment("ISOLATE_TEST_SECRET") == "(unset)");
   ::unsetenv("ISOLATE_TEST_SECRET");
@@ -178,7 +177,7 @@ TEST_CASE("protect_host: the environment is the allow-list and the policy's entr
 
 TEST_CASE("minimal: today's worker, with the host's environment, pid namespace, user and rights") {
   REQUIRE(::setenv("ISOLATE_TEST_SECRET", "hunter2", 1) == 0);
-  auto p = load_hostile(restartable(isolate::limits::minimal()));
+  auto p = load_hostile(restartable_bounded(isolate::limits::minimal()));
   CHECK(p->environment("ISOLATE_TEST_SECRET") == "hunter2");
   CHECK(p->own_pid() == p.transport().link().pid());  // no PID namespace
   CHECK(p->send_signal(::getpid(), 0) == 0);           // the host is in sight

@@ -27,12 +27,6 @@ using isolate_test::failure_of;
 
 namespace {
 
-isolate::process::options restartable(const isolate::limits::policy& limits) {
-  auto options = options_with(limits);
-  options.restart = isolate::restart_policy::crash(2);
-  return options;
-}
-
 // A comm name (at most 15 characters) no other test run uses at once.
 std::string daemon_name() { return "isod-" + std::to_string(::getpid()); }
 

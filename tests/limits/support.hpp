@@ -68,6 +68,13 @@ inline isolate::process::options options_with(const isolate::limits::policy& lim
   return options;
 }
 
+// Options with `limits` and a restart policy: a plugin stopped by a limit comes back.
+inline isolate::process::options restartable(const isolate::limits::policy& limits) {
+  auto options = options_with(limits);
+  options.restart = isolate::restart_policy::crash(2);
+  return options;
+}
+
 inline hostile_plugin load_hostile(const isolate::process::options& options) {
   return isolate::load<hostile, isolate::process>(plugin_path(), options);
 }

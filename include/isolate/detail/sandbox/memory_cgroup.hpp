@@ -15,7 +15,6 @@
 #define ISOLATE_DETAIL_SANDBOX_MEMORY_CGROUP_HPP
 
 #include "isolate/detail/config.hpp"
-#include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/detail/system_call.hpp"
 
 #include <fcntl.h>
@@ -54,13 +53,7 @@ inline std::string read_text(const std::filesystem::path& path) {
 }
 
 inline std::error_code write_text(const std::filesystem::path& path, std::string_view text) {
-  unique_fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd) return last_system_error();
-  if (retry_on_eintr([&] { return ::write(fd.get(), text.data(), text.size()); }) !=
-      static_cast<ssize_t>(text.size())) {
-    return last_system_error();
-  }
-  return {};
+  return write_whole_file(path.c_str(), text);
 }
 
 inline std::vector<std::string> split(std::string_view text, char separator) {

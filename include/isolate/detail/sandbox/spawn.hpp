@@ -174,12 +174,7 @@ __attribute__((no_sanitize("address", "thread", "undefined"), noinline)) inline 
 // Writes `text` into /proc/<pid>/<file>.
 inline std::error_code write_proc_file(pid_t pid, const char* file, const std::string& text) {
   const std::string path = "/proc/" + std::to_string(pid) + "/" + file;
-  unique_fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  if (!fd) return last_system_error();
-  if (retry_on_eintr([&] { return ::write(fd.get(), text.data(), text.size()); }) != static_cast<ssize_t>(text.size())) {
-    return last_system_error();
-  }
-  return {};
+  return write_whole_file(path.c_str(), text);
 }
 
 // The id the worker runs as outside its namespace when the host is root:
