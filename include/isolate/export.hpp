@@ -78,6 +78,7 @@ struct exported_plugin {
       try {
         stub<Interface>::encode_failure(reply, std::current_exception(), header.method, header.call_id,
                                         header.service);
+        if (header.kind == wire::frame_kind::accounted_call) append_cost(reply, {});  // it did not run
       } catch (...) {
         reply.clear();  // out of memory: the caller reads an empty reply as a broken call
       }

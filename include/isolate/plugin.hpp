@@ -12,6 +12,8 @@
 #define ISOLATE_PLUGIN_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/call_cost.hpp"
+#include "isolate/detail/call_accounting.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/detail/plugin_object.hpp"
@@ -45,6 +47,13 @@ struct completion_signature<void> {
   using type = void(std::exception_ptr);
 };
 
+// What an asynchronous call is made with besides its arguments: kept until
+// the call starts (a deferred token starts it later).
+struct call_settings {
+  std::optional<std::chrono::milliseconds> timeout;
+  call_cost* cost = nullptr;  // with_accounting: where the call's cost goes
+};
+
 // Sets the timeout of the calls made on this thread while it lives (one
 // full-expression, in `p.with_timeout(t)->method()`), and of an
 // asynchronous call made through it (`p.with_timeout(t).async(...)`).
@@ -62,7 +71,7 @@ class timeout_scope {
   // deferred token gets it too).
   template <class... MethodArgsAndToken>
   auto async(MethodArgsAndToken&&... method_args_and_token) {
-    return plugin_.async_within(timeout_, std::forward<MethodArgsAndToken>(method_args_and_token)...);
+    return plugin_.async_with(call_settings{timeout_}, std::forward<MethodArgsAndToken>(method_args_and_token)...);
   }
 
  private:
@@ -73,6 +82,50 @@ class timeout_scope {
 
 template <class Connection>
 concept marshalling_connection = requires(Connection& c) { c.transport(); };
+
+// Reports the cost of the call made through it in `cost`: a synchronous one
+// in its full-expression (`p.with_accounting(cost)->method()`), an
+// asynchronous one (`p.with_accounting(cost).async(...)`) before its handler
+// runs. A marshalled call is measured by the plugin's thread that runs it
+// (the link is told through next_call_cost); an in_process one here, on the
+// caller's thread, around the full-expression.
+template <class Plugin, bool Marshalled>
+class accounting_scope {
+ public:
+  accounting_scope(Plugin& plugin, call_cost& cost) : plugin_(plugin), cost_(cost) {
+    cost = call_cost{};
+    if constexpr (Marshalled) {
+      previous_ = std::exchange(next_call_cost, &cost);
+    } else {
+      meter_.emplace();
+    }
+  }
+  ~accounting_scope() {
+    if constexpr (Marshalled) {
+      next_call_cost = previous_;
+    } else if (!async_) {
+      cost_ = as_call_cost(meter_->finish());
+    }
+  }
+  accounting_scope(const accounting_scope&) = delete;
+  accounting_scope& operator=(const accounting_scope&) = delete;
+  auto operator->() const noexcept { return plugin_.operator->(); }
+
+  // As plugin::async; `cost` must live until the handler runs.
+  template <class... MethodArgsAndToken>
+  auto async(MethodArgsAndToken&&... method_args_and_token) {
+    async_ = true;
+    return plugin_.async_with(call_settings{std::nullopt, &cost_},
+                              std::forward<MethodArgsAndToken>(method_args_and_token)...);
+  }
+
+ private:
+  Plugin& plugin_;
+  call_cost& cost_;
+  call_cost* previous_ = nullptr;
+  std::optional<cost_meter> meter_;
+  bool async_ = false;
+};
 
 }  // namespace detail
 
@@ -124,17 +177,27 @@ class plugin {
     return detail::timeout_scope<plugin>(*this, timeout);
   }
 
+  // p.with_accounting(cost)->method(args): `cost` gets what this one call
+  // cost where it ran (CPU time, page faults, growth of the peak resident
+  // memory: isolate/call_cost.hpp); p.with_accounting(cost).async(...) for
+  // an asynchronous one, whose `cost` is filled before its handler runs.
+  // A call made without it is not measured and costs nothing more.
+  auto with_accounting(call_cost& cost) {
+    return detail::accounting_scope<plugin, detail::marshalling_connection<connection>>(*this, cost);
+  }
+
   // p.async(&Interface::method, args..., token): the call, completed through
   // any Asio completion token (use_future, a callback, use_awaitable, deferred).
   template <class Result, class... Params, class... ArgsAndToken>
   auto async(Result (Interface::*method)(Params...), ArgsAndToken&&... args_and_token) {
-    return async_within(std::nullopt, method, std::forward<ArgsAndToken>(args_and_token)...);
+    return async_with(detail::call_settings{}, method, std::forward<ArgsAndToken>(args_and_token)...);
   }
 
-  // As async, with its own timeout (with_timeout(t).async(...) calls this).
+  // As async, with a timeout and accounting of its own (with_timeout(t) and
+  // with_accounting(cost) call this).
   template <class Result, class... Params, class... ArgsAndToken>
-  auto async_within(std::optional<std::chrono::milliseconds> timeout, Result (Interface::*method)(Params...),
-                    ArgsAndToken&&... args_and_token) {
+  auto async_with(detail::call_settings settings, Result (Interface::*method)(Params...),
+                  ArgsAndToken&&... args_and_token) {
     static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
                   "isolate::plugin::async(&Interface::method, args..., token) takes one argument per parameter of "
                   "the method, then an Asio completion token (e.g. asio::use_future).");
@@ -147,23 +210,27 @@ class plugin {
     }(std::make_index_sequence<sizeof...(Params)>{});
     using signature = typename detail::completion_signature<Result>::type;
     return asio::async_initiate<decltype(token), signature>(
-        [this, method, timeout](auto handler, auto arguments) {
+        [this, method, settings](auto handler, auto arguments) {
           if constexpr (detail::marshalling_connection<connection>) {
             const std::uint16_t id = detail::method_id<Interface>(method);
-            // The link reads the call's timeout when the call starts, which is now.
-            const auto previous = std::exchange(detail::next_call_timeout,
-                                                timeout ? timeout : detail::next_call_timeout);
+            // The link reads the call's timeout and accounting when the call starts, which is now.
             struct restore {
-              std::optional<std::chrono::milliseconds> value;
-              ~restore() { detail::next_call_timeout = value; }
-            } restored{previous};
+              std::optional<std::chrono::milliseconds> timeout;
+              call_cost* cost;
+              ~restore() {
+                detail::next_call_timeout = timeout;
+                detail::next_call_cost = cost;
+              }
+            } restored{std::exchange(detail::next_call_timeout,
+                                     settings.timeout ? settings.timeout : detail::next_call_timeout),
+                       std::exchange(detail::next_call_cost, settings.cost)};
             std::apply(
                 [&](const auto&... args) {
                   connection_->template async_call<Result>(id, std::move(handler), args...);
                 },
                 arguments);
           } else {
-            run_inline<Result>(method, std::move(handler), std::move(arguments));
+            run_inline<Result>(method, std::move(handler), std::move(arguments), settings.cost);
           }
         },
         token, std::move(values));
@@ -173,24 +240,31 @@ class plugin {
   // Direct call (in_process): run now, complete through the handler's executor
   // (posted, never inline, as Asio requires of an initiating function).
   template <class Result, class Method, class Handler, class Values>
-  void run_inline(Method method, Handler handler, Values values) {
+  void run_inline(Method method, Handler handler, Values values, call_cost* cost) {
     auto executor = asio::get_associated_executor(handler);
     std::exception_ptr failure;
-    if constexpr (std::is_void_v<Result>) {
+    std::optional<detail::cost_meter> meter;
+    if (cost != nullptr) meter.emplace();
+    // Runs the call; measured (with_accounting) up to here, not the posting.
+    const auto run = [&](auto call) {
       try {
-        std::apply([&](auto&&... args) { (connection_->target()->*method)(std::move(args)...); }, std::move(values));
+        call();
       } catch (...) {
         failure = std::current_exception();
       }
+      if (meter) *cost = detail::as_call_cost(meter->finish());
+    };
+    if constexpr (std::is_void_v<Result>) {
+      run([&] {
+        std::apply([&](auto&&... args) { (connection_->target()->*method)(std::move(args)...); }, std::move(values));
+      });
       asio::post(executor, [handler = std::move(handler), failure]() mutable { std::move(handler)(failure); });
     } else {
       Result result{};
-      try {
+      run([&] {
         result = std::apply([&](auto&&... args) { return (connection_->target()->*method)(std::move(args)...); },
                             std::move(values));
-      } catch (...) {
-        failure = std::current_exception();
-      }
+      });
       asio::post(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
         std::move(handler)(failure, std::move(result));
       });

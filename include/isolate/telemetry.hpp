@@ -15,6 +15,7 @@
 #ifndef ISOLATE_TELEMETRY_HPP
 #define ISOLATE_TELEMETRY_HPP
 
+#include "isolate/call_cost.hpp"
 #include "isolate/detail/config.hpp"
 
 #include <fmt/chrono.h>
@@ -191,6 +192,14 @@ inline std::string to_json(const recovery& r) {
   return out;
 }
 
+inline std::string to_json(const call_cost& c) {
+  return fmt::format(
+      "{{\"measured\":{},\"cpu_user_us\":{},\"cpu_system_us\":{},\"minor_faults\":{},\"major_faults\":{},"
+      "\"peak_memory_growth_bytes\":{}}}",
+      c.measured, c.cpu_user.count(), c.cpu_system.count(), c.minor_faults, c.major_faults,
+      c.peak_memory_growth_bytes);
+}
+
 inline std::string to_json(const plugin_telemetry& t) {
   std::string out = "{\"plugin\":";
   detail::append_json_string(out, t.plugin);
@@ -225,6 +234,19 @@ struct fmt::formatter<isolate::recovery> : fmt::formatter<std::string_view> {
   auto format(const isolate::recovery& r, Context& ctx) const {
     return fmt::format_to(ctx.out(), "{} {} {}: {}", isolate::detail::utc_text(r.time), r.plugin,
                           isolate::to_string(r.action), r.reason);
+  }
+};
+
+// "cpu 1.20 ms user, 30.0 us system; 2100 page faults (0 major); peak +8.2 MiB"
+template <>
+struct fmt::formatter<isolate::call_cost> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const isolate::call_cost& c, Context& ctx) const {
+    using namespace isolate::detail;
+    if (!c.measured) return fmt::format_to(ctx.out(), "not measured");
+    return fmt::format_to(ctx.out(), "cpu {} user, {} system; {} page faults ({} major); peak +{}",
+                          duration_text(c.cpu_user), duration_text(c.cpu_system), c.minor_faults + c.major_faults,
+                          c.major_faults, bytes_text(c.peak_memory_growth_bytes));
   }
 };
 

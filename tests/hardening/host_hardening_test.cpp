@@ -200,6 +200,30 @@ TEST_CASE("11: a reply that does not decode kills the worker") {
   CHECK(dies_within(pid, 10s));
 }
 
+TEST_CASE("11: an accounted call whose reply has no room for its cost kills the worker") {
+  auto p = load_hostile("serve");  // answers add() without the cost it was asked for
+  const int pid = p.transport().link().pid();
+  isolate::call_cost cost;
+  const auto e = failure_of([&] { p.with_accounting(cost)->add(1, 2); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "accounted"), e.what());
+  CHECK_FALSE(cost.measured);
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("11: a plugin that asks the host to account its call is killed") {
+  host_notes sink;
+  isolate::host_services services;
+  services.provide<notes>(sink);
+  auto p = load_hostile("account-host", {}, services);
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->add(1, 2); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "account"), e.what());
+  CHECK(sink.count.load() == 0);
+  CHECK(dies_within(pid, 10s));
+}
+
 TEST_CASE("5: a reply whose decoding would allocate far more than its size kills the worker") {
   auto p = load_hostile("amplify");
   const int pid = p.transport().link().pid();

@@ -18,6 +18,10 @@
 //   amplify         answers every call with a claim of 4 Mi strings in 4 MiB:
 //                   decoded naively, 128 MiB of std::string made up front
 //   deep            answers every call with a tree nested 100,000 deep
+//   account-host    on the first call, sends host service 1 an event marked
+//                   as an accounted call (only the host may ask for
+//                   accounting), and does not answer
+//   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
 #include <isolate/detail/process/frame_channel.hpp>
@@ -29,6 +33,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -169,6 +174,12 @@ int main(int argc, char** argv) {
       header.size = static_cast<std::uint32_t>(hello.max_message_size);
       header.kind = wire::frame_kind::reply;
       channel.send(std::as_bytes(std::span(&header, 1)), forever);
+      sleep_forever();
+    }
+    if (mode == "account-host") {
+      auto event = note_event();
+      event.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::accounted_call);
+      channel.send(event.bytes(), forever);
       sleep_forever();
     }
     if (mode == "flood-events") {

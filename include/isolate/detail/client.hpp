@@ -6,6 +6,7 @@
 #define ISOLATE_DETAIL_CLIENT_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/call_accounting.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/link.hpp"
 #include "isolate/interface.hpp"
@@ -28,6 +29,9 @@ class client {
     constexpr auto method = static_cast<std::uint16_t>(K);
     attachment_scope attached;  // shared_buffers among the arguments: kept alive, sent by the link
     wire::buffer reply;
+    if (call_cost* const cost = next_call_cost) [[unlikely]] {
+      return accounted<result>(method, *cost, args...);
+    }
     if constexpr (!(is_raw_value<Args> && ...)) {
       // A large payload goes straight into the transport: measured first, never gathered.
       if (const std::size_t size = payload_size(args...); size >= wire::large_payload) {
@@ -43,6 +47,25 @@ class client {
   }
 
  private:
+  // A call whose reply carries its cost (plugin::with_accounting), always
+  // gathered: the streamed path's frame header is the plain call's.
+  template <class Result, class... Args>
+  Result accounted(std::uint16_t method, call_cost& cost, const Args&... args) {
+    next_call_cost = nullptr;  // this call only, not those the plugin's answer may lead to
+    cost = call_cost{};
+    wire::buffer request, reply;
+    encode_call(request, method, link_.max_message_size(), args...);
+    request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::accounted_call);
+    link_.call(request, reply);
+    try {
+      take_cost(reply, cost);
+    } catch (const error& e) {
+      link_.reply_undecodable(e.what());
+      throw;
+    }
+    return decode<Result>(reply);
+  }
+
   // Decodes a reply; the shared_buffers it names are looked up where the
   // link says. One that does not decode is the peer's fault: the link is told.
   template <class Result>

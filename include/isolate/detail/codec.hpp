@@ -4,6 +4,7 @@
 #define ISOLATE_DETAIL_CODEC_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/call_accounting.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/detail/link.hpp"
@@ -11,6 +12,7 @@
 #include "isolate/wire/exception_codec.hpp"
 #include "isolate/wire/frame.hpp"
 
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <span>
@@ -176,6 +178,25 @@ class stub {
   // As above, for a call whose payload may still be arriving (wire/stream.hpp).
   static void handle(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
                      wire::buffer& reply, std::size_t max_payload, bool* malformed = nullptr) {
+    if (header.kind == wire::frame_kind::accounted_call) [[unlikely]] {
+      const cost_meter meter;
+      run(impl, header, payload, reply, max_payload - std::min(max_payload, sizeof(cost_trailer)), malformed);
+      append_cost(reply, meter.finish());
+      return;
+    }
+    run(impl, header, payload, reply, max_payload, malformed);
+  }
+
+  static void encode_failure(wire::buffer& reply, std::exception_ptr failure, std::uint16_t method,
+                             std::uint64_t call_id, std::uint8_t service) {
+    wire::begin_frame(reply);
+    wire::encode_exception(reply, failure);
+    wire::finish_frame(reply, wire::frame_kind::error, method, call_id, service);
+  }
+
+ private:
+  static void run(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
+                  wire::buffer& reply, std::size_t max_payload, bool* malformed) {
     const auto method = header.method;
     try {
       if (method >= meta::method_count) {
@@ -191,14 +212,6 @@ class stub {
     }
   }
 
-  static void encode_failure(wire::buffer& reply, std::exception_ptr failure, std::uint16_t method,
-                             std::uint64_t call_id, std::uint8_t service) {
-    wire::begin_frame(reply);
-    wire::encode_exception(reply, failure);
-    wire::finish_frame(reply, wire::frame_kind::error, method, call_id, service);
-  }
-
- private:
   using entry = void (*)(Interface&, const wire::inbound_payload&, wire::buffer&, bool* malformed);
 
   static constexpr auto table() {

@@ -5,6 +5,7 @@
 #define ISOLATE_DETAIL_REMOTE_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/call_accounting.hpp"
 #include "isolate/detail/client.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/interface.hpp"
@@ -44,8 +45,12 @@ class handler_completion final : public completion {
     resolver_ = resolver;
   }
 
+  // Takes the cost off the reply, into `cost`, before the handler runs.
+  void account(call_cost* cost) noexcept { cost_ = cost; }
+
   void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
     resolution_scope resolving(resolver_);
+    if (cost_ != nullptr && !failure) failure = decoding_failure([&] { take_cost(reply, *cost_); });
     if constexpr (std::is_void_v<Result>) {
       if (!failure) failure = decoding_failure([&] { decode_reply<void>(reply, link_.max_message_size()); });
       deliver(failure);
@@ -87,6 +92,7 @@ class handler_completion final : public completion {
   link& link_;
   buffer_attachments attachments_;
   buffer_resolver* resolver_ = nullptr;
+  call_cost* cost_ = nullptr;
 };
 
 // The method id of a member function pointer of Interface (they are compared,
@@ -128,6 +134,11 @@ class remote_connection {
     try {
       encode_call(request, method, link_->max_message_size(), args...);
       done->keep(attached.buffers(), link_->shared_buffers());
+      if (call_cost* const cost = std::exchange(next_call_cost, nullptr)) {
+        *cost = call_cost{};
+        request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::accounted_call);
+        done->account(cost);
+      }
     } catch (...) {
       wire::buffer none;
       done->complete(std::current_exception(), none);

@@ -20,10 +20,13 @@ enum class frame_kind : std::uint8_t {
   reply = 2,  // the method returned; payload is the return value
   error = 3,  // the method threw or the call failed; payload is an encoded exception
   event = 4,  // one-way notification; no reply
+  // host -> plugin: a call whose reply carries what it cost after its
+  // payload (detail/call_accounting.hpp)
+  accounted_call = 5,
 };
 
 inline bool is_known(frame_kind kind) noexcept {
-  return kind >= frame_kind::call && kind <= frame_kind::event;
+  return kind >= frame_kind::call && kind <= frame_kind::accounted_call;
 }
 
 // Fixed layout, identical in both processes: sizes and offsets are checked by static_assert.

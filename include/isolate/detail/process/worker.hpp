@@ -354,7 +354,7 @@ class worker {
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return;
     std::memcpy(&header, frame.data(), wire::header_size);
-    if (header.kind == wire::frame_kind::call) {
+    if (header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call) {
       if (concurrency_ == 1) {
         wire::buffer reply;  // not shared: the call may nest another call from the host
         handle(frame, reply);

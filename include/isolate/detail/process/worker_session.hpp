@@ -694,6 +694,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       return false;
     }
     if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) return serve(view);
+    if (view.header.kind == wire::frame_kind::accounted_call) {
+      protocol_violation_ = "the plugin broke the protocol: it asked the host to account a call";
+      return false;
+    }
     if (view.header.service != 0) {
       protocol_violation_ = fmt::format("the plugin broke the protocol: a reply frame for service {}",
                                         static_cast<unsigned>(view.header.service));
