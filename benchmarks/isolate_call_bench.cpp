@@ -25,6 +25,36 @@ void thread_add(benchmark::State& state, std::chrono::nanoseconds max_spin, plac
   run_adds(state, p);
 }
 
+// The small call with per-call accounting (p.with_accounting(cost)->add()):
+// what measuring each call's CPU time, faults and peak growth costs.
+template <class Plugin>
+void run_accounted_adds(benchmark::State& state, Plugin& p) {
+  isolate::call_cost cost;
+  int sum = 0;
+  for (int i = 0; i < warm_up_calls; ++i) sum = p.with_accounting(cost)->add(sum, 1);
+  run_round_trips(state, [&] {
+    sum = p.with_accounting(cost)->add(sum, 1);
+    benchmark::DoNotOptimize(sum);
+  });
+  if (static_cast<benchmark::IterationCount>(sum) != state.iterations() + warm_up_calls || !cost.measured) {
+    state.SkipWithError("add() with accounting answered wrongly, or unmeasured");
+  }
+}
+
+void process_add_accounted(benchmark::State& state, placement where) {
+  scoped_pin pin(0);
+  auto p = isolate::load<bench_service, isolate::process>(plugin_path);
+  pin_process(serving_pid(p), peer_cpu(where));
+  run_accounted_adds(state, p);
+}
+
+void thread_add_accounted(benchmark::State& state) {
+  scoped_pin pin(peer_cpu(placement::two_cores));
+  auto p = isolate::load<bench_service, isolate::thread>(plugin_path);
+  pin_this_thread(0);
+  run_accounted_adds(state, p);
+}
+
 // Several host threads calling one process plugin (worker concurrency 1:
 // calls queue in the ring). Benchmark's thread 0 (the main thread) loads
 // before the start barrier and unloads after the stop barrier. Unplaced.
@@ -70,6 +100,13 @@ BENCHMARK_CAPTURE(process_add, socket_two, false, placement::two_cores)
 BENCHMARK_CAPTURE(process_add, socket_one, false, placement::one_core)
     ->Name("isolate_process_socket_add/one_core")
     ->UseRealTime();
+BENCHMARK_CAPTURE(process_add_accounted, two, placement::two_cores)
+    ->Name("isolate_process_add_accounted/two_cores")
+    ->UseRealTime();
+BENCHMARK_CAPTURE(process_add_accounted, one, placement::one_core)
+    ->Name("isolate_process_add_accounted/one_core")
+    ->UseRealTime();
+BENCHMARK(thread_add_accounted)->Name("isolate_thread_add_accounted/spin")->UseRealTime();
 BENCHMARK(process_throughput)->Name("isolate_process_throughput")->UseRealTime()->Threads(1)->Threads(2)->Threads(4);
 
 BENCHMARK_MAIN();

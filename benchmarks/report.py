@@ -57,6 +57,12 @@ GOALS = [
      "isolate_process_add_strict/two_cores", "isolate_process_add/two_cores", "latency", "<=", 1.1),
     ("telemetry always on costs <= 3% of the small call, two cores",
      "isolate_process_add/two_cores", "isolate_process_add_no_telemetry/two_cores", "latency", "<=", 1.03),
+    ("per-call accounting <= 1.5x the small call, two cores",
+     "isolate_process_add_accounted/two_cores", "isolate_process_add/two_cores", "latency", "<=", 1.5),
+    ("per-call accounting <= 1.5x the small call, one core",
+     "isolate_process_add_accounted/one_core", "isolate_process_add/one_core", "latency", "<=", 1.5),
+    ("per-call accounting <= 1.5x the small call, thread",
+     "isolate_thread_add_accounted/spin", "isolate_thread_add/spin", "latency", "<=", 1.5),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
