@@ -391,6 +391,7 @@ TEST_CASE("the supervisor answers every refusal with the errno the plan answers 
       plan.policy = policy;
       plan.deny_sockets = options;
       plan.deny_unix_sockets = !options;
+      plan.deny_ip_sockets = !options;
       plan.deny_new_processes = options;
       plan.refused_errno = marker;
       CAPTURE(static_cast<int>(policy));

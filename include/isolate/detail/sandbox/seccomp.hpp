@@ -64,6 +64,10 @@ struct seccomp_plan {
   syscall_policy policy = syscall_policy::none;
   bool deny_sockets = false;        // socket() fails with EACCES for every family; socketpair(AF_UNIX) works
   bool deny_unix_sockets = false;   // socket(AF_UNIX) fails with EACCES: pathname sockets are outside any network namespace
+  // socket(AF_INET or AF_INET6) fails with EACCES: in a network namespace,
+  // where they would reach nothing anyway, so that an attempt is refused
+  // (and, with notify, reported) at once rather than failing unseen at connect().
+  bool deny_ip_sockets = false;
   bool deny_new_processes = false;  // fork, vfork and clone without CLONE_THREAD fail with EAGAIN; threads work
   int refused_errno = EPERM;        // what a call the policy refuses returns (1 to 4095)
   // Every refusal above but clone3's ENOSYS (a request to fall back, not a
@@ -337,6 +341,10 @@ inline int load_plan(seccomp_plan const& plan, int* listener = nullptr) noexcept
     f.add(again, "clone", {bits_equal(0, mask, 0)});
   }
   if (plan.deny_unix_sockets && !plan.deny_sockets) f.add(access, "socket", {equals(0, AF_UNIX)});
+  if (plan.deny_ip_sockets && !plan.deny_sockets) {
+    f.add(access, "socket", {equals(0, AF_INET)});
+    f.add(access, "socket", {equals(0, AF_INET6)});
+  }
   if (plan.deny_sockets) {
     f.add(access, "socket");
     // io_uring can open sockets with no socket() call (IORING_OP_SOCKET).
@@ -349,7 +357,7 @@ inline int load_plan(seccomp_plan const& plan, int* listener = nullptr) noexcept
 
 // Whether the plan has a rule to load (a plan of none loads no filter).
 inline bool needs_filter(seccomp_plan const& plan) noexcept {
-  return plan.policy != syscall_policy::none || plan.deny_sockets || plan.deny_unix_sockets ||
+  return plan.policy != syscall_policy::none || plan.deny_sockets || plan.deny_unix_sockets || plan.deny_ip_sockets ||
          plan.deny_new_processes || (plan.notify && plan.observe_opens);
 }
 
@@ -384,7 +392,10 @@ inline int notified_errno(seccomp_plan const& plan, std::string_view name, std::
       if (!allow_list) return 0;
     }
   }
-  if (name == "socket" && (plan.deny_sockets || (plan.deny_unix_sockets && args[0] == AF_UNIX))) return EACCES;
+  if (name == "socket" && (plan.deny_sockets || (plan.deny_unix_sockets && args[0] == AF_UNIX) ||
+                           (plan.deny_ip_sockets && (args[0] == AF_INET || args[0] == AF_INET6)))) {
+    return EACCES;
+  }
   if (plan.deny_new_processes) {
     if (name == "fork" || name == "vfork") return EAGAIN;
     std::uint32_t const mask =

@@ -75,6 +75,9 @@ inline seccomp_plan seccomp_plan_for(const limits::policy& policy, bool network_
   // A network namespace does not cover pathname sockets (docker.sock, D-Bus): they are files.
   plan.deny_unix_sockets = policy.network != limits::network_isolation::none;
   plan.notify = policy.report_refusals && seccomp_notify_available();
+  // In a network namespace a socket() reaches nothing, so it goes unseen:
+  // refused, it is reported like any other refusal.
+  plan.deny_ip_sockets = plan.notify && network_namespace && policy.network != limits::network_isolation::none;
   plan.observe_opens = plan.notify && policy.observe_files && policy.restrict_filesystem;
   return plan;
 }
@@ -179,7 +182,11 @@ class limits_applier {
            start_.namespaces ? (::getuid() == 0 ? "user namespace, uid 0 inside only" : "user namespace")
                              : "the host's user");
     if (policy_.network != limits::network_isolation::none && start_.network_namespace) {
-      record("network", true, "network namespace with no interface up; socket(AF_UNIX) refused by seccomp");
+      record("network", true,
+             seccomp_plan_for(policy_, true).deny_ip_sockets
+                 ? "network namespace with no interface up; socket(AF_UNIX, AF_INET, AF_INET6) refused by seccomp "
+                   "(the IP ones reported)"
+                 : "network namespace with no interface up; socket(AF_UNIX) refused by seccomp");
     }
   }
 
