@@ -222,25 +222,29 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                   std::chrono::milliseconds timeout) {
     auto owned = std::make_unique<pending_call>();
     owned->done_async = std::move(done);
-    auto* call = owned.get();
+    std::shared_ptr<asio::steady_timer> timer;
+    if (deadline != clock::time_point::max()) owned->timer = timer = std::make_shared<asio::steady_timer>(io_, deadline);
     std::uint64_t id = 0;
     try {
-      id = enroll(*call, std::move(owned));
-    } catch (...) {
+      id = enroll(*owned, &owned);
+    } catch (...) {  // not enrolled: still ours
       errors_.fetch_add(1, std::memory_order_relaxed);
       wire::buffer none;
-      call->done_async->complete(std::current_exception(), none);
+      owned->done_async->complete(std::current_exception(), none);
       return;
     }
+    // From here the call is the table's: whoever answers or fails it (the io
+    // thread, on the worker's death) may free it at any moment, so it is not
+    // touched again. Its timer is armed on the io thread, where it is cancelled.
     wire::set_call_id(request, id);
-    if (deadline != clock::time_point::max()) {
-      auto timer = std::make_shared<asio::steady_timer>(io_, deadline);
-      timer->async_wait([weak = weak_from_this(), id, ms = timeout](std::error_code ec) {
-        auto self = weak.lock();
-        if (ec || !self) return;
-        if (auto expired = self->take(id)) self->finish(*expired, std::make_exception_ptr(self->call_expired(ms)));
+    if (timer) {
+      asio::post(io_, [timer, weak = weak_from_this(), id, ms = timeout] {
+        timer->async_wait([weak, id, ms](std::error_code ec) {
+          auto self = weak.lock();
+          if (ec || !self) return;
+          if (auto expired = self->take(id)) self->finish(*expired, std::make_exception_ptr(self->call_expired(ms)));
+        });
       });
-      call->timer = std::move(timer);
     }
     if (const auto status = channel_.send(request.bytes(), deadline); status != channel_status::ok) {
       if (auto unsent = take(id)) finish(*unsent, send_failure(status));
@@ -756,14 +760,25 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return true;
   }
 
-  std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call> owned = nullptr) {
+  // Makes `call` pending under a new id. An asynchronous call passes its
+  // owner too, which the table takes only once the call is enrolled: if this
+  // throws, the caller still owns it.
+  std::uint64_t enroll(pending_call& call, std::unique_ptr<pending_call>* owned = nullptr) {
     std::lock_guard lock(pending_mutex_);
     if (dead_.load(std::memory_order_relaxed)) throw error(death_code_, death_message_);
     const std::uint64_t id = last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1;
-    pending_.insert(id, &call);
-    if (owned) {
-      owned_.emplace(id, std::move(owned));
+    if (owned != nullptr) {
+      const auto slot = owned_.emplace(id, nullptr).first;  // may throw: before the call is visible
+      try {
+        pending_.insert(id, &call);
+      } catch (...) {
+        owned_.erase(slot);
+        throw;
+      }
+      slot->second = std::move(*owned);
       ++async_pending_;
+    } else {
+      pending_.insert(id, &call);
     }
     return id;
   }
