@@ -5,6 +5,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <sys/resource.h>
+
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -107,8 +109,21 @@ void memcpy_bandwidth(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 
+// The floor of per-call accounting: the two reads of a thread's usage
+// (getrusage(RUSAGE_THREAD)) the plugin's thread makes around an accounted call.
+void thread_usage_reads(benchmark::State& state) {
+  rusage before{}, after{};
+  for (auto _ : state) {
+    ::getrusage(RUSAGE_THREAD, &before);
+    ::getrusage(RUSAGE_THREAD, &after);
+    benchmark::DoNotOptimize(before);
+    benchmark::DoNotOptimize(after);
+  }
+}
+
 }  // namespace
 
+BENCHMARK(thread_usage_reads)->Name("getrusage_thread_x2");
 BENCHMARK(virtual_call);
 BENCHMARK(thread_spin)->Name("thread_spin/two_cores")->UseRealTime();
 BENCHMARK_CAPTURE(thread_condvar, a, placement::two_cores)->Name("thread_condvar/two_cores")->UseRealTime();
