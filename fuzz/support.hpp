@@ -1,0 +1,83 @@
+// What every fuzz target shares: a reader that takes typed values off the
+// front of the fuzz input, and the way a target reports a broken promise.
+#ifndef ISOLATE_FUZZ_SUPPORT_HPP
+#define ISOLATE_FUZZ_SUPPORT_HPP
+
+#include "isolate/wire/archive.hpp"
+#include "isolate/wire/buffer.hpp"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace isolate_fuzz {
+
+// A library promise the input broke: say which, and abort so that libFuzzer
+// records the input as a crash (and CI fails).
+[[noreturn]] inline void broken(const std::string& promise) {
+  std::fprintf(stderr, "\nisolate fuzz: broken promise: %s\n", promise.c_str());
+  std::abort();
+}
+
+inline void require(bool holds, const std::string& promise) {
+  if (!holds) broken(promise);
+}
+
+// The fuzz input, consumed from the front. Past its end every value is zero,
+// so a target never has to check lengths before taking what it needs.
+class input {
+ public:
+  input(const std::uint8_t* data, std::size_t size) : bytes_(reinterpret_cast<const std::byte*>(data), size) {}
+
+  template <class T>
+    requires std::is_trivially_copyable_v<T>
+  T take() {
+    T value{};
+    const std::size_t n = std::min(sizeof(T), bytes_.size());
+    std::memcpy(&value, bytes_.data(), n);
+    bytes_ = bytes_.subspan(n);
+    return value;
+  }
+
+  // Up to `n` bytes (fewer at the end).
+  std::span<const std::byte> take_bytes(std::size_t n) {
+    n = std::min(n, bytes_.size());
+    auto taken = bytes_.first(n);
+    bytes_ = bytes_.subspan(n);
+    return taken;
+  }
+
+  std::span<const std::byte> rest() { return take_bytes(bytes_.size()); }
+  bool empty() const noexcept { return bytes_.empty(); }
+  std::size_t size() const noexcept { return bytes_.size(); }
+
+ private:
+  std::span<const std::byte> bytes_;
+};
+
+// Checks the library's promise on decoding untrusted bytes: a payload of
+// `payload` bytes never makes its decoder allocate more than
+// wire::allocation_budget(payload) (wire/bounded_loads.hpp).
+inline void require_within_budget(std::size_t allocated, std::size_t payload, const char* what) {
+  const std::size_t budget = isolate::wire::allocation_budget(payload);
+  if (allocated > budget) {
+    broken(std::string(what) + " of a " + std::to_string(payload) + "-byte payload allocated " +
+           std::to_string(allocated) + " bytes, more than its budget of " + std::to_string(budget) +
+           " (wire::allocation_budget)");
+  }
+}
+
+inline std::vector<std::byte> to_vector(const isolate::wire::buffer& buffer) {
+  return {buffer.data(), buffer.data() + buffer.size()};
+}
+
+}  // namespace isolate_fuzz
+
+#endif
