@@ -220,9 +220,9 @@ void ring_reader_seeds() {
   put(hostile, std::uint8_t{1});  // a step of whole records
   put(hostile, std::uint64_t{2});
   put(hostile, op::scribble);
+  put(hostile, std::uint8_t{2});  // a padding header
   put(hostile, std::uint16_t{0});
-  put(hostile, std::uint8_t{8});
-  put(hostile, std::uint64_t{0x3144'4150'0000'0010});  // a padding header
+  put(hostile, std::uint32_t{16});
   put(hostile, op::try_read);
   put(hostile, op::set_read_index);
   put(hostile, std::uint8_t{0});
@@ -230,6 +230,20 @@ void ring_reader_seeds() {
   put(hostile, op::write);
   put(hostile, std::uint16_t{8});
   save("ring_reader", "hostile", hostile);
+
+  // Three records read, then the peer publishes 32 more bytes and forges a
+  // record header 16 bytes before the end whose record would run past it.
+  bytes past_end{std::byte{0}};
+  for (int i = 0; i < 3; ++i) put(past_end, write_read(8));
+  put(past_end, op::set_write_index);
+  put(past_end, std::uint8_t{1});
+  put(past_end, std::uint64_t{4});
+  put(past_end, op::scribble);
+  put(past_end, std::uint8_t{1});  // a record header
+  put(past_end, std::uint16_t{6});
+  put(past_end, std::uint32_t{24});
+  put(past_end, op::try_read);
+  save("ring_reader", "record-past-the-end", past_end);
 }
 
 void handshake_seeds() {

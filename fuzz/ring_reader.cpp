@@ -7,7 +7,7 @@
 // Input: the capacity (u8: 64 << (n % 7) bytes), then operations, each an op
 // byte and its arguments: write, reserve-and-commit-part, try_read, read with
 // a deadline, release, and the peer's scribbles (write index, read index,
-// data bytes).
+// data bytes or a record header).
 //
 // Promises checked: a record the reader delivers lies inside the data area
 // and is no longer than max_record_size(); every call returns (read() by its
@@ -169,10 +169,20 @@ class session {
     scribbled_ = true;
   }
 
+  // Bytes the peer writes into the data area: raw, or a record or padding
+  // header (which a mutation would rarely hit on by chance) at a record's place.
   void scribble_data(input& in) {
-    const std::size_t offset = in.take<std::uint16_t>() % capacity_;
-    const auto bytes = in.take_bytes(std::min<std::size_t>(in.take<std::uint8_t>(), capacity_ - offset));
-    std::memcpy(data() + offset, bytes.data(), bytes.size());
+    const auto how = in.take<std::uint8_t>() % 3;
+    if (how == 0) {
+      const std::size_t offset = in.take<std::uint16_t>() % capacity_;
+      const auto bytes = in.take_bytes(std::min<std::size_t>(in.take<std::uint8_t>(), capacity_ - offset));
+      std::memcpy(data() + offset, bytes.data(), bytes.size());
+    } else {
+      const std::size_t offset = (in.take<std::uint16_t>() * 8) % capacity_;
+      const std::uint32_t tag = how == 1 ? shm::detail::record_tag : shm::detail::padding_tag;
+      const std::uint64_t header = shm::detail::make_record_header(in.take<std::uint32_t>(), tag);
+      std::memcpy(data() + offset, &header, sizeof header);
+    }
     scribbled_ = true;
   }
 
