@@ -4,7 +4,6 @@
 #define ISOLATE_FUZZ_SUPPORT_HPP
 
 #include "isolate/wire/archive.hpp"
-#include "isolate/wire/buffer.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -15,7 +14,6 @@
 #include <span>
 #include <string>
 #include <type_traits>
-#include <vector>
 
 namespace isolate_fuzz {
 
@@ -79,10 +77,6 @@ inline void require_within_budget(std::size_t allocated, std::size_t payload, co
            std::to_string(allocated) + " bytes, more than its budget and allowance of " + std::to_string(bound) +
            " (wire::allocation_budget + fuzz/support.hpp's uncharged_allowance)");
   }
-}
-
-inline std::vector<std::byte> to_vector(const isolate::wire::buffer& buffer) {
-  return {buffer.data(), buffer.data() + buffer.size()};
 }
 
 }  // namespace isolate_fuzz
