@@ -325,6 +325,28 @@ TEST_CASE("over a socket, a frame longer than the maximum is corrupted") {
   CHECK(ends.host.receive(out, soon()) == channel_status::corrupted);
 }
 
+// Found by fuzz/frame_decoder: a socket frame shorter than its header was
+// returned as a frame, where the rings call the same bytes corrupted.
+TEST_CASE("over a socket, a frame that breaks the format is corrupted, as over rings") {
+  socket_and_peer ends;
+  SUBCASE("a frame shorter than a header") {
+    const auto header = isolate::detail::encode_control_header(0, 4);
+    const std::byte few[4]{};
+    ends.write_raw(header.data(), header.size());
+    ends.write_raw(few, sizeof few);
+  }
+  SUBCASE("a frame whose header announces another size than came") {
+    auto frame = make_frame(16, 4);
+    const std::uint32_t shorter = 8;
+    std::memcpy(frame.data() + offsetof(wire::frame_header, size), &shorter, sizeof shorter);
+    const auto header = isolate::detail::encode_control_header(0, static_cast<std::uint32_t>(frame.size()));
+    ends.write_raw(header.data(), header.size());
+    ends.write_raw(frame.data(), frame.size());
+  }
+  wire::buffer out;
+  CHECK(ends.host.receive(out, soon()) == channel_status::corrupted);
+}
+
 TEST_CASE("over a socket, a peer that goes away closes the channel") {
   socket_and_peer ends;
   ends.peer.reset();

@@ -295,7 +295,8 @@ class frame_channel {
       read_resumable(socket_.get(), socket_header_, header_got_, deadline, ec);
       if (ec) return socket_status(ec);
       const auto [type, length] = decode_control_header(socket_header_);
-      if (length > max_frame_) return channel_status::corrupted;
+      // As over rings: a frame has at least its header, and no more than the maximum.
+      if (length < wire::header_size || length > max_frame_) return channel_status::corrupted;
       incoming_.clear();
       incoming_.resize(length);
       expected_ = length;
@@ -304,6 +305,10 @@ class frame_channel {
     read_resumable(socket_.get(), std::span(incoming_.data(), expected_), body_got_, deadline, ec);
     if (ec) return socket_status(ec);
     header_got_ = 0;
+    // The frame's own header must describe the bytes that came, as over rings.
+    wire::frame_header header;
+    std::memcpy(&header, incoming_.data(), wire::header_size);
+    if (wire::header_size + header.size != expected_) return channel_status::corrupted;
     return take_incoming(out);
   }
 

@@ -513,9 +513,14 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       status = channel_status::corrupted;
     }
     if (status == channel_status::corrupted) {
-      kill(errc::protocol_error, protocol_violation_.empty()
-                                     ? std::string_view("the plugin broke the protocol: the shared-memory ring holds invalid data")
-                                     : std::string_view(protocol_violation_));
+      std::string_view why = protocol_violation_;
+      if (why.empty() && channel_.uses_shared_memory()) {
+        why = "the plugin broke the protocol: the shared-memory ring holds invalid data";
+      } else if (why.empty()) {
+        why = "the plugin broke the protocol: a frame on the data socket is shorter than its header, longer than "
+              "the maximum message size, or not the size its header says";
+      }
+      kill(errc::protocol_error, why);
     }
     return status;
   }
