@@ -575,3 +575,60 @@ TEST_CASE("a shared pointer may refer back only to an object of its own type") {
   CHECK(decoded.first == decoded.second);
   CHECK(*decoded.second == "one object");
 }
+
+namespace {
+
+// A node that may point at itself or an ancestor: through a shared_ptr that
+// is a cycle no one frees; through a weak_ptr it is a back-pointer.
+struct linked_node {
+  int value = 0;
+  std::shared_ptr<linked_node> next;
+  std::weak_ptr<linked_node> parent;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(value, next, parent);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a shared_ptr cycle is refused (it would never be freed); a weak_ptr back to its owner is not") {
+  // A cycle of two: a -> b -> a. Cereal's own writer sends it as it would any graph.
+  auto a = std::make_shared<linked_node>();
+  auto b = std::make_shared<linked_node>();
+  a->value = 1;
+  b->value = 2;
+  a->next = b;
+  b->next = a;
+  const auto cyclic = encode(a);
+  b->next.reset();  // break the cycle here, or this test leaks it
+  const auto e = failure_of([&] { decode<std::shared_ptr<linked_node>>(cyclic.bytes()); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "cycle"), e.what());
+
+  // One pointing at itself.
+  auto self = std::make_shared<linked_node>();
+  self->next = self;
+  const auto looped = encode(self);
+  self->next.reset();
+  CHECK(failure_of([&] { decode<std::shared_ptr<linked_node>>(looped.bytes()); }).code() ==
+        isolate::errc::protocol_error);
+
+  // A child whose weak_ptr names its parent, which is still being read: allowed, and freed.
+  auto parent = std::make_shared<linked_node>();
+  parent->value = 3;
+  parent->next = std::make_shared<linked_node>();
+  parent->next->value = 4;
+  parent->next->parent = parent;
+  const auto tree = decode<std::shared_ptr<linked_node>>(encode(parent).bytes());
+  REQUIRE(tree->next != nullptr);
+  CHECK(tree->next->value == 4);
+  CHECK(tree->next->parent.lock() == tree);
+  CHECK(tree.use_count() == 1);  // no cycle: the weak_ptr does not own it
+
+  // Two pointers to one finished object are still one object.
+  auto shared_leaf = std::make_shared<linked_node>();
+  const auto pair = decode<std::pair<std::shared_ptr<linked_node>, std::shared_ptr<linked_node>>>(
+      encode(std::make_pair(shared_leaf, shared_leaf)).bytes());
+  CHECK(pair.first == pair.second);
+}

@@ -30,6 +30,7 @@
 #include <unordered_map>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace isolate::wire {
 
@@ -123,6 +124,21 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     }
   }
 
+  // A shared object is registered before its fields are read, so a pointer
+  // among them may name it: a cycle of shared_ptrs that no one frees (a
+  // worker could make the host leak a reply's worth per reply). So the
+  // objects being read are kept, and a shared_ptr naming one is refused; a
+  // weak_ptr, which makes no cycle, may (it says so just before: next_is_weak).
+  void begin_shared(std::uint32_t id) { unfinished_.push_back(id & ~cereal::detail::msb_32bit); }
+  void end_shared() noexcept { unfinished_.pop_back(); }
+  void next_is_weak() noexcept { next_weak_ = true; }
+  bool take_weak() noexcept { return std::exchange(next_weak_, false); }
+  void check_finished(std::uint32_t id, bool weak) const {
+    if (weak || std::find(unfinished_.begin(), unfinished_.end(), id) == unfinished_.end()) return;
+    throw error(errc::protocol_error, "a shared pointer refers to object " + std::to_string(id) +
+                                          ", which contains it: such a cycle of shared pointers would never be freed");
+  }
+
   void load_bytes(void* data, std::size_t size) {
     if (size > remaining()) {
       throw error(errc::protocol_error, "truncated message: a value needs " + std::to_string(size) +
@@ -184,6 +200,8 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   std::size_t left_;               // of budget_
   std::size_t depth_ = 0;          // values being read, one inside the other
   std::unordered_map<std::uint32_t, const void*> shared_types_;  // shared object id -> shared_type_tag
+  std::vector<std::uint32_t> unfinished_;  // shared objects whose fields are being read (at most the depth limit)
+  bool next_weak_ = false;                 // the shared_ptr read next is a weak_ptr's
 };
 
 template <class T>

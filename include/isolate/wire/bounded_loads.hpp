@@ -279,14 +279,18 @@ std::shared_ptr<T> load_new_shared(input_archive& ar, std::uint32_t id) {
       delete reinterpret_cast<storage*>(object);
     });
     ar.registerSharedPointer(id, ptr);
+    ar.begin_shared(id);
     cereal::memory_detail::loadAndConstructSharedPtr(ar, ptr.get(),
                                                      typename cereal::traits::has_shared_from_this<T>::type());
+    ar.end_shared();
     *constructed = true;
     return ptr;
   } else {
     std::shared_ptr<T> ptr(cereal::detail::Construct<T, input_archive>::load_andor_construct());
     ar.registerSharedPointer(id, ptr);
+    ar.begin_shared(id);
     ar(*ptr);
+    ar.end_shared();
     return ptr;
   }
 }
@@ -294,14 +298,29 @@ std::shared_ptr<T> load_new_shared(input_archive& ar, std::uint32_t id) {
 template <class T>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, cereal::memory_detail::PtrWrapper<std::shared_ptr<T>&>& wrapper) {
   using object = std::remove_const_t<T>;
+  const bool weak = ar.take_weak();
   std::uint32_t id = 0;
   ar(id);
   if ((id & cereal::detail::msb_32bit) != 0) {
     wrapper.ptr = load_new_shared<object>(ar, id);
   } else {
-    if (id != 0) ar.check_shared_type(id, &shared_type_tag<object>);
+    if (id != 0) {
+      ar.check_shared_type(id, &shared_type_tag<object>);
+      ar.check_finished(id, weak);
+    }
     wrapper.ptr = std::static_pointer_cast<T>(ar.getSharedPointer(id));
   }
+}
+
+// As Cereal's (a weak_ptr travels as the shared_ptr it locks), telling the
+// archive that this one may name an object still being read: no cycle.
+template <class T>
+  requires(!std::is_polymorphic_v<T>)
+void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::weak_ptr<T>& ptr) {
+  std::shared_ptr<T> locked;
+  ar.next_is_weak();
+  ar(locked);
+  ptr = locked;
 }
 
 }  // namespace isolate::wire
