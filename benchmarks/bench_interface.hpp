@@ -16,6 +16,8 @@ ISOLATE_INTERFACE(bench_service,
                   (int, add, (int, int)),
                   // A payload passed by value one way; returns its size.
                   (std::uint64_t, consume, (std::vector<std::uint8_t> const&)),
+                  // A payload returned by value: `size` bytes.
+                  (std::vector<std::uint8_t>, produce, (std::uint64_t)),
                   // A shared buffer: returns its size, having read one byte of it.
                   (std::uint64_t, consume_shared, (isolate::shared_buffer const&)));
 

@@ -29,6 +29,30 @@ void run_consumes(benchmark::State& state, Plugin& p) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 
+// The same payloads returned: `produce(bytes)` answers with a vector of that size.
+template <class Plugin>
+void run_produces(benchmark::State& state, Plugin& p) {
+  auto const bytes = static_cast<std::size_t>(state.range(0));
+  auto const warm_up = std::clamp<std::size_t>((std::size_t{256} << 20) / bytes, 2, warm_up_calls);
+  std::size_t received = 0;
+  for (std::size_t i = 0; i < warm_up; ++i) received = p->produce(bytes).size();
+  run_round_trips(state, [&] {
+    received = p->produce(bytes).size();
+    benchmark::DoNotOptimize(received);
+  });
+  if (received != bytes) state.SkipWithError("produce() answered wrongly");
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+
+void process_result(benchmark::State& state, bool shared_memory) {
+  scoped_pin pin(0);
+  isolate::process::options options;
+  options.shared_memory = shared_memory;
+  auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
+  pin_process(worker_pid(p), 1);
+  run_produces(state, p);
+}
+
 void thread_by_value(benchmark::State& state) {
   scoped_pin pin(1);  // the worker thread inherits CPU 1
   auto p = isolate::load<bench_service, isolate::thread>(plugin_path);
@@ -56,5 +80,8 @@ void sizes(benchmark::internal::Benchmark* b) {
 BENCHMARK(thread_by_value)->Name("isolate_thread_by_value")->Apply(sizes);
 BENCHMARK_CAPTURE(process_by_value, ring, true)->Name("isolate_process_by_value")->Apply(sizes);
 BENCHMARK_CAPTURE(process_by_value, socket, false)->Name("isolate_process_socket_by_value")->Apply(sizes);
+
+BENCHMARK_CAPTURE(process_result, ring, true)->Name("isolate_process_result")->Apply(sizes);
+BENCHMARK_CAPTURE(process_result, socket, false)->Name("isolate_process_socket_result")->Apply(sizes);
 
 BENCHMARK_MAIN();
