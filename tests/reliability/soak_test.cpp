@@ -3,7 +3,7 @@
 // checked, and the host's footprint (descriptors, memfds, threads, mappings,
 // children, RSS) at the end is what it was after the first 10 %.
 //
-// 1,000,000 calls (50,000 under a sanitizer); ISOLATE_SOAK_CALLS sets another count.
+// 1,000,000 calls (200,000 under a sanitizer); ISOLATE_SOAK_CALLS sets another count.
 #include "host_footprint.hpp"
 
 #include "../hardening/support.hpp"
@@ -42,7 +42,7 @@ bool expected_bytes(const std::vector<std::uint8_t>& bytes) {
 }  // namespace
 
 TEST_CASE("soak: a mix of calls through one process plugin leaves the host's footprint flat") {
-  const long total = count_from_environment("ISOLATE_SOAK_CALLS", sanitized ? 50'000 : 1'000'000);
+  const long total = count_from_environment("ISOLATE_SOAK_CALLS", sanitized ? 200'000 : 1'000'000);
   host_library library_service;
   host_notes notes_sink;
   isolate::host_services services;
@@ -92,5 +92,6 @@ TEST_CASE("soak: a mix of calls through one process plugin leaves the host's foo
   CHECK(late.children == early.children);
   CHECK(late.mappings <= early.mappings + 8);
   // Heap arenas settle within the first 10 %; what grows after is a leak.
-  CHECK(late.rss_bytes <= early.rss_bytes + (sanitized ? 64 : 8) * (std::uint64_t{1} << 20));
+  // (Not under a sanitizer, whose quarantine of freed memory grows to 256 MiB.)
+  if (!sanitized) CHECK(late.rss_bytes <= early.rss_bytes + (std::uint64_t{8} << 20));
 }

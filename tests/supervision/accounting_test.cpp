@@ -66,19 +66,21 @@ TEST_CASE_TEMPLATE("accounting: a call that touches 64 MiB reports its page faul
   auto p = load_for<Policy>();
   isolate::call_cost cost;
   CHECK(p.with_accounting(cost)->touch_mib(64) == 64);
-  MESSAGE(fmt::format("{}", cost));
   CHECK(cost.measured);
   // One fault per 4 KiB page without huge pages, one per 2 MiB with them.
   CHECK(cost.minor_faults >= 64 / 2);
   CHECK(cost.minor_faults < 64 * mib / 4096 * 2);
   if constexpr (std::is_same_v<Policy, isolate::process>) {
     // A fresh worker: the call raised its peak by what it touched. A second
-    // one stays under that peak.
+    // one stays under that peak (not under ASan, whose quarantine keeps the
+    // first block from being reused).
     CHECK(cost.peak_memory_growth_bytes >= 60 * mib);
     CHECK(cost.peak_memory_growth_bytes < 256 * mib);
     isolate::call_cost again;
     CHECK(p.with_accounting(again)->touch_mib(64) == 64);
+#if !defined(__SANITIZE_ADDRESS__)
     CHECK(again.peak_memory_growth_bytes < 16 * mib);
+#endif
   }
 }
 
