@@ -44,12 +44,18 @@ void run_produces(benchmark::State& state, Plugin& p) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 
-void process_result(benchmark::State& state, bool shared_memory) {
-  scoped_pin pin(0);
+// Caller on CPU 0 (while `pin` lives), worker on CPU 1.
+auto load_placed_process(bool shared_memory) {
   isolate::process::options options;
   options.shared_memory = shared_memory;
   auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
   pin_process(worker_pid(p), 1);
+  return p;
+}
+
+void process_result(benchmark::State& state, bool shared_memory) {
+  scoped_pin pin(0);
+  auto p = load_placed_process(shared_memory);
   run_produces(state, p);
 }
 
@@ -62,10 +68,7 @@ void thread_by_value(benchmark::State& state) {
 
 void process_by_value(benchmark::State& state, bool shared_memory) {
   scoped_pin pin(0);
-  isolate::process::options options;
-  options.shared_memory = shared_memory;
-  auto p = isolate::load<bench_service, isolate::process>(plugin_path, options);
-  pin_process(worker_pid(p), 1);
+  auto p = load_placed_process(shared_memory);
   run_consumes(state, p);
 }
 
