@@ -6,6 +6,8 @@
 
 #include "isolate/detail/process/child.hpp"
 
+#include "../support/sanitizers.hpp"
+
 #include <chrono>
 #include <future>
 #include <memory>
@@ -23,12 +25,7 @@ using isolate::detail::launcher;
 
 namespace {
 constexpr auto patience = 20s;
-
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
+using isolate_test::under_tsan;
 }  // namespace
 
 TEST_CASE("run() returns what the job returns") {

@@ -3,6 +3,8 @@
 #ifndef ISOLATE_TESTS_RELIABILITY_HOST_FOOTPRINT_HPP
 #define ISOLATE_TESTS_RELIABILITY_HOST_FOOTPRINT_HPP
 
+#include "../support/sanitizers.hpp"
+
 #include <unistd.h>
 
 #include <cstdint>
@@ -51,12 +53,8 @@ inline std::ostream& operator<<(std::ostream& out, const host_footprint& f) {
 }
 
 // Sanitizers keep freed memory in quarantine and shadow it: RSS there is
-// not the host's own, so its bound is looser.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool sanitized = true;
-#else
-inline constexpr bool sanitized = false;
-#endif
+// not the host's own, so it is not bounded.
+inline constexpr bool sanitized = isolate_test::under_asan || isolate_test::under_tsan;
 
 // A count from the environment (to run the full sizes by hand), or `fallback`.
 inline long count_from_environment(const char* name, long fallback) {

@@ -9,6 +9,7 @@
 #include "watched_impl.hpp"
 
 #include "../support/failure.hpp"
+#include "../support/sanitizers.hpp"
 
 #include <isolate/transport/in_process.hpp>
 #include <isolate/transport/thread.hpp>
@@ -26,6 +27,8 @@ using namespace supervision_test;
 using namespace std::chrono_literals;
 using isolate_test::contains;
 using isolate_test::failure_of;
+using isolate_test::under_asan;
+using isolate_test::under_tsan;
 
 namespace {
 
@@ -43,12 +46,6 @@ auto load_for() {
 std::chrono::microseconds cpu_of(const isolate::call_cost& cost) { return cost.cpu_user + cost.cpu_system; }
 
 constexpr std::uint64_t mib = std::uint64_t{1} << 20;
-
-#if defined(__SANITIZE_THREAD__)
-constexpr bool under_tsan = true;
-#else
-constexpr bool under_tsan = false;
-#endif
 
 }  // namespace
 
@@ -85,9 +82,7 @@ TEST_CASE_TEMPLATE("accounting: a call that touches 64 MiB reports its page faul
     if (!under_tsan) CHECK(cost.peak_memory_growth_bytes < 256 * mib);
     isolate::call_cost again;
     CHECK(p.with_accounting(again)->touch_mib(64) == 64);
-#if !defined(__SANITIZE_ADDRESS__)
-    CHECK(again.peak_memory_growth_bytes < 16 * mib);
-#endif
+    if (!under_asan) CHECK(again.peak_memory_growth_bytes < 16 * mib);
   }
 }
 
