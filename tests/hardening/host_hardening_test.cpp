@@ -249,6 +249,30 @@ TEST_CASE("12: a worker that exits unasked is a protocol error, not a crash") {
     const auto e = failure_of([&] { p->add(1, 2); });
     CHECK(e.code() == isolate::errc::protocol_error);
   }
+  // Over the socket (a ring's close is private to its side: to the host, a
+  // worker that closed its rings is one that does not answer, and the call
+  // timeout ends that). The calls' own timeout is far beyond the waits here.
+  isolate::process::options over_socket;
+  over_socket.shared_memory = false;
+  SUBCASE("it closes its channel and lives on: killed, and every call fails, none hangs") {
+    auto p = load_hostile("close-channel", over_socket);
+    const int pid = p.transport().link().pid();
+    auto pending = p.async(&hardy::add, 1, 2, asio::use_future);
+    const auto e = failure_of([&] { p->add(3, 4); });
+    CHECK(e.code() == isolate::errc::protocol_error);
+    CHECK(contains(e.what(), "closed its channel"));
+    REQUIRE(pending.wait_for(10s) == std::future_status::ready);
+    CHECK(failure_of([&] { pending.get(); }).code() == isolate::errc::protocol_error);
+    CHECK(dies_within(pid, 10s));
+  }
+  SUBCASE("it closes its channel under asynchronous calls only") {
+    auto p = load_hostile("close-channel", over_socket);
+    const int pid = p.transport().link().pid();
+    auto first = p.async(&hardy::add, 1, 2, asio::use_future);
+    REQUIRE(first.wait_for(10s) == std::future_status::ready);
+    CHECK(failure_of([&] { first.get(); }).code() == isolate::errc::protocol_error);
+    CHECK(dies_within(pid, 10s));
+  }
   SUBCASE("the worker found its inbound ring broken") {
     auto p = load_hardy();
     const int pid = p->pid();

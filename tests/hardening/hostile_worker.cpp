@@ -8,6 +8,7 @@
 //                   so the ring never runs dry); the call is never answered
 //   deaf            reads nothing after the handshake
 //   exit-zero       exits with status 0 on the first call, unasked
+//   close-channel   closes its channel on the first call, and lives on
 //   garbage-reply   answers every call with a reply that does not decode
 //   huge-reply      answers the first call with a frame header announcing
 //                   the largest payload allowed, then nothing
@@ -141,6 +142,10 @@ int main(int argc, char** argv) {
   wire::buffer call;
   while (channel.receive(call, forever) == channel_status::ok) {
     if (mode == "exit-zero") std::_Exit(0);
+    if (mode == "close-channel") {
+      channel.close();
+      sleep_forever();
+    }
     if (mode == "big-control") {
       const std::vector<std::byte> body(64 * 1024);
       write_message(control, static_cast<std::uint32_t>(control_type::doorbell), body, std::chrono::seconds(5), ec);

@@ -84,6 +84,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // How long stop() waits for an orderly exit, then for the kill to land.
   static constexpr std::chrono::milliseconds stop_grace{2000};
   static constexpr std::chrono::milliseconds kill_grace{5000};
+  // How long a worker whose channel closed may take to be seen exiting
+  // before it is taken for one that closed its channel and lives on.
+  static constexpr std::chrono::milliseconds close_grace{1000};
 
   worker_session(const launch_spec& spec, asio::io_context& io) : spec_(spec), io_(io) {}
   worker_session(const worker_session&) = delete;
@@ -247,8 +250,14 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       });
     }
     if (const auto status = channel_.send(request.bytes(), deadline); status != channel_status::ok) {
-      if (auto unsent = take(id)) finish(*unsent, send_failure(status));
-      return;  // else on_exit failed it meanwhile
+      if (status == channel_status::timed_out) {
+        if (auto unsent = take(id)) finish(*unsent, std::make_exception_ptr(calls_unread()));
+        return;  // else on_exit failed it meanwhile
+      }
+      // Closed or broken: the worker is dead or dying, and on_exit fails the
+      // call with what its end says. The caller is not kept waiting for it.
+      expect_exit();
+      return;
     }
     receiver_cv_.notify_one();
   }
@@ -369,17 +378,43 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   [[noreturn]] void fail_led(channel_status sent, channel_status status, std::chrono::milliseconds timeout) {
     if (sent == channel_status::timed_out) throw calls_unread();
     if (status == channel_status::timed_out) throw call_expired(timeout);
-    // Closed or corrupted: the worker is dead or being killed; fail with what on_exit records.
+    throw death_error();
+  }
+
+  // The channel closed or broke under a call: the worker is dead or dying.
+  // Waits (bounded) for on_exit and returns what the worker's end says, so
+  // that a call fails with the reason however fast it noticed the close. A
+  // worker that closed its channel and lives on is killed for it.
+  error death_error() {
     std::unique_lock lock(pending_mutex_);
-    if (!exited_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return exited_; })) {
+    if (!exited_cv_.wait_for(lock, close_grace, [&] { return exited_; })) {
       lock.unlock();
       kill(errc::protocol_error, "the plugin was killed because it closed its channel");
       lock.lock();
       if (!exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; })) {
-        throw error(death_.kill_reason().value_or(errc::protocol_error), death_.kill_message());
+        return error(death_.kill_reason().value_or(errc::protocol_error), death_.kill_message());
       }
     }
-    throw error(death_code_, death_message_);
+    return error(death_code_, death_message_);
+  }
+
+  // death_error() for a caller that must not wait (an asynchronous call,
+  // maybe made on the io thread that runs on_exit): the io thread kills a
+  // worker still alive after close_grace.
+  void expect_exit() {
+    asio::post(io_, [weak = weak_from_this()] {
+      const auto alive = weak.lock();
+      if (!alive) return;
+      auto timer = std::make_shared<asio::steady_timer>(alive->io_, close_grace);
+      timer->async_wait([timer, weak](std::error_code ec) {
+        auto self = weak.lock();
+        if (ec || !self) return;
+        std::unique_lock lock(self->pending_mutex_);
+        if (self->exited_) return;
+        lock.unlock();
+        self->kill(errc::protocol_error, "the plugin was killed because it closed its channel");
+      });
+    });
   }
 
   // Waits for a synchronous call's reply, reading the channel whenever no one else is.
@@ -400,6 +435,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
           return;
         }
         // Closed or corrupted: the worker dies and on_exit fails the call.
+        expect_exit();
         call.wait(std::chrono::nanoseconds::zero(), clock::time_point::max());
         continue;
       }
@@ -444,10 +480,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // What a call fails with when its frame could not be sent.
   std::exception_ptr send_failure(channel_status status) {
     if (status == channel_status::timed_out) return std::make_exception_ptr(calls_unread());
-    std::lock_guard lock(pending_mutex_);
-    if (exited_) return std::make_exception_ptr(error(death_code_, death_message_));
-    if (const auto reason = death_.kill_reason()) return std::make_exception_ptr(error(*reason, death_.kill_message()));
-    return std::make_exception_ptr(error(errc::plugin_crashed, "the plugin's channel is closed"));
+    return std::make_exception_ptr(death_error());
   }
 
   // Reads and delivers frames (holding reader_mutex_, which it releases)
@@ -587,7 +620,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       // is empty (or a caller wants to read), however long that takes.
       const auto status = asynchronous ? lead(enough, clock::now() + std::chrono::milliseconds(2))
                                        : lead(enough, clock::now(), clock::time_point::max());
-      if (status == channel_status::closed || status == channel_status::corrupted) return;
+      if (status == channel_status::closed || status == channel_status::corrupted) {
+        expect_exit();  // on_exit fails the calls outstanding
+        return;
+      }
     }
   }
 
