@@ -86,6 +86,40 @@ void socketpair_ping_pong(benchmark::State& state, placement where) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes) * 2);
 }
 
+// One way: `bytes` sent, 8 bytes of acknowledgement back (as a call by value
+// with a small result). The floor of isolate's socket channel for large
+// arguments; bytes_per_second counts the payload once.
+void socketpair_one_way(benchmark::State& state, placement where) {
+  auto const bytes = static_cast<std::size_t>(state.range(0));
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    state.SkipWithError("socketpair failed");
+    return;
+  }
+  scoped_pin pin(0);
+  forked_peer peer(peer_cpu(where), [&] {
+    ::close(fds[0]);
+    std::vector<unsigned char> local(bytes);
+    std::uint64_t ack = 0;
+    while (read_all(fds[1], local.data(), bytes)) {
+      ack = local[bytes - 1];
+      if (!write_all(fds[1], &ack, sizeof ack)) ::_exit(1);
+    }
+  });
+  ::close(fds[1]);
+
+  std::vector<unsigned char> message(bytes, 7);
+  std::uint64_t ack = 0;
+  bool ok = true;
+  auto round_trip = [&] { ok = ok && write_all(fds[0], message.data(), bytes) && read_all(fds[0], &ack, sizeof ack); };
+  for (int i = 0; i < 3; ++i) round_trip();
+  run_round_trips(state, round_trip);
+
+  ::close(fds[0]);
+  if (peer.join() != 0 || !ok || ack != 7) state.SkipWithError("the peer failed or answered wrongly");
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+
 // Payload sizes of the latency-by-size plot; 8 bytes is the small-call row.
 void sizes(benchmark::internal::Benchmark* b) {
   b->ArgName("bytes");
@@ -108,5 +142,8 @@ BENCHMARK_CAPTURE(socketpair_ping_pong, a, placement::two_cores)
     ->Name("socketpair/two_cores")->Apply(sizes)->UseRealTime();
 BENCHMARK_CAPTURE(socketpair_ping_pong, b, placement::one_core)
     ->Name("socketpair/one_core")->ArgName("bytes")->Arg(8)->UseRealTime();
+
+BENCHMARK_CAPTURE(socketpair_one_way, a, placement::two_cores)
+    ->Name("socketpair_one_way/two_cores")->ArgName("bytes")->Arg(std::int64_t{64} << 20)->UseRealTime();
 
 BENCHMARK_MAIN();

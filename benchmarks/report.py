@@ -23,6 +23,8 @@ import sys
 #   isolate_thread_add/condvar         isolate::thread, sleeping wait (whichever the transport offers)
 #   isolate_in_process_add             isolate::in_process
 #   isolate_process_by_value/bytes:67108864   a 64 MiB argument by value; SetBytesProcessed(64 MiB per call)
+#   isolate_thread_by_value/bytes:N, isolate_process_socket_by_value/bytes:N   the same under thread, over a socket
+#   isolate_process_result/bytes:N    a result of N bytes returned (produce(N)); SetBytesProcessed(N per call)
 #   isolate_process_shared_buffer/bytes:N     a shared_buffer of N bytes (N = 1024 and 1073741824)
 #   isolate_process_start              load() and the first call, one start per iteration; p50_ns = median start
 #   isolate_process_idle               counters rss_bytes (worker RSS) and cpu_percent (worker CPU while idle)
@@ -47,6 +49,15 @@ GOALS = [
      "isolate_in_process_add", "virtual_call", "latency", "<=", 1.2),
     ("64 MiB by value >= 50% of memcpy bandwidth",
      "isolate_process_by_value/bytes:67108864", "memcpy/bytes:67108864", "bytes_per_second", ">=", 0.5),
+    ("thread: 64 MiB by value >= 50% of memcpy bandwidth",
+     "isolate_thread_by_value/bytes:67108864", "memcpy/bytes:67108864", "bytes_per_second", ">=", 0.5),
+    ("thread: 64 MiB by value at least as fast as a copy into a fresh vector",
+     "isolate_thread_by_value/bytes:67108864", "fresh_vector_copy/bytes:67108864", "bytes_per_second", ">=", 1.0),
+    ("64 MiB result >= 50% of memcpy bandwidth",
+     "isolate_process_result/bytes:67108864", "memcpy/bytes:67108864", "bytes_per_second", ">=", 0.5),
+    ("socket: 64 MiB by value >= 50% of a raw socketpair, one way",
+     "isolate_process_socket_by_value/bytes:67108864", "socketpair_one_way/two_cores/bytes:67108864",
+     "bytes_per_second", ">=", 0.5),
     ("shared buffer: 1 GiB within 2x of 1 KiB",
      "isolate_process_shared_buffer/bytes:1073741824", "isolate_process_shared_buffer/bytes:1024", "latency", "<=", 2.0),
     ("start <= 5 ms (median)", "isolate_process_start", None, "latency", "<=", 5e6),

@@ -274,6 +274,18 @@ TEST_CASE("exceptions and large frames come back through the mailbox intact") {
   }
 }
 
+TEST_CASE("large arguments reach the plugin whole, read in place from the caller's (synchronous and asynchronous)") {
+  auto p = isolate::load<probe, isolate::thread>(std::make_unique<thread_test::probe_impl>());
+  for (const std::size_t size : {std::size_t{16} << 10, std::size_t{1} << 20, std::size_t{9} << 20}) {
+    CAPTURE(size);
+    std::string text(size, 'x');
+    text.front() = 'a';
+    text.back() = 'z';
+    CHECK(p->echo_text(text) == text);
+    CHECK(p.async(&probe::echo_text, text, asio::use_future).get() == text);
+  }
+}
+
 TEST_CASE("an idle plugin's worker sleeps instead of spinning") {
   auto p = isolate::load<probe, isolate::thread>(std::make_unique<thread_test::probe_impl>());
   for (int i = 0; i < 100; ++i) REQUIRE(p->echo(i) == i);

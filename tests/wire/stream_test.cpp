@@ -18,6 +18,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 using isolate_test::failure_of;
@@ -185,4 +186,45 @@ TEST_CASE("a payload read in pieces gets its allocation budget from its announce
       failure_of([&] { isolate::detail::decode_values(inbound_payload{{}, hostile.size(), &lying}, huge); });
   CHECK(e.code() == isolate::errc::protocol_error);
   CHECK(isolate_test::contains(e.what(), "std::vector"));
+}
+
+TEST_CASE("a block of bytes that starts a piece is read from that piece, and an empty piece is a protocol error") {
+  // A vector's size ends one piece, its bytes fill the next: they are read in
+  // place (bounded_loads: no zeroing, then copying) from the second piece.
+  const std::vector<std::uint8_t> bytes(100'000, 3);
+  const std::string text(50'000, 's');
+  isolate::wire::buffer whole;
+  {
+    isolate::wire::output_archive archive(whole);
+    archive(bytes, text);
+  }
+  const auto all = whole.bytes();
+  for (const std::size_t first : {std::size_t{8}, std::size_t{0}, std::size_t{3}}) {
+    CAPTURE(first);
+    pieces rest(all.subspan(first), {8 - std::min<std::size_t>(first, 8) + bytes.size(), 8, text.size()});
+    std::vector<std::uint8_t> bytes_out;
+    std::string text_out;
+    isolate::detail::decode_values(inbound_payload{all.first(first), all.size(), &rest}, bytes_out, text_out);
+    CHECK(bytes_out == bytes);
+    CHECK(text_out == text);
+  }
+  // The same payload with an empty piece where the bytes were due.
+  class with_a_gap final : public isolate::wire::chunk_source {
+   public:
+    explicit with_a_gap(std::span<const std::byte> rest) : rest_(rest) {}
+    std::span<const std::byte> next() override {
+      if (std::exchange(gap_, false)) return {};
+      return std::exchange(rest_, {});
+    }
+    void finish() noexcept override {}
+
+   private:
+    std::span<const std::byte> rest_;
+    bool gap_ = true;
+  } gap(all.subspan(8));
+  std::vector<std::uint8_t> bytes_out;
+  std::string text_out;
+  CHECK(failure_of([&] {
+          isolate::detail::decode_values(inbound_payload{all.first(8), all.size(), &gap}, bytes_out, text_out);
+        }).code() == isolate::errc::protocol_error);
 }

@@ -8,6 +8,7 @@
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/plugin_object.hpp"
 #include "isolate/detail/call_mailbox.hpp"
+#include "isolate/detail/scattered_payload.hpp"
 #include "isolate/detail/spin_wait.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
@@ -129,8 +130,7 @@ class thread_link final : public link {
       return;
     }
     const int cpu = ::sched_getcpu();
-    const auto spin =
-        worker_cpu_.load(std::memory_order_relaxed) == cpu ? std::chrono::nanoseconds::zero() : options_.max_spin;
+    const auto spin = spin_toward_worker(cpu);
     if (mailbox_.try_claim()) {
       const auto ticket = mailbox_.post(request, reply, cpu);
       if (!ticket) {
@@ -150,6 +150,23 @@ class thread_link final : public link {
     if (sync.failure) std::rethrow_exception(sync.failure);
   }
 
+  // A large payload is not gathered: the worker reads it piece by piece
+  // straight from the caller's arguments (detail/scattered_payload.hpp),
+  // which stay valid while this call waits for its reply.
+  void call_streamed(const streamed_call& request, wire::buffer& reply) override {
+    scattered_payload payload(request);
+    if (on_worker_thread()) {
+      stub<Interface>::handle(*impl_, payload.header(), payload.payload(), reply, options_.max_message_size);
+      return;
+    }
+    job sync;
+    sync.scattered = &payload;
+    sync.reply = &reply;
+    submit(sync);
+    sync.finished.wait(spin_toward_worker());  // SYNC POINT "job finished"
+    if (sync.failure) std::rethrow_exception(sync.failure);
+  }
+
   void call_async(wire::buffer request, std::unique_ptr<completion> done) override {
     auto owned = std::make_unique<job>();
     owned->owned_request = std::move(request);
@@ -165,6 +182,7 @@ class thread_link final : public link {
   // A queued call: asynchronous, or synchronous while the mailbox is claimed.
   struct job {
     wire::buffer* request = nullptr;
+    scattered_payload* scattered = nullptr;  // instead of request: a synchronous call's large payload
     wire::buffer* reply = nullptr;
     std::unique_ptr<completion> done;  // set for asynchronous calls, which own their job
     wire::buffer owned_request, owned_reply;
@@ -196,6 +214,12 @@ class thread_link final : public link {
   void wake_workers() {
     work_seq_.fetch_add(1, std::memory_order_seq_cst);  // SYNC POINT "work queued"
     shm::futex_wake(work_seq_);
+  }
+
+  // How long a caller on `cpu` spins for its answer: not at all when the
+  // worker last ran there (spinning would only keep it from running).
+  std::chrono::nanoseconds spin_toward_worker(int cpu = ::sched_getcpu()) const noexcept {
+    return worker_cpu_.load(std::memory_order_relaxed) == cpu ? std::chrono::nanoseconds::zero() : options_.max_spin;
   }
 
   bool on_worker_thread() const noexcept {
@@ -271,6 +295,12 @@ class thread_link final : public link {
 
   void run(job& j) {
     try {
+      if (j.scattered != nullptr) {
+        stub<Interface>::handle(*impl_, j.scattered->header(), j.scattered->payload(), *j.reply,
+                                options_.max_message_size);
+        finish(j);
+        return;
+      }
       const auto call = wire::parse(j.request->bytes(), options_.max_message_size);
       stub<Interface>::handle(*impl_, call, *j.reply, options_.max_message_size);
     } catch (...) {

@@ -151,6 +151,20 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
     }
     load_across_pieces(static_cast<std::byte*>(data), size);
   }
+  // The next `size` bytes where they lie, if they are all in one piece (they
+  // are then read); null otherwise, and nothing is read.
+  const std::byte* take_in_place(std::size_t size) {
+    if (position_ == in_.size() && rest_ != nullptr && size != 0 && size <= remaining()) {
+      done_ += in_.size();  // the piece at hand is read: its successor holds the bytes, or starts them
+      in_ = rest_->next();
+      position_ = 0;
+      if (in_.empty() || in_.size() > size_ - done_) pieces_do_not_add_up();
+    }
+    if (size > in_.size() - position_) return nullptr;
+    const std::byte* at = in_.data() + position_;
+    position_ += size;
+    return at;
+  }
   std::size_t remaining() const noexcept { return size_ - (done_ + position_); }
   // A message must be read to its last byte; trailing bytes mean the two sides disagree.
   void expect_end() const {
@@ -185,10 +199,11 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
       data += n;
       size -= n;
     }
-    if (size != 0) {
-      throw error(errc::protocol_error, "malformed message: its pieces do not add up to the " +
-                                            std::to_string(size_) + " bytes announced");
-    }
+    if (size != 0) pieces_do_not_add_up();
+  }
+  [[noreturn, gnu::cold, gnu::noinline]] void pieces_do_not_add_up() const {
+    throw error(errc::protocol_error, "malformed message: its pieces do not add up to the " + std::to_string(size_) +
+                                          " bytes announced");
   }
 
   std::span<const std::byte> in_;  // the piece being read

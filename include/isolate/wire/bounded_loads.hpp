@@ -34,6 +34,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/cereal.hpp"
+#include "isolate/detail/huge_pages.hpp"
 
 #include <cereal/types/memory.hpp>
 
@@ -64,6 +65,12 @@ inline constexpr std::size_t node_overhead = 4 * sizeof(void*);
 template <class T>
 inline constexpr bool loads_as_bytes = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
 
+// Byte-sized elements that may be read straight from the message's bytes (the
+// types through which any object's bytes may be read), so that a container
+// of them is filled as it grows instead of zeroed first and then overwritten.
+template <class T>
+inline constexpr bool copies_without_zeroing = std::is_same_v<T, char> || std::is_same_v<T, unsigned char>;
+
 // Reads a container's element count and charges `each` bytes per element
 // before any of them is allocated.
 inline std::size_t load_count(input_archive& ar, std::size_t each, const char* what) {
@@ -84,6 +91,17 @@ template <class T, class A>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<T, A>& vector) {
   const std::size_t count = load_count(ar, sizeof(T), "std::vector");
   if constexpr (loads_as_bytes<T>) {
+    vector.clear();
+    vector.reserve(count);
+    detail::prefer_huge_pages(vector.data(), count * sizeof(T));
+    if constexpr (copies_without_zeroing<T>) {
+      // Copied in as the vector grows: resize() would first zero every byte.
+      if (const std::byte* bytes = ar.take_in_place(count)) {
+        const auto* first = reinterpret_cast<const T*>(bytes);
+        vector.insert(vector.end(), first, first + count);
+        return;
+      }
+    }
     vector.resize(count);
     ar(cereal::binary_data(vector.data(), count * sizeof(T)));
   } else {
@@ -106,7 +124,17 @@ void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::vector<bool, A>& vector) 
 
 template <class C, class Traits, class A>
 void CEREAL_LOAD_FUNCTION_NAME(input_archive& ar, std::basic_string<C, Traits, A>& string) {
-  string.resize(load_count(ar, sizeof(C), std::is_same_v<C, char> ? "std::string" : "std::basic_string"));
+  const std::size_t count = load_count(ar, sizeof(C), std::is_same_v<C, char> ? "std::string" : "std::basic_string");
+  string.clear();
+  string.reserve(count);
+  detail::prefer_huge_pages(string.data(), count * sizeof(C));
+  if constexpr (copies_without_zeroing<C>) {
+    if (const std::byte* bytes = ar.take_in_place(count)) {
+      string.append(reinterpret_cast<const C*>(bytes), count);
+      return;
+    }
+  }
+  string.resize(count);
   ar(cereal::binary_data(string.data(), string.size() * sizeof(C)));
 }
 

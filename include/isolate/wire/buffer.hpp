@@ -5,6 +5,7 @@
 #define ISOLATE_WIRE_BUFFER_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/huge_pages.hpp"
 
 #include <cstddef>
 #include <cstring>
@@ -48,6 +49,7 @@ class buffer {
     if (n <= capacity_) return;
     std::size_t grown = capacity_ * 2 > n ? capacity_ * 2 : n;
     auto fresh = std::make_unique_for_overwrite<std::byte[]>(grown);
+    detail::prefer_huge_pages(fresh.get(), grown);
     std::memcpy(fresh.get(), data(), size_);
     heap_ = std::move(fresh);
     capacity_ = grown;
