@@ -69,10 +69,10 @@ TEST_CASE("a scattered payload holds the gathered frame's bytes, its large block
 }
 
 TEST_CASE("a payload of small values only is one gathered piece") {
-  const std::vector<int> many(10'000, 5);  // 40 KB, written one value... as one block of 40 KB
   const std::string short_text = "abc";
-  const isolate::detail::streamed_arguments<std::string, int> call(0, isolate::detail::payload_size(short_text, 7),
-                                                                   short_text, 7);
+  const int seven = 7;  // named: the call holds references to its arguments
+  const isolate::detail::streamed_arguments<std::string, int> call(0, isolate::detail::payload_size(short_text, seven),
+                                                                   short_text, seven);
   isolate::detail::scattered_payload scattered(call);
   std::size_t pieces = 0;
   CHECK(read_all(scattered, &pieces).size() == 8 + 3 + sizeof(int));
