@@ -60,9 +60,11 @@ void thread_add_accounted(benchmark::State& state) {
 // before the start barrier and unloads after the stop barrier. Unplaced.
 std::optional<process_plugin> shared_plugin;
 
-void process_throughput(benchmark::State& state) {
+void process_throughput(benchmark::State& state, std::size_t concurrency) {
   if (state.thread_index() == 0) {
-    shared_plugin.emplace(isolate::load<bench_service, isolate::process>(plugin_path));
+    isolate::process::options options;
+    options.concurrency = concurrency;
+    shared_plugin.emplace(isolate::load<bench_service, isolate::process>(plugin_path, options));
     for (int i = 0; i < warm_up_calls; ++i) benchmark::DoNotOptimize((*shared_plugin)->add(i, 1));
   }
   int sum = 0;
@@ -107,6 +109,17 @@ BENCHMARK_CAPTURE(process_add_accounted, one, placement::one_core)
     ->Name("isolate_process_add_accounted/one_core")
     ->UseRealTime();
 BENCHMARK(thread_add_accounted)->Name("isolate_thread_add_accounted/spin")->UseRealTime();
-BENCHMARK(process_throughput)->Name("isolate_process_throughput")->UseRealTime()->Threads(1)->Threads(2)->Threads(4);
+BENCHMARK_CAPTURE(process_throughput, one, 1)
+    ->Name("isolate_process_throughput")
+    ->UseRealTime()
+    ->Threads(1)
+    ->Threads(2)
+    ->Threads(4);
+// The same with two threads serving in the worker (issue 13: 4 callers should
+// get at least one caller's throughput).
+BENCHMARK_CAPTURE(process_throughput, two, 2)
+    ->Name("isolate_process_throughput/concurrency:2")
+    ->UseRealTime()
+    ->Threads(4);
 
 BENCHMARK_MAIN();
