@@ -120,6 +120,8 @@ BENCHMARK_CAPTURE(process_throughput, one, 1)
 BENCHMARK_CAPTURE(process_throughput, two, 2)
     ->Name("isolate_process_throughput/concurrency:2")
     ->UseRealTime()
+    ->Threads(1)
+    ->Threads(2)
     ->Threads(4);
 
 BENCHMARK_MAIN();
