@@ -54,6 +54,8 @@ TEST_CASE("restart storm: a plugin that crashes on every call, restarted each ti
   CHECK(late.memfds == early.memfds);
   CHECK(late.threads == early.threads);
   CHECK(late.children == early.children);
-  CHECK(late.mappings <= early.mappings + 8);
+  // A sanitizer's allocator maps more regions as its quarantine grows (184 ->
+  // 193 seen under ASan); a mapping leaked per crash would still be 180 more.
+  CHECK(late.mappings <= early.mappings + (sanitized ? 32 : 8));
   if (!sanitized) CHECK(late.rss_bytes <= early.rss_bytes + (std::uint64_t{8} << 20));  // a sanitizer's quarantine grows
 }
