@@ -298,11 +298,10 @@ class thread_link final : public link {
       if (j.scattered != nullptr) {
         stub<Interface>::handle(*impl_, j.scattered->header(), j.scattered->payload(), *j.reply,
                                 options_.max_message_size);
-        finish(j);
-        return;
+      } else {
+        const auto call = wire::parse(j.request->bytes(), options_.max_message_size);
+        stub<Interface>::handle(*impl_, call, *j.reply, options_.max_message_size);
       }
-      const auto call = wire::parse(j.request->bytes(), options_.max_message_size);
-      stub<Interface>::handle(*impl_, call, *j.reply, options_.max_message_size);
     } catch (...) {
       j.failure = std::current_exception();
     }

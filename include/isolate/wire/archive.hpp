@@ -154,11 +154,9 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
   // The next `size` bytes where they lie, if they are all in one piece (they
   // are then read); null otherwise, and nothing is read.
   const std::byte* take_in_place(std::size_t size) {
-    if (position_ == in_.size() && rest_ != nullptr && size != 0 && size <= remaining()) {
-      done_ += in_.size();  // the piece at hand is read: its successor holds the bytes, or starts them
-      in_ = rest_->next();
-      position_ = 0;
-      if (in_.empty() || in_.size() > size_ - done_) pieces_do_not_add_up();
+    // The piece at hand is read: its successor holds the bytes, or starts them.
+    if (position_ == in_.size() && rest_ != nullptr && size != 0 && size <= remaining() && !next_piece()) {
+      pieces_do_not_add_up();
     }
     if (size > in_.size() - position_) return nullptr;
     const std::byte* at = in_.data() + position_;
@@ -185,14 +183,7 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
 
   void load_across_pieces(std::byte* data, std::size_t size) {
     while (size != 0) {
-      if (position_ == in_.size()) {
-        if (rest_ == nullptr) break;
-        done_ += in_.size();
-        in_ = rest_->next();
-        position_ = 0;
-        if (in_.size() > size_ - done_) break;  // more bytes than announced
-        if (in_.empty()) break;
-      }
+      if (position_ == in_.size() && (rest_ == nullptr || !next_piece())) break;
       const std::size_t n = std::min(size, in_.size() - position_);
       std::memcpy(data, in_.data() + position_, n);
       position_ += n;
@@ -200,6 +191,14 @@ class input_archive : public cereal::InputArchive<input_archive, cereal::AllowEm
       size -= n;
     }
     if (size != 0) pieces_do_not_add_up();
+  }
+  // Moves on to the next piece (the one at hand is read); false if there is
+  // none, or it holds more bytes than the payload has left.
+  bool next_piece() {
+    done_ += in_.size();
+    in_ = rest_->next();
+    position_ = 0;
+    return !in_.empty() && in_.size() <= size_ - done_;
   }
   [[noreturn, gnu::cold, gnu::noinline]] void pieces_do_not_add_up() const {
     throw error(errc::protocol_error, "malformed message: its pieces do not add up to the " + std::to_string(size_) +
