@@ -55,7 +55,8 @@ ISOLATE_INTERFACE(faulty,
                   (std::uint64_t, size_of, (std::string const&)),
                   (std::uint64_t, checksum, (std::vector<std::uint8_t> const&)),
                   (std::uint64_t, size_of_fickle, (fickle const&)),
-                  (void, scribble_over_shared_memory, ()));
+                  (void, scribble_over_shared_memory, ()),
+                  (int, meet, (int)));
 
 }  // namespace process_test
 

@@ -6,11 +6,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -35,6 +38,24 @@ struct faulty_impl final : faulty {
   std::uint64_t size_of(const std::string& text) override { return text.size(); }
   std::uint64_t checksum(const std::vector<std::uint8_t>& bytes) override { return checksum_of(bytes); }
   std::uint64_t size_of_fickle(const fickle& payload) override { return payload.bytes.size(); }
+
+  // Returns once `group` calls are inside meet() at once (a barrier), with
+  // the most calls ever inside together; -1 if the others did not come within
+  // 10 s (the calls do not run at once).
+  int meet(int group) override {
+    std::unique_lock lock(meeting_);
+    const int generation = generation_;
+    most_inside_ = std::max(most_inside_, ++inside_);
+    if (++arrived_ == group) {
+      arrived_ = 0;
+      ++generation_;
+      met_.notify_all();
+    } else {
+      met_.wait_for(lock, std::chrono::seconds(10), [&] { return generation_ != generation; });
+    }
+    --inside_;
+    return generation_ != generation ? most_inside_ : -1;
+  }
 
   // A hostile plugin that knows the layout of the shared memory: it keeps
   // filling the rings with garbage and ringing the host's doorbells, and never
@@ -61,6 +82,14 @@ struct faulty_impl final : faulty {
       for (unsigned long bell : bells) ::syscall(SYS_futex, bytes + bell, FUTEX_WAKE, 1 << 30, nullptr, nullptr, 0);
     }
   }
+
+ private:
+  std::mutex meeting_;
+  std::condition_variable met_;
+  int generation_ = 0;
+  int arrived_ = 0;
+  int inside_ = 0;
+  int most_inside_ = 0;
 };
 
 }  // namespace

@@ -95,7 +95,10 @@ TEST_CASE("stress: rounds of 10,000 asynchronous calls from 4 threads to 8 plugi
   isolate::process::options options;
   options.restart = isolate::restart_policy::crash(1000, 0ms);
   std::vector<hardy_plugin> plugins;
-  for (int i = 0; i < plugin_count; ++i) plugins.push_back(load_hardy(options));
+  for (int i = 0; i < plugin_count; ++i) {
+    options.concurrency = i % 2 == 0 ? 1 : 2;  // half the workers run two calls at once, taking turns reading
+    plugins.push_back(load_hardy(options));
+  }
 
   // Completions run here, on two threads of the test's own.
   asio::io_context completions;

@@ -70,6 +70,36 @@ inline futex_status futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t e
   return detail::futex_wait_impl(word, expected, &ts);
 }
 
+// Sleeps while `first` holds `first_expected` and `second` holds
+// `second_expected`, until a wake-up on either word (futex_waitv, Linux 5.16).
+// `failed` where the kernel lacks it: see futex_wait_either_supported().
+inline futex_status futex_wait_either(std::atomic<std::uint32_t>& first, std::uint32_t first_expected,
+                                      std::atomic<std::uint32_t>& second, std::uint32_t second_expected) noexcept {
+#if defined(SYS_futex_waitv) && defined(FUTEX_32)
+  futex_waitv words[2]{};
+  words[0] = {first_expected, reinterpret_cast<std::uintptr_t>(&first), FUTEX_32, 0};
+  words[1] = {second_expected, reinterpret_cast<std::uintptr_t>(&second), FUTEX_32, 0};
+  if (::syscall(SYS_futex_waitv, words, 2U, 0U, nullptr, 0) >= 0) return futex_status::woken;
+  switch (errno) {
+    case EAGAIN: return futex_status::value_changed;
+    case EINTR: return futex_status::interrupted;
+    default: return futex_status::failed;
+  }
+#else
+  (void)first, (void)first_expected, (void)second, (void)second_expected;
+  return futex_status::failed;
+#endif
+}
+
+// Whether this kernel has futex_waitv (an empty list is EINVAL there, ENOSYS before 5.16).
+inline bool futex_wait_either_supported() noexcept {
+#if defined(SYS_futex_waitv) && defined(FUTEX_32)
+  return ::syscall(SYS_futex_waitv, nullptr, 0U, 0U, nullptr, 0) == -1 && errno == EINVAL;
+#else
+  return false;
+#endif
+}
+
 // Wakes up to `count` waiters sleeping on `word`; returns how many woke (or -1).
 inline int futex_wake(std::atomic<std::uint32_t>& word, int count = INT_MAX) noexcept {
   return static_cast<int>(detail::futex_call(word, FUTEX_WAKE, static_cast<std::uint32_t>(count), nullptr));

@@ -443,6 +443,27 @@ class ring_reader : public detail::ring_endpoint {
     waiter::notify(control_->space_bell, *peer_);  // SYNC POINT "no lost wake-up"
   }
 
+  // For threads that take turns at this reader (one reads at a time; see
+  // process/reading_turns.hpp). How far the reader has consumed: the thread
+  // giving up its turn notes it while the turn is still its own.
+  std::uint64_t position() const noexcept { return read_; }
+  // Asks the writer to ring the data bell for its next record, as a sleeping
+  // reader would, without sleeping; then says whether a record past
+  // `position` is already published (no ring will announce that one). Any
+  // thread may call it; a peer's scribbles only cost a spurious wake-up.
+  bool arm_bell(std::uint64_t position) noexcept {
+    if (control_ == nullptr) return false;
+    control_->data_bell.store(1, std::memory_order_relaxed);
+    detail::full_fence();  // SYNC POINT "no lost wake-up": the bell before the look at the index
+    return control_->write_index.load(std::memory_order_acquire) != position;
+  }
+  // The writer need not ring any more: a thread reads (or spins) again.
+  void disarm_bell() noexcept {
+    if (control_ != nullptr) control_->data_bell.store(0, std::memory_order_relaxed);
+  }
+  // The word the writer rings; waiting on it needs the reader alive and attached.
+  std::atomic<std::uint32_t>& data_bell() noexcept { return control_->data_bell; }
+
   // Makes every later operation fail with `closed` and wakes a thread blocked
   // in read(). Callable from any thread of this process.
   void close() noexcept {

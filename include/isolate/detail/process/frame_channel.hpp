@@ -250,6 +250,9 @@ class frame_channel {
     }
   }
 
+  // The inbound ring, for threads that take turns receiving (reading_turns.hpp); null over a socket.
+  shm::ring_reader* inbound_ring() noexcept { return region_ ? &reader_ : nullptr; }
+
   // In a child of fork(): closes this process's descriptors of the channel
   // and touches nothing else (the rings and socket are the parent's).
   void close_descriptors_after_fork() noexcept {

@@ -14,6 +14,7 @@
 #include "isolate/detail/process/fd_passing.hpp"
 #include "isolate/detail/process/frame_channel.hpp"
 #include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/process/reading_turns.hpp"
 #include "isolate/detail/sandbox/init.hpp"
 #include "isolate/detail/sandbox/worker_limits.hpp"
 #include "isolate/services.hpp"
@@ -207,8 +208,13 @@ class worker {
                   encode_message(ready_message{limits.report()}), std::chrono::seconds(5), ec);
     if (ec) return worker_exit_failed;
 
+    // Several calls at once over the rings: the pool's threads take turns reading.
+    const std::size_t concurrency = hello.concurrency == 0 ? 1 : hello.concurrency;
+    if (concurrency > 1 && channel_.inbound_ring() != nullptr && reading_turns::supported()) {
+      turns_.emplace(*channel_.inbound_ring());
+    }
     std::thread control_watch([this] { watch_control(); });
-    const bool broken = serve(hello.concurrency == 0 ? 1 : hello.concurrency) == channel_status::corrupted;
+    const bool broken = (turns_ ? serve_in_turns(concurrency) : serve(concurrency)) == channel_status::corrupted;
     // The host asked us to stop or is gone; or the channel broke, and then
     // the plugin's objects are not trusted to tear down (nor is exit()'s
     // work run: the status must say why), and the status says so.
@@ -264,6 +270,7 @@ class worker {
     }
     buffers_.close();
     channel_.close();
+    if (turns_) turns_->stop();
   }
 
   // One message from the host after the handshake; the host is trusted, but
@@ -338,6 +345,87 @@ class worker {
     queue_ready_.notify_all();
     for (auto& t : pool) t.join();
     return status;
+  }
+
+  // Serves with `concurrency` calls at once, the threads taking turns at
+  // reading (reading_turns.hpp): concurrency + 1 threads, so that one is
+  // always free to read the answers to the plugin's calls to the host.
+  channel_status serve_in_turns(std::size_t concurrency) {
+    concurrency_ = concurrency;
+    std::vector<std::thread> others;
+    for (std::size_t i = 0; i < concurrency; ++i) others.emplace_back([this] { take_turns(); });
+    take_turns();
+    for (auto& t : others) t.join();
+    std::lock_guard lock(queue_mutex_);
+    return end_status_;
+  }
+
+  void take_turns() {
+    wire::buffer frame;
+    wire::buffer reply;
+    for (;;) {
+      while (!turns_->try_take()) {
+        if (turns_->stopping()) return stop_serving(channel_status::closed);
+        turns_->wait();
+      }
+      if (!read_until_call(frame)) return;
+      turns_->give_up();
+      // Run it, then whatever calls queued up meanwhile, then look for the turn.
+      for (;;) {
+        handle(frame, reply);
+        if (!send(reply)) return stop_serving(channel_status::closed);
+        std::lock_guard lock(queue_mutex_);
+        if (queue_.empty()) {
+          --running_;
+          break;
+        }
+        frame = std::move(queue_.front());
+        queue_.pop_front();
+      }
+    }
+  }
+
+  // The turn's holder reads until a call it may run (fewer than `concurrency`
+  // run): answers go to the plugin's waiting calls, calls beyond the limit
+  // wait in the queue. False when the channel ended.
+  bool read_until_call(wire::buffer& frame) {
+    ring_payload none;  // large calls are copied out: the turn moves on while they run
+    for (;;) {
+      const channel_status status = channel_.receive(frame, std::chrono::steady_clock::time_point::max(), nullptr);
+      if (status != channel_status::ok) {
+        stop_serving(status);
+        return false;
+      }
+      if (!is_call(frame)) {
+        route(frame, none);
+        continue;
+      }
+      std::lock_guard lock(queue_mutex_);
+      if (running_ < concurrency_) {
+        ++running_;
+        return true;
+      }
+      queue_.push_back(std::move(frame));
+    }
+  }
+
+  // The channel ended (`status` says how) or broke: every thread stops
+  // taking turns, and the plugin's calls to the host fail.
+  void stop_serving(channel_status status) {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (end_status_ == channel_status::ok) end_status_ = status;
+    }
+    fail_host_calls();
+    channel_.close();
+    turns_->stop();
+  }
+
+  static bool is_call(const wire::buffer& frame) noexcept {
+    wire::frame_header header{};
+    if (frame.size() < wire::header_size) return false;
+    std::memcpy(&header, frame.data(), wire::header_size);
+    return header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call;
   }
 
   // One frame from the host: a call to run, or the answer to a call to the host.
@@ -429,6 +517,10 @@ class worker {
   std::condition_variable queue_ready_;
   std::deque<wire::buffer> queue_;
   bool queue_closed_ = false;
+  // Over the rings, the pool takes turns reading instead (serve_in_turns).
+  std::optional<reading_turns> turns_;
+  std::size_t running_ = 0;                         // calls running (queue_mutex_)
+  channel_status end_status_ = channel_status::ok;  // why the serving ended (queue_mutex_)
 
   std::mutex calls_mutex_;  // the plugin's calls to the host that wait for an answer
   std::unordered_map<std::uint64_t, host_call*> calls_;
