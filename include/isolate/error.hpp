@@ -26,6 +26,9 @@ enum class errc {
   quarantined,           // the plugin broke its limits too often and is no longer started
   limit_unenforceable,   // a limit asked for cannot be enforced on this machine (and best effort was not chosen)
   limit_exceeded,        // the plugin went past one of its limits (the message says which) and was stopped
+  unknown_plugin,        // isolate::manager: no plugin is loaded under that id
+  duplicate_plugin,      // isolate::manager: a plugin is already loaded under that id
+  wrong_interface,       // isolate::manager: the plugin under that id offers another interface
 };
 
 }  // namespace isolate
@@ -53,6 +56,9 @@ class error_category_impl final : public std::error_category {
       case errc::quarantined: return "the plugin is quarantined";
       case errc::limit_unenforceable: return "a limit cannot be enforced on this machine";
       case errc::limit_exceeded: return "the plugin exceeded one of its limits";
+      case errc::unknown_plugin: return "no plugin is loaded under that id";
+      case errc::duplicate_plugin: return "a plugin is already loaded under that id";
+      case errc::wrong_interface: return "the plugin offers another interface";
     }
     return "unknown isolate error";
   }

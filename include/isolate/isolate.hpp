@@ -9,6 +9,7 @@
 #include "isolate/exceptions.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/limits.hpp"
+#include "isolate/manager.hpp"
 #include "isolate/plugin.hpp"
 #include "isolate/plugin_library.hpp"
 #include "isolate/shared_buffer.hpp"

@@ -75,6 +75,9 @@ inline std::string code_name(std::int32_t code) {
     case errc::quarantined: return "quarantined";
     case errc::limit_unenforceable: return "limit_unenforceable";
     case errc::limit_exceeded: return "limit_exceeded";
+    case errc::unknown_plugin: return "unknown_plugin";
+    case errc::duplicate_plugin: return "duplicate_plugin";
+    case errc::wrong_interface: return "wrong_interface";
   }
   return "code " + std::to_string(code);
 }

@@ -133,6 +133,11 @@ class process_link final : public link {
     std::lock_guard lock(mutex_);
     return current_ ? current_->pid() : -1;
   }
+  // Whether a worker serves calls, or a restart under way will bring one.
+  bool up() const {
+    std::lock_guard lock(mutex_);
+    return restarting_ || (current_ && current_->alive());
+  }
   // How each limit holds in the current worker, as it reported (empty while it is down).
   limits::report limits_in_force() const {
     std::lock_guard lock(mutex_);

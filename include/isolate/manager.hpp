@@ -1,0 +1,438 @@
+// isolate::manager: plugins of different interfaces under string ids, each
+// with its isolation level chosen at run time (from a configuration file,
+// say), listed and inspected by id:
+//
+//   isolate::manager plugins;
+//   auto calc = plugins.load<calculator>("calc", "plugins/libcalc.so", isolate::level::parse("process:strict"));
+//   int r = calc->add(2, 3);   // the same call, and the same speed, as through isolate::load
+//   for (const auto& p : plugins.list()) fmt::print("{}\n", p);
+//   plugins.unload("calc");
+//
+// A handle (isolate::managed<Interface>) shares the plugin with the manager:
+// unload() and shutdown() stop the plugin once no handle is left, and a
+// handle keeps calling it until then. Loads run outside the manager's lock,
+// so plugins load concurrently from several threads.
+#ifndef ISOLATE_MANAGER_HPP
+#define ISOLATE_MANAGER_HPP
+
+#include "isolate/error.hpp"
+#include "isolate/interface.hpp"
+#include "isolate/limits.hpp"
+#include "isolate/plugin.hpp"
+#include "isolate/plugin_library.hpp"
+#include "isolate/services.hpp"
+#include "isolate/telemetry.hpp"
+#include "isolate/transport/in_process.hpp"
+#include "isolate/transport/process.hpp"
+#include "isolate/transport/thread.hpp"
+
+#include <asio/async_result.hpp>
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace isolate {
+
+// Where a managed plugin runs.
+enum class isolation { in_process, thread, process };
+
+// An isolation level: a transport and, for a process, a limits policy.
+struct level {
+  isolation transport = isolation::process;
+  limits::policy limits = limits::minimal();
+
+  // "in_process", "thread", "process" or "process:<preset>" (minimal,
+  // standard, strict, maximum), as a configuration file would say it.
+  static level parse(std::string_view text) {
+    const auto colon = text.find(':');
+    const std::string_view transport = text.substr(0, colon);
+    const std::string_view preset = colon == std::string_view::npos ? std::string_view{} : text.substr(colon + 1);
+    level result;
+    if (transport == "in_process") {
+      result.transport = isolation::in_process;
+    } else if (transport == "thread") {
+      result.transport = isolation::thread;
+    } else if (transport == "process") {
+      result.transport = isolation::process;
+    } else {
+      throw error(errc::unsupported, fmt::format("unknown isolation level '{}': say in_process, thread, process or "
+                                                 "process:<minimal|standard|strict|maximum>",
+                                                 text));
+    }
+    if (preset.empty() && colon == std::string_view::npos) return result;
+    if (result.transport != isolation::process) {
+      throw error(errc::unsupported, fmt::format("isolation level '{}': a limits preset needs a process of its own "
+                                                 "(in_process and thread plugins run inside the host)",
+                                                 text));
+    }
+    if (preset == "minimal") {
+      result.limits = limits::minimal();
+    } else if (preset == "standard") {
+      result.limits = limits::standard();
+    } else if (preset == "strict") {
+      result.limits = limits::strict();
+    } else if (preset == "maximum") {
+      result.limits = limits::maximum();
+    } else {
+      throw error(errc::unsupported,
+                  fmt::format("isolation level '{}': unknown limits preset '{}' (minimal, standard, strict or maximum)",
+                              text, preset));
+    }
+    return result;
+  }
+};
+
+inline std::string_view to_string(isolation transport) noexcept {
+  switch (transport) {
+    case isolation::in_process: return "in_process";
+    case isolation::thread: return "thread";
+    case isolation::process: return "process";
+  }
+  return "?";
+}
+
+inline std::string_view to_string(limits::level preset) noexcept {
+  switch (preset) {
+    case limits::level::minimal: return "minimal";
+    case limits::level::standard: return "standard";
+    case limits::level::strict: return "strict";
+    case limits::level::maximum: return "maximum";
+  }
+  return "?";
+}
+
+// "process:strict", "thread": as level::parse reads it.
+inline std::string to_string(const level& lvl) {
+  if (lvl.transport != isolation::process) return std::string(to_string(lvl.transport));
+  return fmt::format("process:{}", to_string(lvl.limits.preset));
+}
+
+// A managed plugin's state as the manager sees it.
+enum class plugin_state {
+  running,      // calls go through (a process plugin may be restarting after a crash)
+  down,         // its worker died and is not restarted: calls fail with the reason
+  quarantined,  // calls fail with errc::quarantined until it is released
+};
+
+inline std::string_view to_string(plugin_state state) noexcept {
+  switch (state) {
+    case plugin_state::running: return "running";
+    case plugin_state::down: return "down";
+    case plugin_state::quarantined: return "quarantined";
+  }
+  return "?";
+}
+
+// One line of manager::list().
+struct plugin_info {
+  std::string id;
+  std::string interface_name;
+  std::filesystem::path path;
+  isolate::level level;
+  plugin_state state = plugin_state::running;
+};
+
+// What manager::status() says of one plugin: its line of list(), and for a
+// process plugin its telemetry (calls, latency, memory, CPU, violations...).
+struct plugin_status {
+  plugin_info info;
+  std::optional<plugin_telemetry> telemetry;
+};
+
+namespace detail {
+
+// What the manager keeps of a plugin, whatever its interface.
+class managed_entry {
+ public:
+  managed_entry(std::string id, std::string interface_name, std::filesystem::path path, isolate::level lvl)
+      : info_{std::move(id), std::move(interface_name), std::move(path), std::move(lvl), plugin_state::running} {}
+  virtual ~managed_entry() = default;
+  managed_entry(const managed_entry&) = delete;
+  managed_entry& operator=(const managed_entry&) = delete;
+
+  plugin_info info() {
+    plugin_info copy = info_;
+    copy.state = state();
+    return copy;
+  }
+  virtual plugin_status status() = 0;
+  virtual std::uint64_t fingerprint() const noexcept = 0;
+
+ protected:
+  virtual plugin_state state() = 0;
+
+ private:
+  plugin_info info_;
+};
+
+template <interface Interface>
+class typed_managed_entry final : public managed_entry {
+ public:
+  using any_plugin =
+      std::variant<plugin<Interface, in_process>, plugin<Interface, thread>, plugin<Interface, process>>;
+
+  typed_managed_entry(std::string id, const std::filesystem::path& path, const isolate::level& lvl,
+                      const host_services& services)
+      : managed_entry(std::move(id), std::string(Interface::isolate_meta::interface_name), path, lvl),
+        plugin_(open(path, lvl, services)) {}
+
+  Interface* target() noexcept {
+    return std::visit([](auto& p) { return p.operator->(); }, plugin_);
+  }
+  any_plugin& handle() noexcept { return plugin_; }
+
+  plugin_status status() override {
+    plugin_status result{info(), std::nullopt};
+    if (auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_)) result.telemetry = p->transport().telemetry();
+    return result;
+  }
+  std::uint64_t fingerprint() const noexcept override { return Interface::isolate_meta::fingerprint; }
+
+ protected:
+  plugin_state state() override {
+    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
+    if (p == nullptr) return plugin_state::running;
+    if (p->transport().quarantined()) return plugin_state::quarantined;
+    return p->transport().link().up() ? plugin_state::running : plugin_state::down;
+  }
+
+ private:
+  static any_plugin open(const std::filesystem::path& path, const isolate::level& lvl, const host_services& services) {
+    switch (lvl.transport) {
+      case isolation::in_process:
+        no_limits_outside_a_process(lvl);
+        return any_plugin(std::in_place_index<0>, load<Interface, in_process>(path, {}, services));
+      case isolation::thread:
+        no_limits_outside_a_process(lvl);
+        return any_plugin(std::in_place_index<1>, load<Interface, thread>(path, {}, services));
+      case isolation::process: {
+        process::options options;
+        options.limits = lvl.limits;
+        return any_plugin(std::in_place_index<2>, load<Interface, process>(path, options, services));
+      }
+    }
+    throw error(errc::unsupported, "unknown isolation level");
+  }
+
+  static void no_limits_outside_a_process(const isolate::level& lvl) {
+    if (lvl.limits.preset != limits::level::minimal) {
+      throw error(errc::unsupported, fmt::format("a limits preset other than minimal ({}) needs a process of its own; "
+                                                 "{} plugins run inside the host",
+                                                 to_string(lvl.limits.preset), to_string(lvl.transport)));
+    }
+  }
+
+  any_plugin plugin_;
+};
+
+}  // namespace detail
+
+// The host's handle on a managed plugin: calls through operator-> (the same
+// virtual call as a handle from isolate::load) and async(). It shares the
+// plugin with the manager (see the file's comment). Thread safety as
+// isolate::plugin's.
+template <interface Interface>
+class managed {
+ public:
+  managed() = default;
+
+  Interface* operator->() const noexcept { return target_; }
+  Interface& operator*() const noexcept { return *target_; }
+  explicit operator bool() const noexcept { return target_ != nullptr; }
+
+  // m.async(&Interface::method, args..., token): as isolate::plugin::async,
+  // with any Asio completion token.
+  template <class Result, class... Params, class... ArgsAndToken>
+  auto async(Result (Interface::*method)(Params...), ArgsAndToken&&... args_and_token) {
+    static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
+                  "isolate::managed::async(&Interface::method, args..., token) takes one argument per parameter of "
+                  "the method, then an Asio completion token (e.g. asio::use_future).");
+    auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+    auto&& token = std::get<sizeof...(Params)>(std::move(all));
+    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
+    }(std::make_index_sequence<sizeof...(Params)>{});
+    using signature = typename detail::completion_signature<Result>::type;
+    // The transport is known at run time only: the initiation picks it, and
+    // hands the call on with the handler as its completion token.
+    return asio::async_initiate<decltype(token), signature>(
+        [entry = entry_, method](auto handler, auto arguments) {
+          std::visit(
+              [&](auto& p) {
+                std::apply([&](auto&... args) { p.async(method, std::move(args)..., std::move(handler)); },
+                           arguments);
+              },
+              entry->handle());
+        },
+        token, std::move(values));
+  }
+
+  // The transport's handle, for what only one transport offers (a process
+  // plugin's telemetry, quarantine, pid): null under another transport.
+  template <class Policy>
+  isolate::plugin<Interface, Policy>* as() noexcept {
+    return entry_ ? std::get_if<isolate::plugin<Interface, Policy>>(&entry_->handle()) : nullptr;
+  }
+
+ private:
+  friend class manager;
+  explicit managed(std::shared_ptr<detail::typed_managed_entry<Interface>> entry)
+      : entry_(std::move(entry)), target_(entry_->target()) {}
+
+  std::shared_ptr<detail::typed_managed_entry<Interface>> entry_;
+  Interface* target_ = nullptr;
+};
+
+class manager {
+ public:
+  manager() = default;
+  manager(const manager&) = delete;
+  manager& operator=(const manager&) = delete;
+  ~manager() { shutdown(); }
+
+  // Loads the plugin at `path` under `id`, at `lvl`. Throws isolate::error:
+  // duplicate_plugin if the id is taken, and as isolate::load does otherwise
+  // (load_failed: a missing file, a file that is not a plugin;
+  // fingerprint_mismatch: a plugin of another interface; unsupported: a
+  // limits preset for a plugin inside the host).
+  template <interface Interface>
+  managed<Interface> load(std::string id, const std::filesystem::path& path, const level& lvl = {},
+                          const host_services& services = {}) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!plugins_.try_emplace(id, nullptr).second) {
+        throw error(errc::duplicate_plugin, fmt::format("a plugin is already loaded under the id '{}'", id));
+      }
+    }
+    // Loaded outside the lock (other loads go on meanwhile); the id is held.
+    std::shared_ptr<detail::typed_managed_entry<Interface>> entry;
+    try {
+      entry = std::make_shared<detail::typed_managed_entry<Interface>>(id, path, lvl, services);
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      plugins_.erase(id);
+      throw;
+    }
+    std::lock_guard lock(mutex_);
+    plugins_[id] = entry;
+    return managed<Interface>(std::move(entry));
+  }
+
+  // Another handle on the plugin under `id`. Throws unknown_plugin, or
+  // wrong_interface if it offers another interface than Interface.
+  template <interface Interface>
+  managed<Interface> get(std::string_view id) const {
+    auto entry = find(id);
+    if (entry->fingerprint() != Interface::isolate_meta::fingerprint) {
+      throw error(errc::wrong_interface,
+                  fmt::format("the plugin '{}' offers {}, not {}", id, entry->info().interface_name,
+                              Interface::isolate_meta::interface_name));
+    }
+    return managed<Interface>(std::static_pointer_cast<detail::typed_managed_entry<Interface>>(std::move(entry)));
+  }
+
+  bool is_loaded(std::string_view id) const {
+    std::lock_guard lock(mutex_);
+    const auto found = plugins_.find(id);
+    return found != plugins_.end() && found->second != nullptr;
+  }
+
+  // Forgets `id`; the plugin stops now, or when its last handle goes.
+  // Throws unknown_plugin.
+  void unload(std::string_view id) {
+    std::shared_ptr<detail::managed_entry> entry;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = plugins_.find(id);
+      if (found == plugins_.end() || found->second == nullptr) throw unknown(id);
+      entry = std::move(found->second);
+      plugins_.erase(found);
+    }
+    // Stopped here, outside the lock (a worker's stop may take its grace period).
+  }
+
+  // Every loaded plugin, by id.
+  std::vector<plugin_info> list() const {
+    std::vector<std::shared_ptr<detail::managed_entry>> entries;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [id, entry] : plugins_) {
+        if (entry) entries.push_back(entry);
+      }
+    }
+    std::vector<plugin_info> result;
+    result.reserve(entries.size());
+    for (const auto& entry : entries) result.push_back(entry->info());
+    return result;
+  }
+
+  // The plugin's line of list(), with its telemetry if it runs in a process.
+  // Throws unknown_plugin.
+  plugin_status status(std::string_view id) const { return find(id)->status(); }
+
+  // Unloads every plugin (each stops now, or when its last handle goes).
+  void shutdown() {
+    std::map<std::string, std::shared_ptr<detail::managed_entry>, std::less<>> all;
+    {
+      std::lock_guard lock(mutex_);
+      // A load under way keeps its id; it lands after this and is unloaded with the manager.
+      for (auto it = plugins_.begin(); it != plugins_.end();) {
+        if (it->second) {
+          all.insert(plugins_.extract(it++));
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+
+ private:
+  std::shared_ptr<detail::managed_entry> find(std::string_view id) const {
+    std::lock_guard lock(mutex_);
+    const auto found = plugins_.find(id);
+    if (found == plugins_.end() || found->second == nullptr) throw unknown(id);
+    return found->second;
+  }
+
+  static error unknown(std::string_view id) {
+    return error(errc::unknown_plugin, fmt::format("no plugin is loaded under the id '{}'", id));
+  }
+
+  mutable std::mutex mutex_;
+  // nullptr while its load is under way (the id is taken).
+  std::map<std::string, std::shared_ptr<detail::managed_entry>, std::less<>> plugins_;
+};
+
+}  // namespace isolate
+
+template <>
+struct fmt::formatter<isolate::plugin_info> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const isolate::plugin_info& info, Context& ctx) const {
+    return fmt::format_to(ctx.out(), "{} ({}, {}, {}): {}", info.id, info.interface_name, isolate::to_string(info.level),
+                          isolate::to_string(info.state), info.path.string());
+  }
+};
+
+template <>
+struct fmt::formatter<isolate::plugin_status> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const isolate::plugin_status& status, Context& ctx) const {
+    auto out = fmt::format_to(ctx.out(), "{}", status.info);
+    if (status.telemetry) out = fmt::format_to(out, "\n{}", *status.telemetry);
+    return out;
+  }
+};
+
+#endif

@@ -1,0 +1,193 @@
+#include "isolate/manager.hpp"
+
+#include "../plugin_library/calculator.hpp"
+#include "../process/faulty.hpp"
+#include "../support/failure.hpp"
+
+#include <asio/use_future.hpp>
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <future>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using plugin_library_test::calculator;
+using process_test::faulty;
+using isolate_test::failure_of;
+
+namespace {
+
+bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// This process's open descriptors, and how many of them are memfds.
+std::pair<std::size_t, std::size_t> descriptors() {
+  std::size_t all = 0, memfds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++all;
+    std::error_code ec;
+    if (contains(std::filesystem::read_symlink(entry.path(), ec).string(), "memfd:")) ++memfds;
+  }
+  return {all, memfds};
+}
+
+}  // namespace
+
+TEST_CASE("manager: plugins of two interfaces under ids, each at a level read from text") {
+  isolate::manager plugins;
+  auto in_host = plugins.load<calculator>("calc-in-host", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("in_process"));
+  auto threaded = plugins.load<calculator>("calc-thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+  auto isolated = plugins.load<calculator>("calc-process", ISOLATE_TEST_CALCULATOR_PLUGIN,
+                                           isolate::level::parse("process:standard"));
+  auto other = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN, isolate::level::parse("process"));
+
+  for (auto* calc : {&in_host, &threaded, &isolated}) {
+    CHECK((*calc)->add(2, 3) == 5);
+    CHECK(calc->async(&calculator::add, 4, 5, asio::use_future).get() == 9);
+  }
+  CHECK(other->add(1, 2) == 3);
+  CHECK(other->pid() != ::getpid());
+  CHECK(in_host.as<isolate::in_process>() != nullptr);
+  CHECK(threaded.as<isolate::thread>() != nullptr);
+  CHECK(isolated.as<isolate::process>() != nullptr);
+  CHECK(isolated.as<isolate::thread>() == nullptr);
+
+  // Another handle by id, of the right interface.
+  CHECK(plugins.get<calculator>("calc-thread")->add(1, 1) == 2);
+  CHECK(plugins.is_loaded("faulty"));
+  CHECK_FALSE(plugins.is_loaded("nobody"));
+
+  const auto listed = plugins.list();
+  REQUIRE(listed.size() == 4);
+  std::set<std::string> lines;
+  for (const auto& info : listed) {
+    CHECK(info.state == isolate::plugin_state::running);
+    lines.insert(fmt::format("{}", info));
+  }
+  CHECK(lines.count(fmt::format("calc-in-host (calculator, in_process, running): {}", ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
+  CHECK(lines.count(fmt::format("calc-thread (calculator, thread, running): {}", ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
+  CHECK(lines.count(fmt::format("calc-process (calculator, process:standard, running): {}",
+                                ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
+  CHECK(lines.count(fmt::format("faulty (faulty, process:minimal, running): {}", ISOLATE_TEST_FAULTY_PLUGIN)) == 1);
+
+  // A process plugin's status carries its telemetry; one inside the host has none.
+  const auto status = plugins.status("faulty");
+  REQUIRE(status.telemetry.has_value());
+  CHECK(status.telemetry->calls >= 2);
+  CHECK(contains(fmt::format("{}", status), "faulty (faulty, process:minimal, running)"));
+  CHECK_FALSE(plugins.status("calc-thread").telemetry.has_value());
+}
+
+TEST_CASE("manager: a bad id, file, interface or level is a named error, and leaves the others serving") {
+  isolate::manager plugins;
+  auto calc = plugins.load<calculator>("calc", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+
+  CHECK(failure_of([&] { plugins.load<calculator>("calc", ISOLATE_TEST_CALCULATOR_PLUGIN); }).code() ==
+        isolate::errc::duplicate_plugin);
+  for (auto code : {failure_of([&] { plugins.get<calculator>("nobody"); }).code(),
+                    failure_of([&] { plugins.unload("nobody"); }).code(),
+                    failure_of([&] { plugins.status("nobody"); }).code()}) {
+    CHECK(code == isolate::errc::unknown_plugin);
+  }
+  const auto wrong = failure_of([&] { plugins.get<faulty>("calc"); });
+  CHECK(wrong.code() == isolate::errc::wrong_interface);
+  CHECK(contains(wrong.what(), "offers calculator, not faulty"));
+
+  for (const char* how : {"in_process", "thread", "process"}) {
+    CAPTURE(how);
+    const auto level = isolate::level::parse(how);
+    // A missing file, a library that is not a plugin, a plugin of another interface.
+    CHECK(failure_of([&] { plugins.load<calculator>("x", "/nonexistent/libnothing.so", level); }).code() ==
+          isolate::errc::load_failed);
+    CHECK(failure_of([&] { plugins.load<calculator>("x", ISOLATE_TEST_NO_ENTRY_LIBRARY, level); }).code() ==
+          isolate::errc::load_failed);
+    const auto code = failure_of([&] { plugins.load<calculator>("x", ISOLATE_TEST_FAULTY_PLUGIN, level); }).code();
+    CHECK((code == isolate::errc::fingerprint_mismatch || code == isolate::errc::load_failed));
+    CHECK_FALSE(plugins.is_loaded("x"));  // a failed load frees its id
+  }
+
+  CHECK(failure_of([] { isolate::level::parse("sandboxed"); }).code() == isolate::errc::unsupported);
+  CHECK(failure_of([] { isolate::level::parse("process:paranoid"); }).code() == isolate::errc::unsupported);
+  CHECK(failure_of([] { isolate::level::parse("thread:strict"); }).code() == isolate::errc::unsupported);
+  isolate::level in_host_strict{isolate::isolation::in_process, isolate::limits::strict()};
+  CHECK(failure_of([&] { plugins.load<calculator>("x", ISOLATE_TEST_CALCULATOR_PLUGIN, in_host_strict); }).code() ==
+        isolate::errc::unsupported);
+
+  CHECK(calc->add(20, 22) == 42);
+  CHECK(plugins.list().size() == 1);
+  // The id is free again once unloaded.
+  plugins.unload("calc");
+  CHECK(plugins.load<calculator>("calc", ISOLATE_TEST_CALCULATOR_PLUGIN)->add(1, 2) == 3);
+}
+
+TEST_CASE("manager: a crashed plugin is listed down, a quarantined one quarantined") {
+  isolate::manager plugins;
+  auto p = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN);
+  CHECK(failure_of([&] { p->segfault(); }).code() == isolate::errc::plugin_crashed);
+  CHECK(plugins.list().front().state == isolate::plugin_state::down);
+
+  auto q = plugins.load<faulty>("quarantined", ISOLATE_TEST_FAULTY_PLUGIN);
+  q.as<isolate::process>()->transport().quarantine("the test says so");
+  CHECK(plugins.status("quarantined").info.state == isolate::plugin_state::quarantined);
+  CHECK(failure_of([&] { q->add(1, 1); }).code() == isolate::errc::quarantined);
+}
+
+TEST_CASE("manager: unload stops a process plugin once no handle holds it; shutdown leaves no process, fd or memfd") {
+  const auto before = descriptors();
+  std::vector<pid_t> pids;
+  {
+    isolate::manager plugins;
+    {
+      auto p = plugins.load<faulty>("held", ISOLATE_TEST_FAULTY_PLUGIN);
+      const pid_t pid = p->pid();
+      plugins.unload("held");
+      CHECK_FALSE(plugins.is_loaded("held"));
+      CHECK(p->add(1, 1) == 2);  // the handle still serves
+      CHECK(process_exists(pid));
+      pids.push_back(pid);
+    }
+    CHECK_FALSE(process_exists(pids.back()));  // the last handle went: stopped and reaped
+
+    // Loads from four threads at once: distinct ids all land, one id only once.
+    std::atomic<int> duplicates{0};
+    std::vector<std::thread> loaders;
+    for (int i = 0; i < 4; ++i) {
+      loaders.emplace_back([&, i] {
+        plugins.load<faulty>(fmt::format("worker-{}", i), ISOLATE_TEST_FAULTY_PLUGIN);
+        try {
+          plugins.load<faulty>("contested", ISOLATE_TEST_FAULTY_PLUGIN);
+        } catch (const isolate::error& e) {
+          if (e.code() == isolate::errc::duplicate_plugin) duplicates.fetch_add(1);
+        }
+      });
+    }
+    for (auto& t : loaders) t.join();
+    CHECK(duplicates.load() == 3);
+    CHECK(plugins.list().size() == 5);
+    for (const auto& info : plugins.list()) {
+      const pid_t pid = plugins.get<faulty>(info.id)->pid();
+      CHECK(process_exists(pid));
+      pids.push_back(pid);
+    }
+    plugins.shutdown();
+    CHECK(plugins.list().empty());
+    for (std::size_t i = 1; i < pids.size(); ++i) CHECK_FALSE(process_exists(pids[i]));
+    // The manager can load again after a shutdown; its destructor unloads that one.
+    pids.push_back(plugins.load<faulty>("after", ISOLATE_TEST_FAULTY_PLUGIN)->pid());
+  }
+  CHECK_FALSE(process_exists(pids.back()));
+  const auto after = descriptors();
+  CHECK(after.first == before.first);
+  CHECK(after.second == before.second);
+}
