@@ -29,6 +29,8 @@ enum class errc {
   unknown_plugin,        // isolate::manager: no plugin is loaded under that id
   duplicate_plugin,      // isolate::manager: a plugin is already loaded under that id
   wrong_interface,       // isolate::manager: the plugin under that id offers another interface
+  unknown_method,        // isolate::manager::call: the interface has no method of that name
+  signature_mismatch,    // isolate::manager::call: the arguments or result do not match the method's signature
 };
 
 }  // namespace isolate
@@ -59,6 +61,8 @@ class error_category_impl final : public std::error_category {
       case errc::unknown_plugin: return "no plugin is loaded under that id";
       case errc::duplicate_plugin: return "a plugin is already loaded under that id";
       case errc::wrong_interface: return "the plugin offers another interface";
+      case errc::unknown_method: return "the interface has no method of that name";
+      case errc::signature_mismatch: return "the call does not match the method's signature";
     }
     return "unknown isolate error";
   }

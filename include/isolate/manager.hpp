@@ -26,10 +26,19 @@
 #include "isolate/transport/process.hpp"
 #include "isolate/transport/thread.hpp"
 
+#include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/dispatch.hpp>
 #include <fmt/format.h>
 
+#include <cxxabi.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <iterator>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -38,6 +47,8 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -152,6 +163,60 @@ struct plugin_status {
 
 namespace detail {
 
+// A call by method name (manager::call), its arguments and result type-erased.
+struct named_call {
+  std::string_view method;
+  const std::type_info* arguments_type;  // std::tuple<std::decay_t<Args>...>
+  void* arguments;                       // that tuple (moved from)
+  const std::type_info* result_type;     // Result (void for none)
+  void* result;                          // std::optional<Result>* (unused for void)
+  std::optional<std::chrono::milliseconds> timeout;
+};
+
+// Where an asynchronous call by name completes; `result` points to its
+// Result (nullptr for void, or when it failed).
+class named_completion {
+ public:
+  virtual ~named_completion() = default;
+  virtual void complete(std::exception_ptr failure, void* result) = 0;
+};
+
+// Completes an asynchronous call by name through the caller's handler, on
+// its associated executor.
+template <class Handler, class Result>
+class named_handler_completion final : public named_completion {
+ public:
+  explicit named_handler_completion(Handler handler) : handler_(std::move(handler)) {}
+
+  void complete(std::exception_ptr failure, void* result) override {
+    auto executor = asio::get_associated_executor(handler_);
+    if constexpr (std::is_void_v<Result>) {
+      asio::dispatch(executor, [handler = std::move(handler_), failure]() mutable { std::move(handler)(failure); });
+    } else {
+      Result value = result != nullptr ? std::move(*static_cast<Result*>(result)) : Result{};
+      asio::dispatch(executor, [handler = std::move(handler_), failure, value = std::move(value)]() mutable {
+        std::move(handler)(failure, std::move(value));
+      });
+    }
+  }
+
+ private:
+  Handler handler_;
+};
+
+// A dynamic call's argument as the method's table would decode it: a string
+// literal is a std::string.
+template <class T>
+using named_argument_t =
+    std::conditional_t<std::is_same_v<std::decay_t<T>, const char*> || std::is_same_v<std::decay_t<T>, char*>,
+                       std::string, std::decay_t<T>>;
+
+inline std::string demangled(const std::type_info& type) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type.name(), nullptr, nullptr, &status), std::free);
+  return status == 0 && name ? std::string(name.get()) : std::string(type.name());
+}
+
 // What the manager keeps of a plugin, whatever its interface.
 class managed_entry {
  public:
@@ -168,6 +233,11 @@ class managed_entry {
   }
   virtual plugin_status status() = 0;
   virtual std::uint64_t fingerprint() const noexcept = 0;
+  // Runs the method named in `call`, after checking its types; throws
+  // unknown_method or signature_mismatch.
+  virtual void call_by_name(named_call& call) = 0;
+  // As call_by_name, completing through `done` (which the errors reach too).
+  virtual void async_by_name(named_call& call, std::unique_ptr<named_completion> done) = 0;
 
  protected:
   virtual plugin_state state() = 0;
@@ -199,6 +269,18 @@ class typed_managed_entry final : public managed_entry {
   }
   std::uint64_t fingerprint() const noexcept override { return Interface::isolate_meta::fingerprint; }
 
+  void call_by_name(named_call& call) override {
+    with_method(call, [&]<std::size_t K>(std::integral_constant<std::size_t, K>) { run<K>(call); });
+  }
+
+  void async_by_name(named_call& call, std::unique_ptr<named_completion> done) override {
+    try {
+      with_method(call, [&]<std::size_t K>(std::integral_constant<std::size_t, K>) { start<K>(call, done); });
+    } catch (...) {
+      if (done) done->complete(std::current_exception(), nullptr);
+    }
+  }
+
  protected:
   plugin_state state() override {
     auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
@@ -224,6 +306,103 @@ class typed_managed_entry final : public managed_entry {
     }
     throw error(errc::unsupported, "unknown isolation level");
   }
+
+  using meta = typename Interface::isolate_meta;
+
+  // Finds the method named in `call`, checks the call's types against it and
+  // hands its index to `then` (as an integral_constant).
+  template <class Then>
+  void with_method(const named_call& call, Then&& then) {
+    const auto* found = std::find_if(std::begin(meta::methods), std::end(meta::methods),
+                                     [&](const auto& m) { return m.name == call.method; });
+    if (found == std::end(meta::methods)) {
+      throw error(errc::unknown_method,
+                  fmt::format("{} has no method '{}'", meta::interface_name, call.method));
+    }
+    const auto index = static_cast<std::size_t>(found - std::begin(meta::methods));
+    [&]<std::size_t... K>(std::index_sequence<K...>) {
+      ((K == index ? (check<K>(call), then(std::integral_constant<std::size_t, K>{}), true) : false) || ...);
+    }(std::make_index_sequence<meta::method_count>{});
+  }
+
+  template <std::size_t K>
+  static void check(const named_call& call) {
+    using traits = method_traits<method_pointer_t<Interface, K>>;
+    if (*call.arguments_type != typeid(typename traits::values) ||
+        *call.result_type != typeid(typename traits::result_type)) {
+      throw error(errc::signature_mismatch,
+                  fmt::format("{}::{} is {}; it was called with arguments {} for a result of type {}",
+                              meta::interface_name, call.method, meta::methods[K].signature,
+                              demangled(*call.arguments_type), demangled(*call.result_type)));
+    }
+  }
+
+  template <std::size_t K>
+  void run(named_call& call) {
+    using traits = method_traits<method_pointer_t<Interface, K>>;
+    using result_type = typename traits::result_type;
+    constexpr auto method = std::get<K>(meta::pointers);
+    auto& arguments = *static_cast<typename traits::values*>(call.arguments);
+    Interface* const target = this->target();
+    const timeout_for scope(*this, call.timeout);
+    std::apply(
+        [&](auto&... args) {
+          if constexpr (std::is_void_v<result_type>) {
+            (target->*method)(std::move(args)...);
+          } else {
+            static_cast<std::optional<result_type>*>(call.result)->emplace((target->*method)(std::move(args)...));
+          }
+        },
+        arguments);
+  }
+
+  template <std::size_t K>
+  void start(named_call& call, std::unique_ptr<named_completion>& done) {
+    using traits = method_traits<method_pointer_t<Interface, K>>;
+    using result_type = typename traits::result_type;
+    constexpr auto method = std::get<K>(meta::pointers);
+    auto& arguments = *static_cast<typename traits::values*>(call.arguments);
+    const timeout_for scope(*this, call.timeout);
+    std::visit(
+        [&](auto& p) {
+          std::apply(
+              [&](auto&... args) {
+                if constexpr (std::is_void_v<result_type>) {
+                  p.async(method, std::move(args)...,
+                          [done = std::move(done)](std::exception_ptr failure) { done->complete(failure, nullptr); });
+                } else {
+                  p.async(method, std::move(args)...,
+                          [done = std::move(done)](std::exception_ptr failure, result_type result) {
+                            done->complete(failure, failure ? nullptr : &result);
+                          });
+                }
+              },
+              arguments);
+        },
+        plugin_);
+  }
+
+  // A dynamic call's timeout, for the calls made on this thread while it
+  // lives; only a process plugin's calls can be abandoned.
+  class timeout_for {
+   public:
+    timeout_for(typed_managed_entry& entry, std::optional<std::chrono::milliseconds> timeout)
+        : previous_(next_call_timeout) {
+      if (!timeout) return;
+      if (!std::holds_alternative<isolate::plugin<Interface, process>>(entry.plugin_)) {
+        throw error(errc::unsupported, fmt::format("a call to a plugin inside the host ({}) cannot time out: it "
+                                                   "cannot be abandoned safely",
+                                                   to_string(entry.info().level)));
+      }
+      next_call_timeout = timeout;
+    }
+    ~timeout_for() { next_call_timeout = previous_; }
+    timeout_for(const timeout_for&) = delete;
+    timeout_for& operator=(const timeout_for&) = delete;
+
+   private:
+    std::optional<std::chrono::milliseconds> previous_;
+  };
 
   static void no_limits_outside_a_process(const isolate::level& lvl) {
     if (lvl.limits.preset != limits::level::minimal) {
@@ -381,6 +560,46 @@ class manager {
   // Throws unknown_plugin.
   plugin_status status(std::string_view id) const { return find(id)->status(); }
 
+  // mgr.call<Result>(id, "method", args...): a call by the method's name,
+  // for hosts that know it only at run time (a script, a configuration).
+  // Checked against the interface's method table: unknown_plugin,
+  // unknown_method, signature_mismatch (the arguments' types, decayed, with a
+  // string literal taken as std::string, and Result must be the method's).
+  template <class Result, class... Args>
+  Result call(std::string_view id, std::string_view method, Args&&... args) {
+    return call_named<Result>(std::nullopt, id, method, std::forward<Args>(args)...);
+  }
+
+  // mgr.async_call<Result>(id, "method", args..., token): the same, completed
+  // through any Asio completion token with (std::exception_ptr, Result); the
+  // errors above arrive through it too. The manager must outlive the call's start.
+  template <class Result, class... ArgsAndToken>
+  auto async_call(std::string_view id, std::string_view method, ArgsAndToken&&... args_and_token) {
+    return async_named<Result>(std::nullopt, id, method, std::forward<ArgsAndToken>(args_and_token)...);
+  }
+
+  // mgr.with_timeout(100ms).call<Result>(...) (or .async_call): that one call
+  // may take at most `timeout`, then fails with errc::timeout and the worker
+  // is killed; process plugins only (unsupported for one inside the host).
+  class timed {
+   public:
+    template <class Result, class... Args>
+    Result call(std::string_view id, std::string_view method, Args&&... args) {
+      return manager_.call_named<Result>(timeout_, id, method, std::forward<Args>(args)...);
+    }
+    template <class Result, class... ArgsAndToken>
+    auto async_call(std::string_view id, std::string_view method, ArgsAndToken&&... args_and_token) {
+      return manager_.async_named<Result>(timeout_, id, method, std::forward<ArgsAndToken>(args_and_token)...);
+    }
+
+   private:
+    friend class manager;
+    timed(manager& m, std::chrono::milliseconds timeout) : manager_(m), timeout_(timeout) {}
+    manager& manager_;
+    std::chrono::milliseconds timeout_;
+  };
+  timed with_timeout(std::chrono::milliseconds timeout) { return timed(*this, timeout); }
+
   // Unloads every plugin (each stops now, or when its last handle goes).
   void shutdown() {
     std::map<std::string, std::shared_ptr<detail::managed_entry>, std::less<>> all;
@@ -398,6 +617,52 @@ class manager {
   }
 
  private:
+  template <class Result, class... Args>
+  Result call_named(std::optional<std::chrono::milliseconds> timeout, std::string_view id, std::string_view method,
+                    Args&&... args) {
+    auto entry = find(id);
+    std::tuple<detail::named_argument_t<Args>...> arguments(std::forward<Args>(args)...);
+    detail::named_call call{method, &typeid(arguments), &arguments, &typeid(Result), nullptr, timeout};
+    if constexpr (std::is_void_v<Result>) {
+      entry->call_by_name(call);
+    } else {
+      std::optional<Result> result;
+      call.result = &result;
+      entry->call_by_name(call);
+      return std::move(*result);
+    }
+  }
+
+  template <class Result, class... ArgsAndToken>
+  auto async_named(std::optional<std::chrono::milliseconds> timeout, std::string_view id, std::string_view method,
+                   ArgsAndToken&&... args_and_token) {
+    constexpr std::size_t count = sizeof...(ArgsAndToken) - 1;
+    auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+    auto&& token = std::get<count>(std::move(all));
+    using arguments_type = decltype([]<std::size_t... I>(std::index_sequence<I...>) {
+      return std::tuple<detail::named_argument_t<std::tuple_element_t<I, std::tuple<ArgsAndToken...>>>...>{};
+    }(std::make_index_sequence<count>{}));
+    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
+      return arguments_type(std::get<I>(std::move(all))...);
+    }(std::make_index_sequence<count>{});
+    using signature = typename detail::completion_signature<Result>::type;
+    return asio::async_initiate<decltype(token), signature>(
+        [this, id = std::string(id), method = std::string(method), timeout](auto handler, arguments_type arguments) {
+          std::unique_ptr<detail::named_completion> done =
+              std::make_unique<detail::named_handler_completion<decltype(handler), Result>>(std::move(handler));
+          std::shared_ptr<detail::managed_entry> entry;
+          try {
+            entry = find(id);
+          } catch (...) {
+            done->complete(std::current_exception(), nullptr);
+            return;
+          }
+          detail::named_call call{method, &typeid(arguments), &arguments, &typeid(Result), nullptr, timeout};
+          entry->async_by_name(call, std::move(done));
+        },
+        token, std::move(values));
+  }
+
   std::shared_ptr<detail::managed_entry> find(std::string_view id) const {
     std::lock_guard lock(mutex_);
     const auto found = plugins_.find(id);

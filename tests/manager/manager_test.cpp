@@ -191,3 +191,48 @@ TEST_CASE("manager: unload stops a process plugin once no handle holds it; shutd
   CHECK(after.first == before.first);
   CHECK(after.second == before.second);
 }
+
+TEST_CASE("manager: calls by method name, checked against the interface at run time, under every transport") {
+  isolate::manager plugins;
+  plugins.load<calculator>("in_process", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("in_process"));
+  plugins.load<calculator>("thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+  plugins.load<calculator>("process", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("process"));
+  for (const char* id : {"in_process", "thread", "process"}) {
+    CAPTURE(id);
+    CHECK(plugins.call<int>(id, "add", 2, 40) == 42);
+    CHECK(plugins.call<std::string>(id, "greet", std::string("you")) == plugins.get<calculator>(id)->greet("you"));
+    CHECK(plugins.call<std::string>(id, "greet", "literal") == plugins.get<calculator>(id)->greet("literal"));
+    CHECK(plugins.async_call<int>(id, "add", 1, 2, asio::use_future).get() == 3);
+
+    const auto unknown = failure_of([&] { plugins.call<int>(id, "multiply", 2, 3); });
+    CHECK(unknown.code() == isolate::errc::unknown_method);
+    CHECK(contains(unknown.what(), "calculator has no method 'multiply'"));
+    const auto arity = failure_of([&] { plugins.call<int>(id, "add", 2); });
+    CHECK(arity.code() == isolate::errc::signature_mismatch);
+    CHECK(contains(arity.what(), "calculator::add is int(int, int)"));
+    CHECK(failure_of([&] { plugins.call<int>(id, "add", 2, 3.5); }).code() == isolate::errc::signature_mismatch);
+    CHECK(failure_of([&] { plugins.call<long>(id, "add", 2, 3); }).code() == isolate::errc::signature_mismatch);
+    // Through the token too, and for an unknown id.
+    auto wrong = plugins.async_call<int>(id, "add", "2", 3, asio::use_future);
+    CHECK(failure_of([&] { wrong.get(); }).code() == isolate::errc::signature_mismatch);
+  }
+  auto nobody = plugins.async_call<int>("nobody", "add", 1, 2, asio::use_future);
+  CHECK(failure_of([&] { nobody.get(); }).code() == isolate::errc::unknown_plugin);
+  CHECK(failure_of([&] { plugins.call<int>("nobody", "add", 1, 2); }).code() == isolate::errc::unknown_plugin);
+}
+
+TEST_CASE("manager: a call by name may have a timeout, under process only") {
+  isolate::manager plugins;
+  isolate::level level = isolate::level::parse("process");
+  plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN, level);
+  plugins.load<calculator>("thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+  const auto e = failure_of([&] { plugins.with_timeout(100ms).call<void>("faulty", "hang"); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(contains(e.what(), "100 ms"));
+  auto late = plugins.with_timeout(100ms).async_call<int>("faulty", "sleep_ms", 30'000, asio::use_future);
+  REQUIRE(late.wait_for(20s) == std::future_status::ready);
+  CHECK(failure_of([&] { late.get(); }).code() == isolate::errc::timeout);
+  CHECK(failure_of([&] { plugins.with_timeout(100ms).call<int>("thread", "add", 1, 2); }).code() ==
+        isolate::errc::unsupported);
+  CHECK(plugins.call<int>("thread", "add", 1, 2) == 3);  // and without one it goes through
+}

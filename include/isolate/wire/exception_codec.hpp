@@ -78,6 +78,8 @@ inline std::string code_name(std::int32_t code) {
     case errc::unknown_plugin: return "unknown_plugin";
     case errc::duplicate_plugin: return "duplicate_plugin";
     case errc::wrong_interface: return "wrong_interface";
+    case errc::unknown_method: return "unknown_method";
+    case errc::signature_mismatch: return "signature_mismatch";
   }
   return "code " + std::to_string(code);
 }
