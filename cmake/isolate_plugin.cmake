@@ -76,14 +76,15 @@ function(isolate_add_plugin name)
     VISIBILITY_INLINES_HIDDEN ON
     LIBRARY_OUTPUT_DIRECTORY "${dir}")
 
-  # GNU linkers: everything but the entry becomes local, including the
-  # default-visibility inline statics of the standard library headers, whose
-  # STB_GNU_UNIQUE binding would otherwise make dlclose a no-op. (Exceptions
+  # GNU linkers: everything but the entry (and the description that
+  # discovery reads) becomes local, including the default-visibility inline
+  # statics of the standard library headers, whose STB_GNU_UNIQUE binding
+  # would otherwise make dlclose a no-op. (Exceptions
   # still cross: the type_info of a class with default visibility, such as
   # isolate::error, is matched by name.)
   if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
     set(script "${CMAKE_BINARY_DIR}/isolate_worker/isolate_plugin.map")
-    file(WRITE "${script}.new" "{\n  global: isolate_plugin_entry;\n  local: *;\n};\n")
+    file(WRITE "${script}.new" "{\n  global: isolate_plugin_entry; isolate_plugin_description;\n  local: *;\n};\n")
     file(COPY_FILE "${script}.new" "${script}" ONLY_IF_DIFFERENT)
     target_link_options(${name} PRIVATE "LINKER:--version-script=${script}")
     set_property(TARGET ${name} APPEND PROPERTY LINK_DEPENDS "${script}")

@@ -30,6 +30,8 @@ namespace isolate::detail {
 
 static_assert(std::string_view(plugin_entry_symbol) == "isolate_plugin_entry",
               "ISOLATE_EXPORT_PLUGIN defines the function named by plugin_entry_symbol: keep the two in step.");
+static_assert(std::string_view(plugin_description_symbol) == "isolate_plugin_description",
+              "ISOLATE_EXPORT_PLUGIN defines the data named by plugin_description_symbol: keep the two in step.");
 
 template <class Impl>
 inline constexpr bool constructible_for_plugin =
@@ -123,6 +125,8 @@ const plugin_entry* export_entry() noexcept {
                 "ISOLATE_EXPORT_PLUGIN(" #iface ", " #impl "): " #impl " must be default-constructible and not "   \
                 "abstract (or constructible from isolate::plugin_context&, to call its host), since the plugin's " \
                 "entry creates it with `new " #impl "()`; read any settings in its constructor.");                \
+  extern "C" __attribute__((visibility("default"), used)) constinit const ::isolate::detail::plugin_description     \
+      isolate_plugin_description = ::isolate::detail::describe_plugin<iface::isolate_meta>();                     \
   extern "C" __attribute__((visibility("default"))) const ::isolate::detail::plugin_entry* isolate_plugin_entry() \
       noexcept {                                                                                                   \
     return ::isolate::detail::export_entry<iface, impl>();                                                        \

@@ -46,6 +46,36 @@ struct plugin_entry {
 
 using plugin_entry_function = const plugin_entry* (*)() noexcept;
 
+// What a plugin offers, as constant data under an exported symbol, so that
+// discovery (isolate/discovery.hpp) reads it from the file's ELF tables
+// without loading the library or running any of its code.
+inline constexpr const char* plugin_description_symbol = "isolate_plugin_description";
+
+struct plugin_description {
+  static constexpr char expected_magic[8] = {'i', 's', 'o', 'l', 'a', 't', 'e', '1'};
+  static constexpr std::size_t name_capacity = 112;
+
+  char magic[8];
+  std::uint32_t abi_version;
+  std::uint32_t name_size;   // of the interface's name; longer than the capacity: cut there
+  std::uint64_t fingerprint;
+  char interface_name[name_capacity];
+};
+static_assert(sizeof(plugin_description) == 136);
+
+template <class Meta>
+constexpr plugin_description describe_plugin() noexcept {
+  plugin_description d{};
+  for (std::size_t i = 0; i < sizeof d.magic; ++i) d.magic[i] = plugin_description::expected_magic[i];
+  d.abi_version = plugin_abi_version;
+  d.name_size = static_cast<std::uint32_t>(Meta::interface_name.size());
+  d.fingerprint = Meta::fingerprint;
+  for (std::size_t i = 0; i < Meta::interface_name.size() && i < plugin_description::name_capacity; ++i) {
+    d.interface_name[i] = Meta::interface_name[i];
+  }
+  return d;
+}
+
 }  // namespace isolate::detail
 
 #endif
