@@ -233,6 +233,8 @@ class managed_entry {
   }
   virtual plugin_status status() = 0;
   virtual std::uint64_t fingerprint() const noexcept = 0;
+  // A process plugin gets a fresh worker; one inside the host cannot restart.
+  virtual void restart() = 0;
   // Runs the method named in `call`, after checking its types; throws
   // unknown_method or signature_mismatch.
   virtual void call_by_name(named_call& call) = 0;
@@ -268,6 +270,16 @@ class typed_managed_entry final : public managed_entry {
     return result;
   }
   std::uint64_t fingerprint() const noexcept override { return Interface::isolate_meta::fingerprint; }
+
+  void restart() override {
+    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
+    if (p == nullptr) {
+      throw error(errc::unsupported, fmt::format("the plugin '{}' runs inside the host ({}): only a process plugin "
+                                                 "restarts in place (unload it and load it again)",
+                                                 info().id, to_string(info().level)));
+    }
+    p->transport().link().restart_now("restarted by the host");
+  }
 
   void call_by_name(named_call& call) override {
     with_method(call, [&]<std::size_t K>(std::integral_constant<std::size_t, K>) { run<K>(call); });
@@ -599,6 +611,12 @@ class manager {
     std::chrono::milliseconds timeout_;
   };
   timed with_timeout(std::chrono::milliseconds timeout) { return timed(*this, timeout); }
+
+  // Gives the process plugin under `id` a fresh worker, whatever its restart
+  // policy (its calls in flight fail with plugin_closed); recorded in its
+  // history. Throws unknown_plugin, unsupported for a plugin inside the host,
+  // quarantined, or why the fresh worker could not start (the old one serves on).
+  void restart(std::string_view id) { find(id)->restart(); }
 
   // Unloads every plugin (each stops now, or when its last handle goes).
   void shutdown() {

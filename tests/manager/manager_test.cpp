@@ -236,3 +236,29 @@ TEST_CASE("manager: a call by name may have a timeout, under process only") {
         isolate::errc::unsupported);
   CHECK(plugins.call<int>("thread", "add", 1, 2) == 3);  // and without one it goes through
 }
+
+TEST_CASE("manager: restart gives a process plugin a fresh worker, and is refused inside the host") {
+  isolate::manager plugins;
+  auto p = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN);  // no restart policy: restart is the host's call
+  const pid_t first = p->pid();
+  auto slow = p.async(&faulty::sleep_ms, 30'000, asio::use_future);
+  plugins.restart("faulty");
+  REQUIRE(slow.wait_for(20s) == std::future_status::ready);
+  const auto stopped = failure_of([&] { slow.get(); });  // the old worker's call
+  CHECK(stopped.code() == isolate::errc::plugin_closed);
+  CHECK(contains(stopped.what(), "the host restarted the plugin"));
+  const pid_t second = p->pid();
+  CHECK(second != first);
+  CHECK_FALSE(process_exists(first));
+  CHECK(p->add(2, 2) == 4);
+  const auto history = p.as<isolate::process>()->transport().history();
+  REQUIRE_FALSE(history.empty());
+  CHECK(history.back().action == isolate::recovery_action::restart);
+  CHECK(contains(history.back().reason, "restarted by the host"));
+
+  plugins.load<calculator>("thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+  CHECK(failure_of([&] { plugins.restart("thread"); }).code() == isolate::errc::unsupported);
+  CHECK(failure_of([&] { plugins.restart("nobody"); }).code() == isolate::errc::unknown_plugin);
+  p.as<isolate::process>()->transport().quarantine("test");
+  CHECK(failure_of([&] { plugins.restart("faulty"); }).code() == isolate::errc::quarantined);
+}

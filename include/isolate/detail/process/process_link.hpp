@@ -232,6 +232,29 @@ class process_link final : public link {
     restart_cv_.notify_all();
     if (old) old->stop();  // already dead: returns at once
   }
+  // Replaces the worker now, whatever the restart policy says (the host
+  // decides: manager::restart). A fresh worker starts first; then the old one
+  // is stopped (asked, then killed after its grace) and its pending calls
+  // fail with plugin_closed. Returns once the fresh one runs; if it cannot
+  // start, throws why and the old one goes on serving. Not when quarantined.
+  void restart_now(std::string reason) {
+    refuse_after_fork();
+    if (record_.quarantined()) throw quarantined_error();
+    auto fresh = std::make_shared<worker_session>(spec_, *io_);
+    fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
+                 [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+    std::shared_ptr<worker_session> old;
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) throw error(errc::plugin_closed, "the plugin is unloaded");
+      ++restarts_;
+      old = std::exchange(current_, fresh);
+    }
+    record_.restarted(std::move(reason));
+    restart_cv_.notify_all();
+    if (old) old->stop("the host restarted the plugin");  // not current_'s death: no restart follows it
+  }
+
   void kill(errc reason, std::string_view why) {
     std::shared_ptr<worker_session> session;
     {

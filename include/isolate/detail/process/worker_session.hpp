@@ -274,10 +274,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   // Asks the worker to exit, then makes sure it has (each wait bounded).
-  void stop() {
+  void stop(std::string_view why = "the plugin was unloaded") {
     {
       std::lock_guard lock(pending_mutex_);
-      death_.record_kill(errc::plugin_closed, "the plugin was unloaded");
+      death_.record_kill(errc::plugin_closed, why);
     }
     doomed_.store(true, std::memory_order_release);
     if (control_writer_) control_writer_->send(control_type::shutdown, {}, clock::now() + std::chrono::milliseconds(100));
