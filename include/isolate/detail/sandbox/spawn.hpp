@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -235,7 +236,9 @@ inline child_process spawn_in_namespaces(const namespaced_spawn_options& options
     return {};
   }
   int go[2], errors[2];
-  if (::pipe2(go, O_CLOEXEC) != 0) {
+  // A socket pair, not a pipe: the "go" is sent with MSG_NOSIGNAL, so a child
+  // that died before reading it costs an EPIPE here, not the host's life.
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0) {
     ec = last_system_error();
     return {};
   }
@@ -297,7 +300,9 @@ inline child_process spawn_in_namespaces(const namespaced_spawn_options& options
   ec = write_id_maps(pid, root);
   if (!ec && options.before_start) ec = options.before_start(pid);
   const char one = 1;
-  if (!ec && retry_on_eintr([&] { return ::write(go_write.get(), &one, 1); }) != 1) ec = last_system_error();
+  if (!ec && retry_on_eintr([&] { return ::send(go_write.get(), &one, 1, MSG_NOSIGNAL); }) != 1) {
+    ec = last_system_error();
+  }
   go_write.reset();  // EOF: a child still waiting gives up
   int child_errno = 0;
   const auto got = retry_on_eintr([&] { return ::read(error_read.get(), &child_errno, sizeof child_errno); });
