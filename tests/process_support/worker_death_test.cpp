@@ -42,6 +42,40 @@ TEST_CASE("the host's own reason for a kill wins over what the status shows") {
   }
 }
 
+TEST_CASE("a presumed reason (a worker that closed its channel, not seen to exit) yields to an ending of its own") {
+  isolate::limits::policy limits;
+  limits.memory_mb = 64;
+  limits.cpu_seconds = 1;
+  const auto presumed = [] {
+    death_record record;
+    record.record_kill(errc::protocol_error, "the plugin was killed because it closed its channel", true);
+    return record;
+  };
+  SUBCASE("a limit: the CPU time limit's signal, the memory cgroup's OOM kill") {
+    CHECK(presumed().describe(pid, {}, killed(SIGXCPU), limits).first == errc::limit_exceeded);
+    const auto [code, text] = presumed().describe(pid, {}, killed(SIGKILL), limits, {{}, std::string("cgroup v2")});
+    CHECK(code == errc::limit_exceeded);
+    CHECK(contains(text, "memory limit of 64 MiB (cgroup v2)"));
+  }
+  SUBCASE("a crash of its own") {
+    const auto [code, text] = presumed().describe(pid, {}, killed(SIGSEGV), limits);
+    CHECK(code == errc::plugin_crashed);
+    CHECK(contains(text, "SIGSEGV"));
+  }
+  SUBCASE("the host's own kill, or an exit that explains nothing: the reason stands") {
+    for (const auto& status : {killed(SIGKILL), exited(0), exited(3)}) {
+      const auto [code, text] = presumed().describe(pid, {}, status, limits);
+      CHECK(code == errc::protocol_error);
+      CHECK(contains(text, "closed its channel"));
+    }
+  }
+  SUBCASE("a reason the host knows (not presumed) stands even then") {
+    death_record record;
+    record.record_kill(errc::timeout, "the call timed out");
+    CHECK(record.describe(pid, {}, killed(SIGXCPU), limits).first == errc::timeout);
+  }
+}
+
 TEST_CASE("an exit the host did not ask for") {
   const death_record record;
   const isolate::limits::policy no_limits;

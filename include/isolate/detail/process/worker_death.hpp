@@ -30,9 +30,14 @@ class death_record {
  public:
   // The host is killing the worker (or asking it to stop) for this reason.
   // The first reason recorded wins; false if there was one already.
-  bool record_kill(errc reason, std::string_view why) noexcept {
+  // A presumed reason is an inference about a worker that may already be
+  // dying (it closed its channel or control socket and was not seen to exit
+  // within a grace): its exit status, if it proves a limit or a crash of its
+  // own, says better what happened.
+  bool record_kill(errc reason, std::string_view why, bool presumed = false) noexcept {
     if (kill_reason_) return false;
     kill_reason_ = reason;
+    kill_presumed_ = presumed;
     try {
       kill_message_ = why;
     } catch (...) {
@@ -53,7 +58,11 @@ class death_record {
   std::pair<errc, std::string> describe(pid_t pid, std::error_code wait_error, const exit_status& status,
                                         const limits::policy& limits, const resources_seen& seen = {}) const {
     const std::string how = wait_error ? "was lost (" + wait_error.message() + ")" : status.describe();
-    if (kill_reason_) return {*kill_reason_, fmt::format("{} (worker {} {})", kill_message_, pid, how)};
+    const bool own_end = !wait_error && (limit_exceeded(status, limits, seen) ||
+                                         (status.signaled && !status.killed_by(SIGKILL)));
+    if (kill_reason_ && !(kill_presumed_ && own_end)) {
+      return {*kill_reason_, fmt::format("{} (worker {} {})", kill_message_, pid, how)};
+    }
     if (!wait_error) {
       if (auto exceeded = limit_exceeded(status, limits, seen)) {
         // The signal says how it was stopped; the memory limit's exit status says nothing more.
@@ -103,6 +112,7 @@ class death_record {
 
   std::optional<errc> kill_reason_;
   std::string kill_message_;
+  bool kill_presumed_ = false;
 };
 
 }  // namespace isolate::detail

@@ -263,10 +263,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   // Kills the worker; pending calls fail with `reason` (the first reason given wins).
-  void kill(errc reason, std::string_view why) noexcept {
+  // `presumed`: see death_record::record_kill (the exit status may say better).
+  void kill(errc reason, std::string_view why, bool presumed = false) noexcept {
     {
       std::lock_guard lock(pending_mutex_);
-      death_.record_kill(reason, why);
+      death_.record_kill(reason, why, presumed);
     }
     doomed_.store(true, std::memory_order_release);
     std::error_code ec;
@@ -389,7 +390,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     std::unique_lock lock(pending_mutex_);
     if (!exited_cv_.wait_for(lock, close_grace, [&] { return exited_; })) {
       lock.unlock();
-      kill(errc::protocol_error, "the plugin was killed because it closed its channel");
+      kill(errc::protocol_error, "the plugin was killed because it closed its channel", true);
       lock.lock();
       if (!exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; })) {
         return error(death_.kill_reason().value_or(errc::protocol_error), death_.kill_message());
@@ -412,7 +413,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         std::unique_lock lock(self->pending_mutex_);
         if (self->exited_) return;
         lock.unlock();
-        self->kill(errc::protocol_error, "the plugin was killed because it closed its channel");
+        self->kill(errc::protocol_error, "the plugin was killed because it closed its channel", true);
       });
     });
   }
@@ -687,7 +688,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     timer->async_wait([weak = weak_from_this(), timer](std::error_code wait_error) {
       auto self = weak.lock();
       if (wait_error || !self || !self->alive()) return;
-      self->kill(errc::protocol_error, "the plugin was killed because its worker closed its control socket");
+      self->kill(errc::protocol_error, "the plugin was killed because its worker closed its control socket", true);
     });
   }
 
