@@ -496,8 +496,11 @@ class process_link final : public link {
         down_message_ = failure;
       }
     }
+    // A session that died is joined here, on the io thread, never on its own
+    // receiver; and before the callers waiting for the restart go on, so that
+    // none of them sees the dead worker's descriptors and memfds still open.
+    old.reset();
     restart_cv_.notify_all();
-    // A session that died is joined here, on the io thread, never on its own receiver.
   }
 
   // After shutdown_io (which ends a worker a restart may have started
