@@ -32,6 +32,9 @@ import sys
 #   isolate_process_add_strict/two_cores  the small call to a worker under limits::strict()
 #   isolate_process_idle/strict        a sandboxed worker's two processes (PID 1 and the one serving), summed
 #   isolate_process_add_no_telemetry/two_cores  the small call with telemetry compiled out (ISOLATE_TELEMETRY=0)
+#   isolate_sandbox_run/cold/<preset> one isolate::sandbox run of add(2, 3) that starts its processes; p50_ns = median run
+#   isolate_sandbox_run/warm/strict    the same run taken from a warm pool (refilled, untimed, before each)
+#   sandbox_baseline_plain_call        add(2, 3) called directly
 # ratio = metric(row) / metric(baseline); op "above<=" bounds metric(row) - metric(baseline)
 # instead; with no baseline the bound is absolute.
 GOALS = [
@@ -82,6 +85,10 @@ GOALS = [
      "isolate_process_add_accounted/one_core", "isolate_process_add/one_core", "latency", "<=", 1.5),
     ("per-call accounting <= 1.5x the small call, thread",
      "isolate_thread_add_accounted/spin", "isolate_thread_add/spin", "latency", "<=", 1.5),
+    ("sandboxed function, cold, strict: median run <= 2 ms (pyisolate's start here: 230-500 ms)",
+     "isolate_sandbox_run/cold/strict", None, "latency", "<=", 2e6),
+    ("sandboxed function, warm, strict: median run <= 100 us",
+     "isolate_sandbox_run/warm/strict", None, "latency", "<=", 1e5),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}

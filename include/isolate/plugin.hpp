@@ -12,6 +12,7 @@
 #define ISOLATE_PLUGIN_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/completion_signature.hpp"
 #include "isolate/call_cost.hpp"
 #include "isolate/detail/call_accounting.hpp"
 #include "isolate/error.hpp"
@@ -37,15 +38,6 @@
 namespace isolate {
 
 namespace detail {
-
-template <class Result>
-struct completion_signature {
-  using type = void(std::exception_ptr, Result);
-};
-template <>
-struct completion_signature<void> {
-  using type = void(std::exception_ptr);
-};
 
 // What an asynchronous call is made with besides its arguments: kept until
 // the call starts (a deferred token starts it later).

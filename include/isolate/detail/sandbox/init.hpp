@@ -51,12 +51,12 @@ inline proc_view mount_own_proc() noexcept {
   return proc_view::hosts;
 }
 
-// Called first thing in the worker's main when it is PID 1 of new
-// namespaces. Returns in PID 2 (the caller goes on as the worker); never
-// returns in PID 1. `status_fd` is the pipe to the host.
-inline void become_init(int status_fd) {
-  namespace_proc = mount_own_proc();
-  // Nothing in the namespace may trace PID 1 or read its memory.
+// Forks: returns in the child, which goes on to do the work; the parent
+// stays behind, reaps every child it gets (orphans too, when it is a PID 1),
+// reports the worker's ending on `status_fd` and exits. Never returns in the
+// parent.
+inline void fork_and_report(int status_fd) {
+  // Nothing may trace the parent or read its memory.
   ::prctl(PR_SET_DUMPABLE, 0);
   const pid_t worker = ::fork();
   if (worker == 0) {
@@ -64,7 +64,7 @@ inline void become_init(int status_fd) {
     return;
   }
   if (worker < 0) ::_exit(127);
-  // PID 1 keeps only the pipe to the host (and the standard streams).
+  // The parent keeps only the pipe to the host (and the standard streams).
   ::close_range(3, static_cast<unsigned>(status_fd) - 1, 0);
   ::close_range(static_cast<unsigned>(status_fd) + 1, ~0U, 0);
   for (;;) {
@@ -86,6 +86,14 @@ inline void become_init(int status_fd) {
     (void)retry_on_eintr([&] { return ::write(status_fd, &report, sizeof report); });
     ::_exit(0);
   }
+}
+
+// Called first thing in the worker's main when it is PID 1 of new
+// namespaces. Returns in PID 2 (the caller goes on as the worker); never
+// returns in PID 1. `status_fd` is the pipe to the host.
+inline void become_init(int status_fd) {
+  namespace_proc = mount_own_proc();
+  fork_and_report(status_fd);
 }
 
 }  // namespace isolate::detail::sandbox
