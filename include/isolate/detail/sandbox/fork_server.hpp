@@ -223,14 +223,15 @@ inline runner_usage usage_now() noexcept {
     }
     if (::chdir(policy.working_directory.c_str()) != 0) ::_exit(worker_exit_failed);
   }
+  // stdin is /dev/null (as a sandboxed worker's is): the host's stays the host's.
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd < 0) ::_exit(worker_exit_failed);
+  if (policy.protect_host) ::dup2(null_fd, 0);
   if (policy.worker_output == limits::output::discard) {
-    const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (null_fd >= 0) {
-      ::dup2(null_fd, 1);
-      ::dup2(null_fd, 2);
-      ::close(null_fd);
-    }
+    ::dup2(null_fd, 1);
+    ::dup2(null_fd, 2);
   }
+  ::close(null_fd);
   // Refusals are answered in the kernel: no host listens for them here.
   limits::policy applied = policy;
   applied.report_refusals = false;
