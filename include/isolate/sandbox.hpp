@@ -246,12 +246,10 @@ class sandbox {
       while (!warm_.empty()) {
         auto run = std::move(warm_.front());
         warm_.pop_front();
-        if (!run->alive()) continue;  // killed meanwhile (by an OOM killer, say): replaced below
+        if (!run->alive()) continue;  // killed meanwhile (by an OOM killer, say): replaced after the run
         warm = true;
-        refill_later();
         return run;
       }
-      if (options_.warm > 0) refill_later();
     }
     warm = false;
     return prepare(deadline);
@@ -308,12 +306,15 @@ class sandbox {
       if (closing_) throw error(errc::plugin_closed, "the sandbox was destroyed before the run started");
       running_.insert(run->pidfd());
     }
+    // After the call (not during it: a start competes for the CPU), the
+    // warm pool gets a fresh run in the background.
     struct forget {
       sandbox& owner;
       int pidfd;
       ~forget() {
         std::lock_guard lock(owner.mutex_);
         owner.running_.erase(pidfd);
+        if (owner.options_.warm > 0) owner.refill_later();
       }
     } const forget_run{*this, run->pidfd()};
     try {

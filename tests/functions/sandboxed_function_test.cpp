@@ -23,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +116,11 @@ std::size_t touch(std::size_t mib) {
   std::vector<char> block(mib << 20);
   for (std::size_t i = 0; i < block.size(); i += 4096) block[i] = 1;
   return block.size();
+}
+
+std::vector<std::uint8_t> reversed(std::vector<std::uint8_t> bytes) {
+  std::reverse(bytes.begin(), bytes.end());
+  return bytes;
 }
 
 std::error_code code_of(const std::function<void()>& run) { return isolate_test::failure_of(run).code(); }
@@ -225,6 +232,20 @@ TEST_CASE("under strict, a sandboxed function reaches neither the network nor fi
   CHECK(allowed.run(open_file, secret.string(), false) == 0);
   ::close(listener);
   std::filesystem::remove_all(directory);
+}
+
+TEST_CASE("large arguments and results cross whole; a result over max_result_bytes is refused") {
+  std::vector<std::uint8_t> bytes(8 << 20);
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>(i * 7);
+  isolate::sandbox sb{isolate::limits::strict()};
+  const auto back = sb.run(reversed, bytes);
+  REQUIRE(back.size() == bytes.size());
+  CHECK(std::equal(back.begin(), back.end(), bytes.rbegin()));
+  isolate::sandbox bounded{isolate::limits::strict(), {.max_result_bytes = 1 << 20}};
+  const auto e = isolate_test::failure_of([&] { bounded.run(reversed, bytes); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(bounded.last_report().violations.size() == 1);
+  CHECK(bounded.run(add, 1, 2) == 3);
 }
 
 TEST_CASE("a run's report gives its CPU time and peak memory") {

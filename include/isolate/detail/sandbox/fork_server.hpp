@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <initializer_list>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -129,10 +130,39 @@ inline bool read_all(int fd, void* data, std::size_t size) noexcept {
   return true;
 }
 
-inline bool write_frame(int fd, std::span<const std::byte> bytes) noexcept {
-  const std::uint64_t size = bytes.size();
-  return write_all(fd, &size, sizeof size) && write_all(fd, bytes.data(), bytes.size());
+// Frames written in one sendmsg where the socket takes them whole: a
+// reader blocked on the first frame's size wakes once, with all of it there.
+inline bool write_frames(int fd, std::initializer_list<std::span<const std::byte>> frames) noexcept {
+  std::array<std::uint64_t, 4> sizes{};
+  std::array<iovec, 8> pieces{};
+  if (frames.size() > sizes.size()) return false;
+  std::size_t count = 0;
+  for (const auto& frame : frames) {
+    std::uint64_t& size = sizes[count / 2];
+    size = frame.size();
+    pieces[count] = {&size, sizeof size};
+    pieces[count + 1] = {const_cast<std::byte*>(frame.data()), frame.size()};
+    count += 2;
+  }
+  msghdr msg{};
+  msg.msg_iov = pieces.data();
+  msg.msg_iovlen = count;
+  const auto sent = retry_on_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
+  if (sent < 0) return false;
+  // What the socket's buffer did not take at once (a large frame), piece by piece.
+  auto skip = static_cast<std::size_t>(sent);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (skip >= pieces[i].iov_len) {
+      skip -= pieces[i].iov_len;
+      continue;
+    }
+    if (!write_all(fd, static_cast<const char*>(pieces[i].iov_base) + skip, pieces[i].iov_len - skip)) return false;
+    skip = 0;
+  }
+  return true;
 }
+
+inline bool write_frame(int fd, std::span<const std::byte> bytes) noexcept { return write_frames(fd, {bytes}); }
 
 // A frame from the host, which is trusted.
 inline std::optional<std::vector<std::byte>> read_frame(int fd) {

@@ -230,7 +230,7 @@ inline std::vector<std::byte> call_prepared(prepared_run& run, const call_messag
     }
     return ending_of(init, policy, report);
   };
-  if (!write_frame(run.channel(), encoded(call).bytes()) || !write_frame(run.channel(), arguments)) throw ended();
+  if (!write_frames(run.channel(), {encoded(call).bytes(), arguments})) throw ended();
   auto result = read_frame_by(run.channel(), bounds.max_result_bytes, deadline, timed_out, too_large);
   if (too_large) {
     record(report, violation_kind::protocol, "a result over max_result_bytes", "run killed");
