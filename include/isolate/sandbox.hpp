@@ -9,12 +9,13 @@
 //     fmt::print("{}\n", sb.last_report());      // peak memory, CPU time, how it ended
 //   }
 //
-// What can be run: a function, or a lambda without captures, whose
-// parameters and result are values Cereal can serialize (no pointers, no
-// non-const references). The function runs in a fork of the host as it was
-// when the fork server started (so it sees the globals of that moment, not
-// later ones), in a library loaded before then. A lambda with captures does
-// not compile: pass what it would capture as arguments.
+// What can be run: a function, a lambda without captures, or a callable
+// object Cereal can serialize (its state crosses, decoded in the run before
+// its arguments), whose parameters and result are values Cereal can
+// serialize (no pointers, no non-const references). It runs in a fork of
+// the host as it was when the fork server started (so it sees the globals
+// of that moment, not later ones), from code loaded before then. A lambda
+// with captures does not compile: pass what it would capture as arguments.
 //
 // Errors: what the function throws arrives as the same type where known
 // (else isolate::remote_error); a crash is errc::plugin_crashed, a run past
@@ -144,10 +145,13 @@ class sandbox {
       return static_cast<D>(f);
     } else if constexpr (captureless<D>) {
       return +f;
+    } else if constexpr (serializable_callable<D>) {
+      return detail::sandbox::object_call<D>{std::forward<F>(f)};
     } else {
-      static_assert(captureless<D>,
-                    "isolate::sandbox::run takes a function or a lambda without captures: a capture lives in the "
-                    "host's memory, which the sandboxed process does not share; pass it as an argument");
+      static_assert(serializable_callable<D>,
+                    "isolate::sandbox::run takes a function, a lambda without captures, or a callable object Cereal "
+                    "can serialize (its state is sent): a lambda's captures live in the host's memory, which the "
+                    "sandboxed process does not share; pass them as arguments");
       return static_cast<void (*)()>(nullptr);
     }
   }
@@ -156,21 +160,57 @@ class sandbox {
   template <class F>
   static constexpr bool captureless = requires(F f) { requires std::is_pointer_v<decltype(+f)>; };
 
-  template <class R, class... Params, class... Args>
-  R run_pointer(R (*f)(Params...), Args&&... args) {
+  // An object with one call operator and state Cereal serializes.
+  template <class F>
+  static constexpr bool serializable_callable =
+      std::is_class_v<F> && requires { &F::operator(); } && detail::is_wire_type<F>;
+
+  template <class R, class... Params>
+  static constexpr void check_signature() {
     namespace sb = detail::sandbox;
-    static_assert(sizeof...(Params) == sizeof...(Args), "isolate::sandbox::run(f, args...) takes f's arguments");
     static_assert((sb::sandbox_value<Params> && ...) && sb::sandbox_value<R>,
                   "a sandboxed function takes and returns values: a pointer would point into memory the "
                   "sandboxed process does not share");
     static_assert(((!std::is_lvalue_reference_v<Params> || std::is_const_v<std::remove_reference_t<Params>>) && ...),
                   "a sandboxed function cannot take a non-const reference: what it writes stays in its process");
+    static_assert((detail::is_wire_type<std::decay_t<Params>> && ...),
+                  "a sandboxed function's parameters must be default-constructible and serializable with Cereal");
+    static_assert(std::is_void_v<R> || detail::is_wire_type<R>,
+                  "a sandboxed function's result must be void, or default-constructible and serializable with Cereal");
+  }
+
+  template <class R, class... Params, class... Args>
+  R run_pointer(R (*f)(Params...), Args&&... args) {
+    namespace sb = detail::sandbox;
+    static_assert(sizeof...(Params) == sizeof...(Args), "isolate::sandbox::run(f, args...) takes f's arguments");
+    check_signature<R, Params...>();
     const std::tuple<std::decay_t<Params>...> values(std::forward<Args>(args)...);
     wire::buffer arguments;
     std::apply([&](const auto&... v) { detail::encode_values(arguments, v...); }, values);
     const sb::call_message call{sb::locate_code(reinterpret_cast<const void*>(&sb::call_function<R, Params...>)),
                                 sb::locate_code(reinterpret_cast<const void*>(f))};
-    const auto result = run_encoded(call, arguments.bytes());
+    return decode_result<R>(run_encoded(call, arguments.bytes()));
+  }
+
+  // A callable object: its state goes first, then the arguments.
+  template <class F, class... Args>
+  auto run_pointer(const detail::sandbox::object_call<F>& f, Args&&... args) {
+    using op = detail::sandbox::call_operator<decltype(&F::operator())>;
+    return [&]<class R, class... Params>(std::type_identity<R>, std::tuple<Params...>*) -> R {
+      namespace sb = detail::sandbox;
+      static_assert(sizeof...(Params) == sizeof...(Args), "isolate::sandbox::run(f, args...) takes f's arguments");
+      check_signature<R, Params...>();
+      const std::tuple<std::decay_t<Params>...> values(std::forward<Args>(args)...);
+      wire::buffer arguments;
+      std::apply([&](const auto&... v) { detail::encode_values(arguments, f.object, v...); }, values);
+      const auto* enter = reinterpret_cast<const void*>(&sb::call_object<F, R, Params...>);
+      const sb::call_message call{sb::locate_code(enter), sb::locate_code(enter)};
+      return decode_result<R>(run_encoded(call, arguments.bytes()));
+    }(std::type_identity<typename op::result>{}, static_cast<typename op::params*>(nullptr));
+  }
+
+  template <class R>
+  static R decode_result(const std::vector<std::byte>& result) {
     if constexpr (std::is_void_v<R>) {
       detail::decode_values(std::span<const std::byte>(result));
     } else {
@@ -180,44 +220,50 @@ class sandbox {
     }
   }
 
-  template <class R, class... Params, class... ArgsAndToken>
-  auto async_run_pointer(R (*f)(Params...), ArgsAndToken&&... args_and_token) {
-    static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
-                  "isolate::sandbox::async_run(f, args..., token) takes f's arguments, then an Asio completion token");
-    auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-    auto&& token = std::get<sizeof...(Params)>(std::move(all));
-    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
-    }(std::make_index_sequence<sizeof...(Params)>{});
-    using signature = typename detail::completion_signature<R>::type;
-    return asio::async_initiate<decltype(token), signature>(
-        [this, f](auto handler, auto arguments) {
-          auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-          asio::post(pool(), [this, f, handler = std::move(handler), arguments = std::move(arguments),
-                              work = std::move(work)]() mutable {
-            std::exception_ptr failure;
-            auto executor = work.get_executor();
-            if constexpr (std::is_void_v<R>) {
-              try {
-                std::apply([&](auto&... a) { run_pointer(f, std::move(a)...); }, arguments);
-              } catch (...) {
-                failure = std::current_exception();
+  template <class Callable, class... ArgsAndToken>
+  auto async_run_pointer(Callable f, ArgsAndToken&&... args_and_token) {
+    using signature_of_f = detail::sandbox::callable_signature<Callable>;
+    using R = typename signature_of_f::result;
+    return [&]<class... Params>(std::tuple<Params...>*) {
+      static_assert(sizeof...(ArgsAndToken) == sizeof...(Params) + 1,
+                    "isolate::sandbox::async_run(f, args..., token) takes f's arguments, then an Asio completion "
+                    "token");
+      auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
+      auto&& token = std::get<sizeof...(Params)>(std::move(all));
+      auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
+      }(std::make_index_sequence<sizeof...(Params)>{});
+      using signature = typename detail::completion_signature<R>::type;
+      return asio::async_initiate<decltype(token), signature>(
+          [this, f](auto handler, auto arguments) {
+            auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+            asio::post(pool(), [this, f, handler = std::move(handler), arguments = std::move(arguments),
+                                work = std::move(work)]() mutable {
+              std::exception_ptr failure;
+              auto executor = work.get_executor();
+              if constexpr (std::is_void_v<R>) {
+                try {
+                  std::apply([&](auto&... a) { run_pointer(f, std::move(a)...); }, arguments);
+                } catch (...) {
+                  failure = std::current_exception();
+                }
+                asio::dispatch(executor,
+                               [handler = std::move(handler), failure]() mutable { std::move(handler)(failure); });
+              } else {
+                std::optional<R> result;
+                try {
+                  result.emplace(std::apply([&](auto&... a) { return run_pointer(f, std::move(a)...); }, arguments));
+                } catch (...) {
+                  failure = std::current_exception();
+                }
+                asio::dispatch(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
+                  std::move(handler)(failure, result ? std::move(*result) : R{});
+                });
               }
-              asio::dispatch(executor, [handler = std::move(handler), failure]() mutable { std::move(handler)(failure); });
-            } else {
-              std::optional<R> result;
-              try {
-                result.emplace(std::apply([&](auto&... a) { return run_pointer(f, std::move(a)...); }, arguments));
-              } catch (...) {
-                failure = std::current_exception();
-              }
-              asio::dispatch(executor, [handler = std::move(handler), failure, result = std::move(result)]() mutable {
-                std::move(handler)(failure, result ? std::move(*result) : R{});
-              });
-            }
-          });
-        },
-        token, std::move(values));
+            });
+          },
+          token, std::move(values));
+    }(static_cast<typename signature_of_f::params*>(nullptr));
   }
 
   asio::thread_pool& pool() {

@@ -154,6 +154,22 @@ TEST_CASE("a sandboxed function returns its value, under each preset") {
   MESSAGE(fmt::format("{}", report));
 }
 
+// A callable object whose state crosses: Cereal serializes it.
+struct scaled_sum {
+  int factor = 1;
+  int operator()(int a, int b) const { return factor * (a + b); }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(factor);
+  }
+};
+
+TEST_CASE("a callable object Cereal can serialize runs with its state") {
+  isolate::sandbox sb{isolate::limits::strict()};
+  CHECK(sb.run(scaled_sum{10}, 2, 3) == 50);
+  CHECK(sb.async_run(scaled_sum{3}, 1, 1, asio::use_future).get() == 6);
+}
+
 TEST_CASE("what a sandboxed function throws arrives with its type and message") {
   isolate::sandbox sb{isolate::limits::strict()};
   CHECK_THROWS_WITH_AS(sb.run(refuse, std::string("not today")), "refused: not today", std::invalid_argument);

@@ -72,6 +72,54 @@ void call_function(std::uintptr_t function, std::span<const std::byte> arguments
   }
 }
 
+// A callable object whose state Cereal serializes (the "captures" that
+// cross): it is decoded in front of the arguments, then called. The
+// trampoline alone names it; `function` is unused.
+template <class T, class R, class... Args>
+void call_object(std::uintptr_t /*function*/, std::span<const std::byte> arguments, wire::buffer& result) {
+  T object{};
+  std::tuple<std::decay_t<Args>...> values;
+  std::apply([&](auto&... v) { decode_values(arguments, object, v...); }, values);
+  if constexpr (std::is_void_v<R>) {
+    std::apply(object, std::move(values));
+  } else {
+    const R value = std::apply(object, std::move(values));
+    encode_values(result, value);
+  }
+}
+
+// The signature of a callable object's (non-template) call operator.
+template <class Method>
+struct call_operator;
+template <class T, class R, class... Args>
+struct call_operator<R (T::*)(Args...) const> {
+  using result = R;
+  using params = std::tuple<Args...>;
+};
+template <class T, class R, class... Args>
+struct call_operator<R (T::*)(Args...) const noexcept> : call_operator<R (T::*)(Args...) const> {};
+template <class T, class R, class... Args>
+struct call_operator<R (T::*)(Args...)> : call_operator<R (T::*)(Args...) const> {};
+template <class T, class R, class... Args>
+struct call_operator<R (T::*)(Args...) noexcept> : call_operator<R (T::*)(Args...) const> {};
+
+// A callable object to be run, as the sandbox holds it.
+template <class F>
+struct object_call {
+  F object;
+};
+
+// The result and parameters of what a sandbox runs: a function pointer, or a callable object.
+template <class Callable>
+struct callable_signature;
+template <class R, class... Args>
+struct callable_signature<R (*)(Args...)> {
+  using result = R;
+  using params = std::tuple<Args...>;
+};
+template <class F>
+struct callable_signature<object_call<F>> : call_operator<decltype(&F::operator())> {};
+
 // What a function may take and return: values, never pointers or references to the host's memory.
 template <class T>
 inline constexpr bool sandbox_value = !std::is_pointer_v<std::decay_t<T>> && !std::is_member_pointer_v<std::decay_t<T>>;
