@@ -240,6 +240,15 @@ TEST_CASE("under strict, a sandboxed function reaches neither the network nor fi
   isolate::sandbox strict{isolate::limits::strict()};
   CHECK(strict.run(connect_to, port) != 0);
   CHECK(::accept(listener, nullptr, nullptr) < 0);  // nothing came
+  // The refusal is recorded as a violation of the run (where the kernel has seccomp user notification).
+  if (isolate::detail::sandbox::seccomp_notify_available()) {
+    const auto report = strict.last_report();
+    REQUIRE(report.violations.size() == 1);
+    CHECK(report.violations[0].kind == isolate::violation_kind::network);
+    CHECK(report.violations[0].details.find("socket(AF_INET") == 0);
+    CHECK(report.violations[0].action == "refused (EACCES)");
+    MESSAGE(fmt::format("{}", report));
+  }
   CHECK(strict.run(open_file, secret.string(), false) == EACCES);
   CHECK(strict.run(open_file, (directory / "written").string(), true) == EACCES);
   CHECK_FALSE(std::filesystem::exists(directory / "written"));

@@ -12,6 +12,7 @@
 #include "isolate/detail/process/output_capture.hpp"
 #include "isolate/detail/process/supervision_record.hpp"
 #include "isolate/detail/process/worker_session.hpp"
+#include "isolate/detail/sandbox/refusal.hpp"
 #include "isolate/error.hpp"
 #include "isolate/telemetry.hpp"
 #include "isolate/transport/process_options.hpp"
@@ -391,18 +392,7 @@ class process_link final : public link {
   // On the io thread: the worker's sandbox refused a system call (which it
   // survives): a violation, by what the call reached for.
   void on_refusal(const sandbox::refused_call& refused) {
-    static constexpr std::string_view network_calls[] = {"socket", "socketpair", "connect", "bind", "sendto",
-                                                         "sendmsg", "listen", "accept", "accept4"};
-    static constexpr std::string_view file_calls[] = {"open", "openat", "openat2", "creat"};
-    const auto is = [&](const auto& names) {
-      return std::find(std::begin(names), std::end(names), refused.syscall) != std::end(names);
-    };
-    const auto kind = is(network_calls) ? violation_kind::network
-                      : is(file_calls)  ? violation_kind::filesystem
-                                        : violation_kind::permission;
-    const char* name = ::strerrorname_np(refused.error);
-    violated(kind, fmt::format("{}({})", refused.syscall, refused.argument),
-             fmt::format("refused ({})", name != nullptr ? name : std::to_string(refused.error)));
+    violated(sandbox::violation_kind_of(refused), sandbox::refusal_details(refused), sandbox::refusal_action(refused));
   }
 
   // The worker is killed with errc::quarantined (no restart follows).

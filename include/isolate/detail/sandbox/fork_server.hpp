@@ -132,7 +132,8 @@ inline bool read_all(int fd, void* data, std::size_t size) noexcept {
 
 // Frames written in one sendmsg where the socket takes them whole: a
 // reader blocked on the first frame's size wakes once, with all of it there.
-inline bool write_frames(int fd, std::initializer_list<std::span<const std::byte>> frames) noexcept {
+inline bool write_frames(int fd, std::initializer_list<std::span<const std::byte>> frames,
+                         std::span<const int> fds = {}) noexcept {
   std::array<std::uint64_t, 4> sizes{};
   std::array<iovec, 8> pieces{};
   if (frames.size() > sizes.size()) return false;
@@ -147,6 +148,18 @@ inline bool write_frames(int fd, std::initializer_list<std::span<const std::byte
   msghdr msg{};
   msg.msg_iov = pieces.data();
   msg.msg_iovlen = count;
+  // Descriptors ride on the first byte.
+  std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  if (fds.size() > 1) return false;
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int));
+  }
   const auto sent = retry_on_eintr([&] { return ::sendmsg(fd, &msg, MSG_NOSIGNAL); });
   if (sent < 0) return false;
   // What the socket's buffer did not take at once (a large frame), piece by piece.
@@ -262,9 +275,10 @@ inline runner_usage usage_now() noexcept {
     ::dup2(null_fd, 2);
   }
   ::close(null_fd);
-  // Refusals are answered in the kernel: no host listens for them here.
+  // A refused system call is answered by the host, which records it
+  // (report_refusals): the listener goes to it with the limits. Opens are
+  // not observed (observe_files): Landlock alone judges them.
   limits::policy applied = policy;
-  applied.report_refusals = false;
   applied.observe_files = false;
   started_as start;
   start.namespaces = namespaces;
@@ -274,7 +288,15 @@ inline runner_usage usage_now() noexcept {
   limits_outcome outcome;
   if (auto failure = applier.apply("")) outcome.failure = *failure;
   outcome.report = applier.report();
-  if (!write_frame(run_fd, encoded(outcome).bytes()) || !outcome.failure.empty()) ::_exit(worker_exit_failed);
+  unique_fd listener = applier.take_listener();
+  const int passed = listener.get();
+  const auto limits_frame = encoded(outcome);
+  const bool sent = write_frames(run_fd, {limits_frame.bytes()}, listener ? std::span<const int>(&passed, 1)
+                                                                         : std::span<const int>());
+  // Closed before the function runs: kept, a refused call would wait forever
+  // once the host is gone, and the function could answer its own refusals.
+  listener.reset();
+  if (!sent || !outcome.failure.empty()) ::_exit(worker_exit_failed);
 
   // Waits here (a warm run) until the host has a call for it.
   const auto header = read_frame(run_fd);

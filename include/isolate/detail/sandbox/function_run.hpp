@@ -13,6 +13,9 @@
 #include "isolate/detail/process/unique_fd.hpp"
 #include "isolate/detail/sandbox/fork_server.hpp"
 #include "isolate/detail/sandbox/function_call.hpp"
+#include "isolate/detail/sandbox/refusal.hpp"
+#include "isolate/detail/sandbox/seccomp_notify.hpp"
+#include "isolate/detail/sandbox/worker_limits.hpp"
 #include "isolate/detail/system_call.hpp"
 #include "isolate/error.hpp"
 #include "isolate/limits.hpp"
@@ -27,6 +30,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -40,8 +45,11 @@ namespace isolate::detail::sandbox {
 using run_clock = std::chrono::steady_clock;
 using run_deadline = std::optional<run_clock::time_point>;
 
-// Reads `size` bytes by the deadline: false at its end (timed_out set), at EOF or on an error.
-inline bool read_by(int fd, void* data, std::size_t size, run_deadline deadline, bool& timed_out) noexcept {
+// Reads `size` bytes by the deadline: false at its end (timed_out set), at
+// EOF or on an error. Meanwhile answers the run's refused system calls
+// (`supervisor`, if any), and keeps a descriptor sent with the bytes (`passed`).
+inline bool read_by(int fd, void* data, std::size_t size, run_deadline deadline, bool& timed_out,
+                    seccomp_supervisor* supervisor = nullptr, unique_fd* passed = nullptr) {
   auto* p = static_cast<char*>(data);
   while (size > 0) {
     int wait_ms = -1;
@@ -53,12 +61,32 @@ inline bool read_by(int fd, void* data, std::size_t size, run_deadline deadline,
       }
       wait_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
     }
-    pollfd ready{fd, POLLIN, 0};
-    const int polled = retry_on_eintr([&] { return ::poll(&ready, 1, wait_ms); });
+    pollfd ready[2] = {{fd, POLLIN, 0}, {supervisor != nullptr ? supervisor->native_handle() : -1, POLLIN, 0}};
+    const int polled = retry_on_eintr([&] { return ::poll(ready, 2, wait_ms); });
     if (polled < 0) return false;
-    if (polled == 0) continue;  // the deadline check above decides
-    const auto n = retry_on_eintr([&] { return ::read(fd, p, size); });
+    if (ready[1].revents != 0 && supervisor->handle_pending().hung_up) supervisor->close();
+    if ((ready[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;  // the deadline check above decides
+    std::array<char, CMSG_SPACE(sizeof(int))> control{};
+    iovec piece{p, size};
+    msghdr msg{};
+    msg.msg_iov = &piece;
+    msg.msg_iovlen = 1;
+    if (passed != nullptr) {
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+    }
+    // recvmsg only where a descriptor may come: the report is a pipe.
+    const auto n = retry_on_eintr([&] {
+      return passed != nullptr ? ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) : ::read(fd, p, size);
+    });
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n <= 0) return false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); passed != nullptr && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int received = -1;
+      std::memcpy(&received, CMSG_DATA(c), sizeof received);
+      *passed = unique_fd(received);
+    }
     p += n;
     size -= static_cast<std::size_t>(n);
   }
@@ -67,15 +95,17 @@ inline bool read_by(int fd, void* data, std::size_t size, run_deadline deadline,
 
 // A frame from the runner: at most `most` bytes, by the deadline.
 inline std::optional<std::vector<std::byte>> read_frame_by(int fd, std::size_t most, run_deadline deadline,
-                                                           bool& timed_out, bool& too_large) {
+                                                           bool& timed_out, bool& too_large,
+                                                           seccomp_supervisor* supervisor = nullptr,
+                                                           unique_fd* passed = nullptr) {
   std::uint64_t size = 0;
-  if (!read_by(fd, &size, sizeof size, deadline, timed_out)) return std::nullopt;
+  if (!read_by(fd, &size, sizeof size, deadline, timed_out, supervisor, passed)) return std::nullopt;
   if (size > most) {
     too_large = true;
     return std::nullopt;
   }
   std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-  if (!read_by(fd, bytes.data(), bytes.size(), deadline, timed_out)) return std::nullopt;
+  if (!read_by(fd, bytes.data(), bytes.size(), deadline, timed_out, supervisor)) return std::nullopt;
   return bytes;
 }
 
@@ -151,8 +181,10 @@ class prepared_run {
     report_there.reset();
 
     bool timed_out = false, too_large = false;
-    const auto frame = read_frame_by(run->run_.get(), 1 << 20, deadline.value_or(run_clock::now() + std::chrono::seconds(10)),
-                                     timed_out, too_large);
+    unique_fd listener;  // the runner's seccomp listener, when refusals are reported
+    const auto frame = read_frame_by(run->run_.get(), 1 << 20,
+                                     deadline.value_or(run_clock::now() + std::chrono::seconds(10)), timed_out,
+                                     too_large, nullptr, &listener);
     if (!frame) {
       if (timed_out) throw error(errc::timeout, "the sandbox's process was not ready in time");
       run_report ignored;
@@ -173,6 +205,13 @@ class prepared_run {
       throw error(errc::limit_unenforceable, "cannot run a function under these limits: " + outcome.failure);
     }
     run->limits_ = std::move(outcome.report);
+    if (listener) {
+      limits::policy applied = policy;
+      applied.observe_files = false;  // as the runner applied it
+      supervisor_options options;
+      options.plan = seccomp_plan_for(applied, request.limits.network_namespace);
+      run->supervisor_.emplace(std::move(listener), std::move(options));
+    }
     return run;
   }
 
@@ -186,6 +225,8 @@ class prepared_run {
   int channel() const noexcept { return run_.get(); }
   int report_pipe() const noexcept { return report_.get(); }
   const limits::report& limits() const noexcept { return limits_; }
+  // Answers the runner's refused system calls (report_refusals), if it sent its listener.
+  seccomp_supervisor* supervisor() noexcept { return supervisor_ ? &*supervisor_ : nullptr; }
 
   // Whether its processes are still there (a warm run may have been killed meanwhile).
   bool alive() const noexcept {
@@ -198,6 +239,7 @@ class prepared_run {
 
   unique_fd process_, run_, report_;
   limits::report limits_;
+  std::optional<seccomp_supervisor> supervisor_;
 };
 
 // What a call may take and send back.
@@ -231,7 +273,20 @@ inline std::vector<std::byte> call_prepared(prepared_run& run, const call_messag
     return ending_of(init, policy, report);
   };
   if (!write_frames(run.channel(), {encoded(call).bytes(), arguments})) throw ended();
-  auto result = read_frame_by(run.channel(), bounds.max_result_bytes, deadline, timed_out, too_large);
+  // Each refusal the runner met during the call, recorded once the call is over.
+  struct refusals_recorded {
+    prepared_run& run;
+    run_report& report;
+    ~refusals_recorded() {
+      if (auto* supervisor = run.supervisor()) {
+        for (const auto& refused : supervisor->take_records()) {
+          record(report, violation_kind_of(refused), refusal_details(refused), refusal_action(refused));
+        }
+      }
+    }
+  } const refusals{run, report};
+  auto result = read_frame_by(run.channel(), bounds.max_result_bytes, deadline, timed_out, too_large,
+                              run.supervisor());
   if (too_large) {
     record(report, violation_kind::protocol, "a result over max_result_bytes", "run killed");
     throw error(errc::protocol_error,
