@@ -537,6 +537,13 @@ class fork_server {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != host) ::_exit(0);
       ::prctl(PR_SET_NAME, "isolate-fork-sv");
+      // No handler of the host's runs here, nor in a run: every signal to its default, none blocked.
+      for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) ::signal(sig, SIG_DFL);
+      }
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
       const int fd = there.get();
       // Only its socket, and the standard streams the runs inherit.
       if (fd > 3) ::close_range(3, static_cast<unsigned>(fd) - 1, 0);
