@@ -107,7 +107,7 @@ class sandbox {
   // Runs f(args...) in a fresh sandboxed process and returns its result.
   template <class F, class... Args>
   auto run(F&& f, Args&&... args) {
-    return run_pointer(function_pointer_of(std::forward<F>(f)), std::forward<Args>(args)...);
+    return run_callable(callable_of(std::forward<F>(f)), std::forward<Args>(args)...);
   }
 
   // sb.async_run(f, args..., token): the same run, completed through any Asio
@@ -117,7 +117,7 @@ class sandbox {
   // executor (for a plain callback, that thread).
   template <class F, class... ArgsAndToken>
   auto async_run(F&& f, ArgsAndToken&&... args_and_token) {
-    return async_run_pointer(function_pointer_of(std::forward<F>(f)), std::forward<ArgsAndToken>(args_and_token)...);
+    return async_run_callable(callable_of(std::forward<F>(f)), std::forward<ArgsAndToken>(args_and_token)...);
   }
 
   // The last run's report (of any thread's run on this sandbox).
@@ -139,7 +139,7 @@ class sandbox {
   using run_clock = detail::sandbox::run_clock;
 
   template <class F>
-  static auto function_pointer_of(F&& f) {
+  static auto callable_of(F&& f) {
     using D = std::decay_t<F>;
     if constexpr (std::is_pointer_v<D> && std::is_function_v<std::remove_pointer_t<D>>) {
       return static_cast<D>(f);
@@ -180,7 +180,7 @@ class sandbox {
   }
 
   template <class R, class... Params, class... Args>
-  R run_pointer(R (*f)(Params...), Args&&... args) {
+  R run_callable(R (*f)(Params...), Args&&... args) {
     namespace sb = detail::sandbox;
     static_assert(sizeof...(Params) == sizeof...(Args), "isolate::sandbox::run(f, args...) takes f's arguments");
     check_signature<R, Params...>();
@@ -194,7 +194,7 @@ class sandbox {
 
   // A callable object: its state goes first, then the arguments.
   template <class F, class... Args>
-  auto run_pointer(const detail::sandbox::object_call<F>& f, Args&&... args) {
+  auto run_callable(const detail::sandbox::object_call<F>& f, Args&&... args) {
     using op = detail::sandbox::call_operator<decltype(&F::operator())>;
     return [&]<class R, class... Params>(std::type_identity<R>, std::tuple<Params...>*) -> R {
       namespace sb = detail::sandbox;
@@ -221,7 +221,7 @@ class sandbox {
   }
 
   template <class Callable, class... ArgsAndToken>
-  auto async_run_pointer(Callable f, ArgsAndToken&&... args_and_token) {
+  auto async_run_callable(Callable f, ArgsAndToken&&... args_and_token) {
     using signature_of_f = detail::sandbox::callable_signature<Callable>;
     using R = typename signature_of_f::result;
     return [&]<class... Params>(std::tuple<Params...>*) {
@@ -243,7 +243,7 @@ class sandbox {
               auto executor = work.get_executor();
               if constexpr (std::is_void_v<R>) {
                 try {
-                  std::apply([&](auto&... a) { run_pointer(f, std::move(a)...); }, arguments);
+                  std::apply([&](auto&... a) { run_callable(f, std::move(a)...); }, arguments);
                 } catch (...) {
                   failure = std::current_exception();
                 }
@@ -252,7 +252,7 @@ class sandbox {
               } else {
                 std::optional<R> result;
                 try {
-                  result.emplace(std::apply([&](auto&... a) { return run_pointer(f, std::move(a)...); }, arguments));
+                  result.emplace(std::apply([&](auto&... a) { return run_callable(f, std::move(a)...); }, arguments));
                 } catch (...) {
                   failure = std::current_exception();
                 }
