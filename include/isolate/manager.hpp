@@ -15,6 +15,7 @@
 #ifndef ISOLATE_MANAGER_HPP
 #define ISOLATE_MANAGER_HPP
 
+#include "isolate/detail/async_arguments.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
 #include "isolate/limits.hpp"
@@ -450,10 +451,8 @@ class managed {
                   "isolate::managed::async(&Interface::method, args..., token) takes one argument per parameter of "
                   "the method, then an Asio completion token (e.g. asio::use_future).");
     auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-    auto&& token = std::get<sizeof...(Params)>(std::move(all));
-    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
-    }(std::make_index_sequence<sizeof...(Params)>{});
+    auto&& token = detail::token_of(std::move(all));
+    auto values = detail::values_before_token<std::decay_t<Params>...>(std::move(all));
     using signature = typename detail::completion_signature<Result>::type;
     // The transport is known at run time only: the initiation picks it, and
     // hands the call on with the handler as its completion token.
@@ -656,16 +655,14 @@ class manager {
                    ArgsAndToken&&... args_and_token) {
     constexpr std::size_t count = sizeof...(ArgsAndToken) - 1;
     auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-    auto&& token = std::get<count>(std::move(all));
-    using arguments_type = decltype([]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<detail::named_argument_t<std::tuple_element_t<I, std::tuple<ArgsAndToken...>>>...>{};
-    }(std::make_index_sequence<count>{}));
+    auto&& token = detail::token_of(std::move(all));
     auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return arguments_type(std::get<I>(std::move(all))...);
+      return detail::values_before_token<
+          detail::named_argument_t<std::tuple_element_t<I, std::tuple<ArgsAndToken...>>>...>(std::move(all));
     }(std::make_index_sequence<count>{});
     using signature = typename detail::completion_signature<Result>::type;
     return asio::async_initiate<decltype(token), signature>(
-        [this, id = std::string(id), method = std::string(method), timeout](auto handler, arguments_type arguments) {
+        [this, id = std::string(id), method = std::string(method), timeout](auto handler, decltype(values) arguments) {
           std::unique_ptr<detail::named_completion> done =
               std::make_unique<detail::named_handler_completion<decltype(handler), Result>>(std::move(handler));
           std::shared_ptr<detail::managed_entry> entry;

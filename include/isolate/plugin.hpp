@@ -12,7 +12,7 @@
 #define ISOLATE_PLUGIN_HPP
 
 #include "isolate/detail/config.hpp"
-#include "isolate/detail/completion_signature.hpp"
+#include "isolate/detail/async_arguments.hpp"
 #include "isolate/call_cost.hpp"
 #include "isolate/detail/call_accounting.hpp"
 #include "isolate/error.hpp"
@@ -194,12 +194,8 @@ class plugin {
                   "isolate::plugin::async(&Interface::method, args..., token) takes one argument per parameter of "
                   "the method, then an Asio completion token (e.g. asio::use_future).");
     auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-    auto&& token = std::get<sizeof...(Params)>(std::move(all));
-    // The arguments are converted to the parameters' value types now, so that
-    // the call does not depend on the caller's temporaries (deferred tokens).
-    auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
-    }(std::make_index_sequence<sizeof...(Params)>{});
+    auto&& token = detail::token_of(std::move(all));
+    auto values = detail::values_before_token<std::decay_t<Params>...>(std::move(all));
     using signature = typename detail::completion_signature<Result>::type;
     return asio::async_initiate<decltype(token), signature>(
         [this, method, settings](auto handler, auto arguments) {

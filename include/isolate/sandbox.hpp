@@ -27,7 +27,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/codec.hpp"
-#include "isolate/detail/completion_signature.hpp"
+#include "isolate/detail/async_arguments.hpp"
 #include "isolate/detail/sandbox/fork_server.hpp"
 #include "isolate/detail/sandbox/function_call.hpp"
 #include "isolate/detail/sandbox/function_run.hpp"
@@ -229,10 +229,8 @@ class sandbox {
                     "isolate::sandbox::async_run(f, args..., token) takes f's arguments, then an Asio completion "
                     "token");
       auto all = std::forward_as_tuple(std::forward<ArgsAndToken>(args_and_token)...);
-      auto&& token = std::get<sizeof...(Params)>(std::move(all));
-      auto values = [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return std::tuple<std::decay_t<Params>...>(std::get<I>(std::move(all))...);
-      }(std::make_index_sequence<sizeof...(Params)>{});
+      auto&& token = detail::token_of(std::move(all));
+      auto values = detail::values_before_token<std::decay_t<Params>...>(std::move(all));
       using signature = typename detail::completion_signature<R>::type;
       return asio::async_initiate<decltype(token), signature>(
           [this, f](auto handler, auto arguments) {
