@@ -188,6 +188,10 @@ TEST_CASE("a sandboxed function that crashes fails with plugin_crashed, recorded
   REQUIRE(report.violations.size() == 1);
   CHECK(report.violations[0].kind == isolate::violation_kind::crash);
   CHECK(sb.run(add, 1, 1) == 2);  // the next run is a fresh process
+  // Under the allow-list too (a process may signal itself only: raise() must reach it).
+  isolate::sandbox maximum{isolate::limits::maximum()};
+  CHECK(code_of([&] { maximum.run(crash); }) == isolate::errc::plugin_crashed);
+  CHECK(maximum.last_report().ending == "killed by signal 11 (SIGSEGV)");
 }
 
 TEST_CASE("a sandboxed function that loops forever is killed at its timeout") {

@@ -374,6 +374,17 @@ inline runner_usage usage_now() noexcept {
   ::_exit(0);
 }
 
+// In namespaces the runner is PID 2: its seccomp filter can be compiled
+// here, once per plan, and the fork hands it to the runner, which then only
+// loads it (limits_applier's load_plan finds it).
+inline void precompile_filter(const limits_message& limits) {
+  if (!limits.namespaces) return;
+  limits::policy applied = limits.policy;
+  applied.observe_files = false;  // as run_function applies it
+  const seccomp_plan plan = plan_as_loaded(seccomp_plan_for(applied, limits.network_namespace));
+  if (seccomp_detail::needs_filter(plan)) seccomp_detail::precompile(plan, 2);
+}
+
 // The server's loop: one request, one fork, one answer. Never returns.
 [[noreturn]] inline void serve(int server_fd) {
   ::signal(SIGCHLD, SIG_IGN);  // the kernel reaps the C's
@@ -405,6 +416,7 @@ inline runner_usage usage_now() noexcept {
         answer = {errno, "socketpair"};
       } else {
         unique_fd sync_here(sync[0]), sync_there(sync[1]);
+        precompile_filter(request.limits);
         const pid_t c = ::fork();
         if (c == 0) start_run(server_fd, sync_there.get(), fds[0].get(), fds[1].get(), request);
         sync_there.reset();

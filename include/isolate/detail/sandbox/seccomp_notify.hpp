@@ -105,6 +105,10 @@ inline bool seccomp_notify_available() noexcept { return seccomp_api_get() >= 6;
 // and there is nothing to send. On error nothing was loaded.
 inline unique_fd apply_seccomp_with_listener(seccomp_plan const& plan, std::error_code& ec);
 
+// The plan apply_seccomp_with_listener loads for `plan` on this kernel
+// (without seccomp user notification: refusals answered in the process).
+inline seccomp_plan plan_as_loaded(seccomp_plan plan) noexcept;
+
 // One refusal, as the supervisor answered it.
 struct refused_call {
   pid_t pid = 0;         // the calling thread, in the supervisor's PID namespace (0: not visible from there)
@@ -457,18 +461,24 @@ inline unique_fd open_path(int dir, char const* path, int flags) noexcept {
 
 }  // namespace notify_detail
 
-inline unique_fd apply_seccomp_with_listener(seccomp_plan const& plan, std::error_code& ec) {
+inline seccomp_plan plan_as_loaded(seccomp_plan plan) noexcept {
+  if (!plan.notify || !seccomp_notify_available()) {
+    plan.notify = plan.observe_opens = false;  // observing needs a listener; without one, opens are Landlock's
+  }
+  return plan;
+}
+
+inline unique_fd apply_seccomp_with_listener(seccomp_plan const& asked, std::error_code& ec) {
   ec.clear();
-  if (!seccomp_detail::valid(plan)) {
+  if (!seccomp_detail::valid(asked)) {
     ec = std::make_error_code(std::errc::invalid_argument);
     return {};
   }
-  if (!seccomp_detail::needs_filter(plan)) return {};
-  if (!plan.notify || !seccomp_notify_available()) {
-    seccomp_plan fallback = plan;
-    fallback.notify = fallback.observe_opens = false;  // observing needs a listener; without one, opens are Landlock's
-    if (!seccomp_detail::needs_filter(fallback)) return {};
-    if (int const err = seccomp_detail::load_plan(fallback)) ec.assign(err, std::system_category());
+  if (!seccomp_detail::needs_filter(asked)) return {};
+  const seccomp_plan plan = plan_as_loaded(asked);
+  if (!plan.notify) {
+    if (!seccomp_detail::needs_filter(plan)) return {};
+    if (int const err = seccomp_detail::load_plan(plan)) ec.assign(err, std::system_category());
     return {};
   }
   // From the load on, a refused call would wait for this very process: none
