@@ -17,6 +17,9 @@
 // of that moment, not later ones), from code loaded before then. A lambda
 // with captures does not compile: pass what it would capture as arguments.
 //
+// One fork server serves the whole program; a child the program forks
+// afterwards shares its socket and must not use sandboxes.
+//
 // Errors: what the function throws arrives as the same type where known
 // (else isolate::remote_error); a crash is errc::plugin_crashed, a run past
 // the timeout errc::timeout, a memory, CPU or file-size limit reached
