@@ -304,7 +304,9 @@ TEST_CASE("a warm pool keeps runs started and under their limits, so a run costs
 }
 
 TEST_CASE("a function from a library loaded after the fork server started is refused, not run") {
-  void* library = ::dlopen(ISOLATE_TEST_SANDBOX_PROBE, RTLD_NOW | RTLD_LOCAL);
+  // As nobody (the case below), from the copy made where nobody may read it.
+  const char* copy = std::getenv("ISOLATE_TEST_SANDBOX_PROBE_COPY");
+  void* library = ::dlopen(copy != nullptr ? copy : ISOLATE_TEST_SANDBOX_PROBE, RTLD_NOW | RTLD_LOCAL);
   REQUIRE(library != nullptr);
   using probe = long (*)(int, int);
   const auto late = reinterpret_cast<probe>(::dlsym(library, "isolate_sandbox_probe"));
@@ -376,15 +378,21 @@ TEST_CASE("unprivileged host: the cases above hold with the host as nobody") {
   const auto directory = std::filesystem::temp_directory_path() / ("isolate-nobody-" + std::to_string(::getpid()));
   std::filesystem::create_directories(directory);
   std::filesystem::permissions(directory, std::filesystem::perms(0755));
+  // This program and the library it loads late, copied where nobody may read
+  // them (a build tree may be closed to nobody).
   const auto copy = directory / "sandboxed_function_test";
   std::filesystem::copy_file("/proc/self/exe", copy, std::filesystem::copy_options::overwrite_existing);
   std::filesystem::permissions(copy, std::filesystem::perms(0755));
+  const auto probe = directory / "probe.so";
+  std::filesystem::copy_file(ISOLATE_TEST_SANDBOX_PROBE, probe, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(probe, std::filesystem::perms(0755));
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
     constexpr unsigned nobody = 65534;
     if (::setgroups(0, nullptr) != 0 || ::setresgid(nobody, nobody, nobody) != 0 ||
-        ::setresuid(nobody, nobody, nobody) != 0 || ::chdir(directory.c_str()) != 0) {
+        ::setresuid(nobody, nobody, nobody) != 0 || ::chdir(directory.c_str()) != 0 ||
+        ::setenv("ISOLATE_TEST_SANDBOX_PROBE_COPY", probe.c_str(), 1) != 0) {
       ::_exit(90);
     }
     ::execl(copy.c_str(), copy.c_str(), "--test-case-exclude=unprivileged*,a thousand*", "--no-intro=true",
