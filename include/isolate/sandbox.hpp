@@ -269,6 +269,11 @@ class sandbox {
 
   asio::thread_pool& pool() {
     std::lock_guard lock(mutex_);
+    return pool_locked();
+  }
+
+  // Made on its first use. Called with mutex_ held.
+  asio::thread_pool& pool_locked() {
     if (!pool_) pool_ = std::make_unique<asio::thread_pool>(std::max(1u, options_.parallel_runs));
     return *pool_;
   }
@@ -305,8 +310,7 @@ class sandbox {
   // Called with mutex_ held.
   void refill_later() {
     if (closing_) return;
-    if (!pool_) pool_ = std::make_unique<asio::thread_pool>(std::max(1u, options_.parallel_runs));
-    asio::post(*pool_, [this] {
+    asio::post(pool_locked(), [this] {
       try {
         auto run = prepare(std::nullopt);
         std::lock_guard lock(mutex_);

@@ -250,6 +250,21 @@ inline runner_usage usage_now() noexcept {
           usage.ru_stime.tv_sec * 1'000'000 + usage.ru_stime.tv_usec, usage.ru_maxrss};
 }
 
+// The policy a runner applies: opens are not observed (observe_files), as
+// no host judges them; Landlock alone does. A refused system call is
+// answered by the host, which records it (report_refusals): the listener
+// goes to it with the limits.
+inline limits::policy policy_of_runs(limits::policy policy) {
+  policy.observe_files = false;
+  return policy;
+}
+
+// The seccomp plan a runner loads under `limits`: what the fork server
+// compiles ahead and the host's supervisor answers by.
+inline seccomp_plan seccomp_plan_of_runs(const limits_message& limits) {
+  return plan_as_loaded(seccomp_plan_for(policy_of_runs(limits.policy), limits.network_namespace));
+}
+
 // The runner, R: limits, arguments, the call, the result. Never returns.
 [[noreturn]] inline void run_function(int run_fd, const run_request& request, bool namespaces) {
   const auto& policy = request.limits.policy;
@@ -275,11 +290,7 @@ inline runner_usage usage_now() noexcept {
     ::dup2(null_fd, 2);
   }
   ::close(null_fd);
-  // A refused system call is answered by the host, which records it
-  // (report_refusals): the listener goes to it with the limits. Opens are
-  // not observed (observe_files): Landlock alone judges them.
-  limits::policy applied = policy;
-  applied.observe_files = false;
+  const limits::policy applied = policy_of_runs(policy);
   started_as start;
   start.namespaces = namespaces;
   start.network_namespace = request.limits.network_namespace;
@@ -302,7 +313,7 @@ inline runner_usage usage_now() noexcept {
   const auto header = read_frame(run_fd);
   const auto arguments = read_frame(run_fd);
   if (!header || !arguments) ::_exit(worker_exit_failed);
-  call_message call;  // checked by the server (fork_server::has_code) before the host sent it
+  call_message call;  // checked by the server (fork_server::check_code) before the host sent it
   wire::buffer result;
   try {
     wire::input_archive archive{std::span<const std::byte>(*header)};
@@ -379,9 +390,7 @@ inline runner_usage usage_now() noexcept {
 // loads it (limits_applier's load_plan finds it).
 inline void precompile_filter(const limits_message& limits) {
   if (!limits.namespaces) return;
-  limits::policy applied = limits.policy;
-  applied.observe_files = false;  // as run_function applies it
-  const seccomp_plan plan = plan_as_loaded(seccomp_plan_for(applied, limits.network_namespace));
+  const seccomp_plan plan = seccomp_plan_of_runs(limits);
   if (seccomp_detail::needs_filter(plan)) seccomp_detail::precompile(plan, 2);
 }
 

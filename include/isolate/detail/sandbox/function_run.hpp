@@ -206,10 +206,8 @@ class prepared_run {
     }
     run->limits_ = std::move(outcome.report);
     if (listener) {
-      limits::policy applied = policy;
-      applied.observe_files = false;  // as the runner applied it
       supervisor_options options;
-      options.plan = seccomp_plan_for(applied, request.limits.network_namespace);
+      options.plan = seccomp_plan_of_runs(request.limits);
       run->supervisor_.emplace(std::move(listener), std::move(options));
     }
     return run;
