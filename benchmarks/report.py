@@ -35,6 +35,9 @@ import sys
 #   isolate_sandbox_run/cold/<preset> one isolate::sandbox run of add(2, 3) that starts its processes; p50_ns = median run
 #   isolate_sandbox_run/warm/strict    the same run taken from a warm pool (refilled, untimed, before each)
 #   sandbox_baseline_plain_call        add(2, 3) called directly
+#   isolate_many_plugins/<preset>      a fleet of ISOLATE_BENCH_PLUGINS (1000) process plugins alive at once,
+#                                      loaded from 4 threads; counters host_threads_count, memory_bytes
+#                                      (host growth + every worker's PSS), start_all_ns, start_p50_ns
 # ratio = metric(row) / metric(baseline); op "above<=" bounds metric(row) - metric(baseline)
 # instead; with no baseline the bound is absolute.
 GOALS = [
@@ -89,6 +92,10 @@ GOALS = [
      "isolate_sandbox_run/cold/strict", None, "latency", "<=", 2e6),
     ("sandboxed function, warm, strict: median run <= 100 us",
      "isolate_sandbox_run/warm/strict", None, "latency", "<=", 1e5),
+    ("1000 sandboxed plugins alive: <= 16 host threads beyond the callers'",
+     "isolate_many_plugins/strict", None, "host_threads_count", "<=", 16),
+    ("1000 sandboxed plugins alive: <= 300 MiB in all (host + workers' PSS)",
+     "isolate_many_plugins/strict", None, "memory_bytes", "<=", 300 * 2**20),
 ]
 
 TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
@@ -123,7 +130,7 @@ def read_runs(paths):
             scale = TIME_UNIT_NS[b.get("time_unit", "ns")]
             sample = {"time_ns": b["real_time"] * scale, "cpu_ns": b["cpu_time"] * scale}
             for key, value in b.items():
-                if key.endswith(("_ns", "_bytes", "_percent", "_per_second")):
+                if key.endswith(("_ns", "_bytes", "_percent", "_per_second", "_count")):
                     sample.setdefault(key, value)
             samples.setdefault(name, []).append(sample)
     return context or {}, samples, errors, loads
@@ -209,7 +216,9 @@ FLOORS = {("isolate_process_idle", "rss_bytes"): "baseline_cxx_process_idle"}
 
 # Counters that are neither times nor rates, printed under the table.
 EXTRA_COUNTERS = ("rss_bytes", "pss_bytes", "rss_anon_bytes", "rss_file_bytes", "rss_shmem_bytes",
-                  "cpu_percent", "host_cpu_percent", "unload_p50_ns")
+                  "cpu_percent", "host_cpu_percent", "unload_p50_ns",
+                  "plugins_count", "host_threads_count", "host_bytes", "worker_pss_bytes", "memory_bytes",
+                  "start_all_ns", "start_p50_ns", "stop_all_ns")
 
 
 def print_extras(rows):

@@ -9,6 +9,8 @@
 # first directory's worker target is `isolate_worker`, later ones
 # `isolate_worker_2`, `isolate_worker_3`...; the plugin target's property
 # ISOLATE_WORKER_TARGET names its worker. The workers share one compiled object.
+# Each worker also gets `isolate-init` beside it (target <worker>_init), the
+# PID 1 of its sandbox.
 include_guard(GLOBAL)
 
 # The worker's one-line main, compiled once for every worker target.
@@ -44,8 +46,32 @@ function(_isolate_worker_for_directory out_var dir)
     set_target_properties(${target} PROPERTIES
       OUTPUT_NAME isolate-worker
       RUNTIME_OUTPUT_DIRECTORY "${dir}")
+    _isolate_init_for_worker(${target} "${dir}")
   endif()
   set(${out_var} ${target} PARENT_SCOPE)
+endfunction()
+
+# `isolate-init`, PID 1 of a sandboxed worker's namespaces, written next to
+# the worker `worker_target` and built with it: a small static program of
+# the C library alone (isolate/detail/sandbox/init_program.hpp says why), so
+# no sanitizer and nothing of isolate::isolate's link line.
+function(_isolate_init_for_worker worker_target dir)
+  set(target "${worker_target}_init")
+  set(source "${CMAKE_BINARY_DIR}/isolate_worker/isolate_init_main.cpp")
+  if(NOT EXISTS "${source}")
+    file(CONFIGURE OUTPUT "${source}"
+      CONTENT "#include <isolate/detail/sandbox/init_program.hpp>\n\nISOLATE_INIT_MAIN();\n" @ONLY)
+  endif()
+  add_executable(${target} "${source}")
+  target_include_directories(${target} PRIVATE $<TARGET_PROPERTY:isolate::isolate,INTERFACE_INCLUDE_DIRECTORIES>)
+  target_compile_options(${target} PRIVATE -fno-sanitize=all -fno-exceptions)
+  target_link_options(${target} PRIVATE -static -fno-sanitize=all)
+  set_target_properties(${target} PROPERTIES
+    CXX_STANDARD 20
+    CXX_STANDARD_REQUIRED ON
+    OUTPUT_NAME isolate-init
+    RUNTIME_OUTPUT_DIRECTORY "${dir}")
+  add_dependencies(${worker_target} ${target})
 endfunction()
 
 function(isolate_add_plugin name)

@@ -230,7 +230,11 @@ class managed_entry {
   managed_entry& operator=(const managed_entry&) = delete;
 
   plugin_info info() {
-    plugin_info copy = info_;
+    plugin_info copy;
+    {
+      std::lock_guard lock(info_mutex_);
+      copy = info_;
+    }
     copy.state = state();
     return copy;
   }
@@ -238,6 +242,14 @@ class managed_entry {
   virtual std::uint64_t fingerprint() const noexcept = 0;
   // A process plugin gets a fresh worker; one inside the host cannot restart.
   virtual void restart() = 0;
+  // A process plugin gets a fresh worker that loads the library at `path`
+  // (empty: the same file again); one inside the host cannot reload.
+  void reload(const std::filesystem::path& path) {
+    const auto from = path.empty() ? info().path : path;
+    reload_from(from);
+    std::lock_guard lock(info_mutex_);
+    info_.path = from;
+  }
   // Runs the method named in `call`, after checking its types; throws
   // unknown_method or signature_mismatch.
   virtual void call_by_name(named_call& call) = 0;
@@ -246,8 +258,10 @@ class managed_entry {
 
  protected:
   virtual plugin_state state() = 0;
+  virtual void reload_from(const std::filesystem::path& path) = 0;
 
  private:
+  std::mutex info_mutex_;  // a reload changes the path
   plugin_info info_;
 };
 
@@ -297,6 +311,16 @@ class typed_managed_entry final : public managed_entry {
   }
 
  protected:
+  void reload_from(const std::filesystem::path& path) override {
+    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
+    if (p == nullptr) {
+      throw error(errc::unsupported, fmt::format("the plugin '{}' runs inside the host ({}): only a process plugin "
+                                                 "reloads in place (unload it and load it again)",
+                                                 info().id, to_string(info().level)));
+    }
+    p->transport().link().reload(path);
+  }
+
   plugin_state state() override {
     auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
     if (p == nullptr) return plugin_state::running;
@@ -618,6 +642,17 @@ class manager {
   // history. Throws unknown_plugin, unsupported for a plugin inside the host,
   // quarantined, or why the fresh worker could not start (the old one serves on).
   void restart(std::string_view id) { find(id)->restart(); }
+
+  // Hot reload: the process plugin under `id` gets a fresh worker that loads
+  // the library at `path` (empty: its file again, e.g. after a new build
+  // replaced it). Handles keep working: new calls go to the new version once
+  // this returns; calls in flight fail with plugin_closed ("the host
+  // reloaded the plugin"). The fresh worker must load and pass the
+  // fingerprint check first: if it does not, this throws why
+  // (fingerprint_mismatch, load_failed, timeout...) and the old version
+  // serves on. Recorded in the history as a reload. Throws unknown_plugin,
+  // unsupported for a plugin inside the host, quarantined.
+  void reload(std::string_view id, const std::filesystem::path& path = {}) { find(id)->reload(path); }
 
   // Unloads every plugin (each stops now, or when its last handle goes).
   void shutdown() {

@@ -63,13 +63,14 @@ struct violation {
 };
 
 // What the host did to bring a plugin back, or to keep it out.
-enum class recovery_action { restart, quarantine, release };
+enum class recovery_action { restart, quarantine, release, reload };
 
 constexpr std::string_view to_string(recovery_action action) noexcept {
   switch (action) {
     case recovery_action::restart: return "restart";
     case recovery_action::quarantine: return "quarantine";
     case recovery_action::release: return "release";
+    case recovery_action::reload: return "reload";
   }
   return "unknown";
 }
@@ -105,9 +106,11 @@ struct plugin_telemetry {
   std::string last_exit;  // how the last worker ended, and why ("killed by signal 9 (SIGKILL): timeout: ...")
 };
 
-// Called on a thread of the plugin's own (its supervision thread), never
-// on a caller's; one call at a time per plugin. An exception it throws is
-// dropped. It must not unload the plugin.
+// Called on the host's io threads (where exits and refusals are seen), on
+// the thread that restarts a plugin after a crash, or on the host's thread
+// that calls restart/reload/quarantine; never inside a call to the plugin.
+// One call at a time per plugin. An exception it throws is dropped. It must
+// not unload the plugin.
 struct supervision {
   // Violations (since the load or the last release) at which the plugin is
   // quarantined: its worker is stopped, and calls fail with

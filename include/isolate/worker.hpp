@@ -11,6 +11,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/process/worker.hpp"
+#include "isolate/detail/sandbox/init_program.hpp"
 
 #include <malloc.h>
 #include <signal.h>
@@ -37,6 +38,10 @@ inline int worker_main(int argc, char** argv) {
     if (arg.starts_with("--isolate-control-fd=")) control = std::atoi(arg.substr(21).data());
     if (arg.starts_with("--isolate-parent=")) parent = static_cast<pid_t>(std::atoi(arg.substr(17).data()));
     if (arg.starts_with("--isolate-init=")) init_status = std::atoi(arg.substr(15).data());
+    // PID 2 started by isolate-init (init_program.hpp): how it found /proc.
+    if (arg.starts_with(detail::sandbox::proc_argument)) {
+      detail::sandbox::namespace_proc = detail::sandbox::parse_proc_argument(argv[i] + sizeof detail::sandbox::proc_argument - 1);
+    }
     if (arg == "--isolate-output=lines") output_in_lines = true;
   }
   // In a sandbox: PID 1 stays behind here, and PID 2 goes on as the worker.

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -173,6 +174,52 @@ TEST_CASE("protect_host: the environment is the allow-list and the policy's entr
   CHECK(p->working_directory() == place.path().string());
   CHECK(p->environment("ISOLATE_TEST_SECRET") == "(unset)");
   ::unsetenv("ISOLATE_TEST_SECRET");
+}
+
+TEST_CASE("protect_host: PID 1 is isolate-init where it is beside the worker, else the worker itself; both report "
+          "the worker's end" * doctest::test_suite(unprivileged_suite)) {
+  const auto argv0 = [](int pid) {
+    const auto cmdline = first_line_of("/proc/" + std::to_string(pid) + "/cmdline");
+    return cmdline.substr(0, cmdline.find('\0'));
+  };
+  const auto pss_kib = [](int pid) {
+    for (std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup"); in;) {
+      std::string key;
+      long kib = 0;
+      if (in >> key >> kib && key == "Pss:") return kib;
+      in.ignore(1 << 20, '\n');
+    }
+    return -1L;
+  };
+  REQUIRE(fs::exists(worker_path().parent_path() / "isolate-init"));
+  {
+    auto p = load_hostile(restartable_bounded(isolate::limits::strict()));
+    const int init = p.transport().link().pid();
+    CHECK(argv0(init).ends_with("isolate-init"));
+    CHECK(argv0(worker_proper(p)) == "isolate-worker");
+    CHECK(p->own_pid() == 2);
+    // The point of a program of its own: PID 1 holds no copy of the worker's pages.
+    const long init_pss = pss_kib(init), worker_pss = pss_kib(worker_proper(p));
+    MESSAGE("PSS: isolate-init " << init_pss << " KiB, the worker " << worker_pss << " KiB");
+    if (init_pss >= 0 && worker_pss >= 0) CHECK(init_pss < worker_pss / 2);  // unreadable as nobody: not checked
+    crashes_and_comes_back(p);
+    CHECK(argv0(p.transport().link().pid()).ends_with("isolate-init"));  // the restarted one too
+  }
+  {
+    // A worker alone in its directory (options.worker): it is its own PID 1.
+    temp_dir alone;
+    const auto worker = alone / "isolate-worker";
+    fs::copy_file(worker_path(), worker);
+    REQUIRE(::chmod(worker.c_str(), 0755) == 0);
+    auto options = restartable_bounded(isolate::limits::strict());
+    options.worker = worker;
+    auto p = load_hostile(options);
+    CHECK(argv0(p.transport().link().pid()) == worker.string());
+    CHECK(argv0(worker_proper(p)) == worker.string());
+    CHECK(p->own_pid() == 2);
+    CHECK(p->add(1, 2) == 3);
+    crashes_and_comes_back(p);
+  }
 }
 
 TEST_CASE("minimal: today's worker, with the host's environment, pid namespace, user and rights") {

@@ -407,7 +407,10 @@ inline bool become_nobody(bool dumpable, std::string& why) {
 class plugin_copies {
  public:
   plugin_copies() {
-    for (const auto& file : {plugin_path(), worker_path()}) {
+    // isolate-init too, where it is beside the worker: PID 1 of its sandbox.
+    const auto init = worker_path().parent_path() / "isolate-init";
+    for (const auto& file : {plugin_path(), worker_path(), init}) {
+      if (!fs::exists(file)) continue;
       const auto copy = dir_ / file.filename().string();
       fs::copy_file(file, copy, fs::copy_options::overwrite_existing);
       REQUIRE(::chmod(copy.c_str(), 0755) == 0);

@@ -302,3 +302,71 @@ TEST_CASE("manager: restart gives a process plugin a fresh worker, and is refuse
   p.as<isolate::process>()->transport().quarantine("test");
   CHECK(failure_of([&] { plugins.restart("faulty"); }).code() == isolate::errc::quarantined);
 }
+
+TEST_CASE("manager: hot reload swaps a process plugin's library under its handles; a failed reload leaves the old serving") {
+  // The plugin's file lives in a directory of its own, so a new build can replace it.
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("isolate-reload-{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "libcalc.so";
+  std::filesystem::copy_file(ISOLATE_TEST_CALCULATOR_PLUGIN, file, std::filesystem::copy_options::overwrite_existing);
+  // The worker runs from the plugin's directory: the build's own one serves here.
+  std::filesystem::create_symlink(std::filesystem::path(ISOLATE_TEST_CALCULATOR_PLUGIN).parent_path() / "isolate-worker",
+                                  dir / "isolate-worker");
+
+  isolate::manager plugins;
+  auto calc = plugins.load<calculator>("calc", file, isolate::level::parse("process"));
+  CHECK(calc->greet("ada") == "hello, ada");
+  const pid_t first = calc.as<isolate::process>()->transport().pid();
+
+  // Another file: the handle now reaches the new version, in a fresh worker.
+  plugins.reload("calc", ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN);
+  CHECK(calc->greet("ada") == "bonjour, ada");
+  CHECK(plugins.get<calculator>("calc")->greet("bob") == "bonjour, bob");
+  CHECK(calc.as<isolate::process>()->transport().pid() != first);
+  CHECK_FALSE(process_exists(first));
+  CHECK(plugins.list().front().path == std::filesystem::path(ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN));
+  const auto history = calc.as<isolate::process>()->transport().history();
+  REQUIRE_FALSE(history.empty());
+  CHECK(history.back().action == isolate::recovery_action::reload);
+  CHECK(contains(history.back().reason, "reloaded from"));
+
+  // Failed reloads: the fresh worker never takes a call, the old version serves on.
+  const auto mismatch = failure_of([&] { plugins.reload("calc", ISOLATE_TEST_CALCULATOR_V2_PLUGIN); });
+  CHECK(mismatch.code() == isolate::errc::fingerprint_mismatch);
+  const auto missing = failure_of([&] { plugins.reload("calc", dir / "missing.so"); });
+  CHECK(missing.code() == isolate::errc::load_failed);
+  const auto other = failure_of([&] { plugins.reload("calc", ISOLATE_TEST_FAULTY_PLUGIN); });
+  CHECK(other.code() == isolate::errc::fingerprint_mismatch);
+  CHECK(calc->greet("ada") == "bonjour, ada");
+  CHECK(plugins.list().front().path == std::filesystem::path(ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN));
+
+  // The same file, replaced on disk by a new build (renamed over, as an
+  // installer does): a reload with no path loads it again.
+  plugins.reload("calc", file);
+  CHECK(calc->greet("ada") == "hello, ada");
+  std::filesystem::copy_file(ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN, dir / "libcalc.so.new");
+  std::filesystem::rename(dir / "libcalc.so.new", file);
+  CHECK(calc->greet("ada") == "hello, ada");  // the running worker keeps the version it loaded
+  plugins.reload("calc");
+  CHECK(calc->greet("ada") == "bonjour, ada");
+
+  // A call in flight on the old version fails with a named error, never hangs.
+  auto slow_plugin = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN);
+  auto slow = slow_plugin.async(&faulty::sleep_ms, 30'000, asio::use_future);
+  plugins.reload("faulty");
+  REQUIRE(slow.wait_for(20s) == std::future_status::ready);
+  const auto stopped = failure_of([&] { slow.get(); });
+  CHECK(stopped.code() == isolate::errc::plugin_closed);
+  CHECK(contains(stopped.what(), "the host reloaded the plugin"));
+  CHECK(slow_plugin->add(2, 2) == 4);
+
+  // Inside the host there is nothing to swap under a live proxy.
+  plugins.load<calculator>("thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
+  CHECK(failure_of([&] { plugins.reload("thread"); }).code() == isolate::errc::unsupported);
+  CHECK(failure_of([&] { plugins.reload("nobody"); }).code() == isolate::errc::unknown_plugin);
+  slow_plugin.as<isolate::process>()->transport().quarantine("test");
+  CHECK(failure_of([&] { plugins.reload("faulty"); }).code() == isolate::errc::quarantined);
+
+  plugins.shutdown();
+  std::filesystem::remove_all(dir);
+}

@@ -8,6 +8,12 @@
 #include <stdexcept>
 #include <thread>
 
+// isolate_test_calculator_next builds this file again with another
+// greeting: the next version of the same plugin (the manager's hot reload).
+#ifndef ISOLATE_TEST_GREETING
+#define ISOLATE_TEST_GREETING "hello, "
+#endif
+
 namespace plugin_library_test {
 namespace {
 
@@ -17,7 +23,7 @@ class calculator_impl final : public calculator {
     if (!report_to_.empty()) std::ofstream(report_to_) << "destroyed";
   }
   int add(int a, int b) override { return a + b; }
-  std::string greet(const std::string& name) override { return "hello, " + name; }
+  std::string greet(const std::string& name) override { return ISOLATE_TEST_GREETING + name; }
   std::uint64_t constructor_thread() override { return std::hash<std::thread::id>{}(constructed_on_); }
   bool on_constructor_thread() override { return std::this_thread::get_id() == constructed_on_; }
   void report_destruction_to(const std::string& path) override { report_to_ = path; }

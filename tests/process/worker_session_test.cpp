@@ -10,6 +10,7 @@
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/strand.hpp>
 
 #include <chrono>
 #include <future>
@@ -49,7 +50,7 @@ struct running_session {
   std::future<void> death = died.get_future();
 
   explicit running_session(const launch_spec& spec) {
-    session = std::make_shared<worker_session>(spec, io);
+    session = std::make_shared<worker_session>(spec, asio::make_strand(io));
     session->start([this](const std::shared_ptr<worker_session>&) { died.set_value(); });
   }
   ~running_session() {

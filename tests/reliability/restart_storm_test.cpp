@@ -52,7 +52,11 @@ TEST_CASE("restart storm: a plugin that crashes on every call, restarted each ti
   CHECK(telemetry.restarts == static_cast<unsigned>(crashes));
   CHECK(late.fds == early.fds);
   CHECK(late.memfds == early.memfds);
-  CHECK(late.threads == early.threads);
+  // One thread may come or go between the two snapshots: the plugin's
+  // receiver (it runs only while asynchronous work is outstanding, and
+  // retires after receiver_idle), or a restart's thread finishing.
+  // A thread leaked per call or restart would be thousands more.
+  CHECK(late.threads <= early.threads + 1);
   CHECK(late.children == early.children);
   // A sanitizer's allocator maps more regions as its quarantine grows (184 ->
   // 193 seen under ASan); a mapping leaked per crash would still be 180 more.

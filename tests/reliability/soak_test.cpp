@@ -88,7 +88,11 @@ TEST_CASE("soak: a mix of calls through one process plugin leaves the host's foo
   CHECK(notes_sink.bytes.load() == notes_sent);
   CHECK(late.fds == early.fds);
   CHECK(late.memfds == early.memfds);
-  CHECK(late.threads == early.threads);
+  // One thread may come or go between the two snapshots: the plugin's
+  // receiver (it runs only while asynchronous work is outstanding, and
+  // retires after receiver_idle), or a restart's thread finishing.
+  // A thread leaked per call or restart would be thousands more.
+  CHECK(late.threads <= early.threads + 1);
   CHECK(late.children == early.children);
   CHECK(late.mappings <= early.mappings + 8);
   // Heap arenas settle within the first 10 %; what grows after is a leak.

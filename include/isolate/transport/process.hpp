@@ -53,7 +53,7 @@ class process::connection : public detail::remote_connection<Interface> {
   plugin_telemetry telemetry() { return link().telemetry(); }
   // The violations recorded (the last 256), oldest first.
   std::vector<violation> violations() { return link().violations(); }
-  // Restarts, quarantines and releases, oldest first, each with its reason.
+  // Restarts, reloads, quarantines and releases, oldest first, each with its reason.
   std::vector<recovery> history() { return link().history(); }
   // Quarantined (options.supervision.quarantine_after, or quarantine()):
   // the worker is stopped and calls fail with errc::quarantined until release().
@@ -61,6 +61,12 @@ class process::connection : public detail::remote_connection<Interface> {
   void quarantine(std::string reason) { link().quarantine(std::move(reason)); }
   // Lifts the quarantine and starts the worker again; returns once it runs.
   void release() { link().release(); }
+  // Hot reload: a fresh worker loads the plugin from `plugin` (or the same
+  // file again) and, once it passed the fingerprint check, takes the calls;
+  // the old worker's calls in flight fail with plugin_closed. If the fresh
+  // one cannot load, this throws why and the old one serves on.
+  void reload(const std::filesystem::path& plugin) { link().reload(plugin); }
+  void reload() { link().reload(link().plugin_path()); }
 };
 
 }  // namespace isolate

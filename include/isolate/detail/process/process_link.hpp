@@ -8,6 +8,7 @@
 #include "isolate/detail/fork_guard.hpp"
 #include "isolate/detail/latency_histogram.hpp"
 #include "isolate/detail/link.hpp"
+#include "isolate/detail/process/io_pool.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/output_capture.hpp"
 #include "isolate/detail/process/supervision_record.hpp"
@@ -17,14 +18,13 @@
 #include "isolate/telemetry.hpp"
 #include "isolate/transport/process_options.hpp"
 
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <iterator>
 #include <condition_variable>
 #include <memory>
@@ -52,20 +52,17 @@ class process_link final : public link {
       : spec_((check_options(spec.options), std::move(spec))),
         record_(spec_.options.name.empty() ? spec_.plugin.stem().string() : spec_.options.name,
                 spec_.options.supervision),
-        io_(std::make_unique<asio::io_context>()),
-        work_(std::make_unique<work_guard>(asio::make_work_guard(*io_))) {
+        pool_(io_pool::shared()),
+        strand_(std::make_unique<io_pool::strand>(pool_->make_strand())),
+        gate_(std::make_shared<callback_gate>(this)) {
     if (spec_.options.on_output && !spec_.output) {
       spec_.output = std::make_shared<output_capture>(record_.plugin(), std::move(spec_.options.on_output),
                                                       spec_.options.max_output_line);
     }
-    io_thread_ = std::thread([this] { io_->run(); });
     try {
-      auto session = std::make_shared<worker_session>(spec_, *io_);
-      session->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
-                     [this](const sandbox::refused_call& refused) { on_refusal(refused); });
-      current_ = std::move(session);
+      current_ = start_session();
     } catch (...) {
-      shutdown_io();
+      gate_->close();
       // What the worker wrote before it failed often says why: let it arrive.
       close_output();
       throw;
@@ -77,15 +74,25 @@ class process_link final : public link {
       abandon_after_fork();
       return;
     }
+    std::thread restarting;
+    {
+      std::lock_guard lock(mutex_);
+      closing_ = true;  // from here no restart begins
+    }
+    restart_cv_.notify_all();
+    {
+      std::lock_guard lock(mutex_);
+      restarting = std::move(restart_thread_);
+    }
+    if (restarting.joinable()) restarting.join();  // a restart under way finishes first
+    gate_->close();  // no callback reaches this link any more
     std::shared_ptr<worker_session> session;
     {
       std::lock_guard lock(mutex_);
-      closing_ = true;
-      session = current_;
+      session = std::exchange(current_, nullptr);
     }
-    restart_cv_.notify_all();
     if (session) session->stop();
-    shutdown_io();
+    session.reset();
     close_output();
   }
 
@@ -222,9 +229,7 @@ class process_link final : public link {
   void release() {
     refuse_after_fork();
     if (!record_.release("released by the host")) return;
-    auto fresh = std::make_shared<worker_session>(spec_, *io_);
-    fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
-                   [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+    auto fresh = start_session();
     std::shared_ptr<worker_session> old;
     {
       std::lock_guard lock(mutex_);
@@ -241,9 +246,7 @@ class process_link final : public link {
   void restart_now(std::string reason) {
     refuse_after_fork();
     if (record_.quarantined()) throw quarantined_error();
-    auto fresh = std::make_shared<worker_session>(spec_, *io_);
-    fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
-                 [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+    auto fresh = start_session();
     std::shared_ptr<worker_session> old;
     {
       std::lock_guard lock(mutex_);
@@ -254,6 +257,35 @@ class process_link final : public link {
     record_.restarted(std::move(reason));
     restart_cv_.notify_all();
     if (old) old->stop("the host restarted the plugin");  // not current_'s death: no restart follows it
+  }
+
+  // Hot reload: replaces the worker with a fresh one that loads the plugin
+  // from `plugin` (a new build of the library, or the same path after the
+  // file was replaced). The fresh worker starts, loads and passes the
+  // fingerprint check first; if it cannot, this throws why and the old one
+  // goes on serving, from the old file. Then calls go to the new one, the
+  // old one is stopped (asked, then killed after its grace) and its calls
+  // in flight fail with plugin_closed "the host reloaded the plugin".
+  // Restarts after a crash load the new file from then on. Not when quarantined.
+  void reload(const std::filesystem::path& plugin) {
+    refuse_after_fork();
+    if (record_.quarantined()) throw quarantined_error();
+    auto fresh = start_session(&plugin);
+    std::shared_ptr<worker_session> old;
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) throw error(errc::plugin_closed, "the plugin is unloaded");
+      spec_.plugin = plugin;
+      old = std::exchange(current_, fresh);
+    }
+    record_.restarted(fmt::format("reloaded from {}", plugin.string()), recovery_action::reload);
+    restart_cv_.notify_all();
+    if (old) old->stop("the host reloaded the plugin");
+  }
+  // The plugin's library file: the one it was loaded from, or reloaded from last.
+  std::filesystem::path plugin_path() const {
+    std::lock_guard lock(mutex_);
+    return spec_.plugin;
   }
 
   void kill(errc reason, std::string_view why) {
@@ -316,9 +348,11 @@ class process_link final : public link {
       current_->close_descriptors_after_fork();
       new std::shared_ptr<worker_session>(std::move(current_));  // leaked on purpose
     }
-    (void)io_.release();  // leaked on purpose, with what it holds
-    if (io_thread_.joinable()) io_thread_.detach();
-    (void)work_.release();  // its destructor would wake the io_context the parent shares
+    // The io pool, its strand and the restart thread are the parent's: leaked on purpose.
+    new std::shared_ptr<io_pool>(std::move(pool_));
+    (void)strand_.release();
+    new std::shared_ptr<callback_gate>(std::move(gate_));
+    if (restart_thread_.joinable()) restart_thread_.detach();
     if (spec_.output) new std::shared_ptr<output_capture>(std::move(spec_.output));  // leaked on purpose: its thread is not here
   }
 
@@ -389,7 +423,7 @@ class process_link final : public link {
     retired_session_ = &session;
   }
 
-  // On the io thread: the worker's sandbox refused a system call (which it
+  // On the io strand: the worker's sandbox refused a system call (which it
   // survives): a violation, by what the call reached for.
   void on_refusal(const sandbox::refused_call& refused) {
     violated(sandbox::violation_kind_of(refused), sandbox::refusal_details(refused), sandbox::refusal_action(refused));
@@ -411,7 +445,7 @@ class process_link final : public link {
                            spec_.options.supervision.quarantine_after));
   }
 
-  // On the io thread: a worker died. Records the violation its death is
+  // On the io strand: a worker died. Records the violation its death is
   // (and quarantines the plugin if that was one too many), then restarts
   // it if the policy says so.
   void on_death(const std::shared_ptr<worker_session>& session) {
@@ -446,13 +480,37 @@ class process_link final : public link {
     }
     restarting_ = true;
     auto delay = spec_.options.restart.backoff * (1u << std::min(restarts_, 16u));
-    auto timer = std::make_shared<asio::steady_timer>(*io_, delay);
-    timer->async_wait([this, timer](std::error_code ec) {
-      if (!ec) restart();
+    auto timer = std::make_shared<asio::steady_timer>(*strand_, delay);
+    timer->async_wait([gate = gate_, timer](std::error_code ec) {
+      if (!ec) gate->with([](process_link& self) { self.begin_restart(); });
     });
   }
 
-  // Runs on the io thread.
+  // On the io strand, when the restart's backoff is over: the restart itself
+  // (a worker's start, up to its load timeout) runs on a thread of its own,
+  // so the io threads all plugins share are never held up by it.
+  void begin_restart() {
+    std::thread previous;
+    {
+      std::lock_guard lock(mutex_);
+      previous = std::move(restart_thread_);
+    }
+    if (previous.joinable()) previous.join();  // the last restart, done but for its last lines
+    std::unique_lock lock(mutex_);
+    if (!closing_) {
+      try {
+        restart_thread_ = std::thread([this] { restart(); });
+        return;
+      } catch (const std::system_error& e) {
+        down_message_ = std::string("the plugin could not be restarted: no thread to start it on: ") + e.what();
+      }
+    }
+    restarting_ = false;
+    lock.unlock();
+    restart_cv_.notify_all();
+  }
+
+  // On a thread of its own (begin_restart).
   void restart() {
     std::shared_ptr<worker_session> fresh;
     std::string failure;
@@ -468,9 +526,7 @@ class process_link final : public link {
       reason = down_message_;
     }
     try {
-      fresh = std::make_shared<worker_session>(spec_, *io_);
-      fresh->start([this](const std::shared_ptr<worker_session>& s) { on_death(s); },
-                   [this](const sandbox::refused_call& refused) { on_refusal(refused); });
+      fresh = start_session();
       record_.restarted(reason);  // before a call can see the new worker
     } catch (const std::exception& e) {
       fresh.reset();
@@ -486,15 +542,14 @@ class process_link final : public link {
         down_message_ = failure;
       }
     }
-    // A session that died is joined here, on the io thread, never on its own
-    // receiver; and before the callers waiting for the restart go on, so that
+    // A session that died is released here, never on its own receiver; and
+    // before the callers waiting for the restart go on, so that
     // none of them sees the dead worker's descriptors and memfds still open.
     old.reset();
     restart_cv_.notify_all();
   }
 
-  // After shutdown_io (which ends a worker a restart may have started
-  // meanwhile): delivers the last lines of the workers, waiting for them at
+  // After the last worker stopped (also one a restart started meanwhile): delivers the last lines of the workers, waiting for them at
   // most output_capture::drain_grace, then no more.
   void close_output() noexcept {
     if (!spec_.output) return;
@@ -502,12 +557,23 @@ class process_link final : public link {
     spec_.output->close();
   }
 
-  void shutdown_io() {
-    work_.reset();
-    io_->stop();
-    if (io_thread_.joinable()) io_thread_.join();
-    std::lock_guard lock(mutex_);
-    current_.reset();
+  // A worker session with this link's callbacks, started; `plugin`, if
+  // given, is the library it loads instead of the current one (a reload).
+  std::shared_ptr<worker_session> start_session(const std::filesystem::path* plugin = nullptr) {
+    std::shared_ptr<worker_session> session;
+    {
+      std::lock_guard lock(mutex_);  // a reload may change spec_.plugin meanwhile
+      session = std::make_shared<worker_session>(spec_, *strand_);
+    }
+    if (plugin != nullptr) session->load_from(*plugin);
+    session->start(
+        [gate = gate_](const std::shared_ptr<worker_session>& s) {
+          gate->with([&](process_link& self) { self.on_death(s); });
+        },
+        [gate = gate_](const sandbox::refused_call& refused) {
+          gate->with([&](process_link& self) { self.on_refusal(refused); });
+        });
+    return session;
   }
 
   fork_guard made_in_;
@@ -515,11 +581,32 @@ class process_link final : public link {
   supervision_record record_;
   latency_histogram latency_;
   std::atomic<std::uint64_t> failed_calls_{0};  // calls that failed with an exception from the link
-  // Pointers, so that a forked child can leak them.
-  using work_guard = asio::executor_work_guard<asio::io_context::executor_type>;
-  std::unique_ptr<asio::io_context> io_;
-  std::unique_ptr<work_guard> work_;
-  std::thread io_thread_;
+  // What the sessions and timers call back into this link through. The
+  // destructor closes it: a late callback (a handler on the shared io
+  // threads) then does nothing, and one under way is waited for.
+  class callback_gate {
+   public:
+    explicit callback_gate(process_link* link) noexcept : link_(link) {}
+    template <class F>
+    void with(F&& f) {
+      std::lock_guard lock(mutex_);
+      if (link_ != nullptr) f(*link_);
+    }
+    void close() noexcept {
+      std::lock_guard lock(mutex_);
+      link_ = nullptr;
+    }
+
+   private:
+    std::mutex mutex_;
+    process_link* link_;
+  };
+
+  // Pointers, so that a forked child can leak them (they are the parent's).
+  std::shared_ptr<io_pool> pool_;
+  std::unique_ptr<io_pool::strand> strand_;  // this plugin's handlers run one at a time
+  std::shared_ptr<callback_gate> gate_;
+  std::thread restart_thread_;  // guarded by mutex_
 
   mutable std::mutex mutex_;
   std::condition_variable restart_cv_;

@@ -79,8 +79,10 @@ class supervision_record {
     return true;
   }
 
-  void restarted(std::string reason) {
-    recovery r{std::chrono::system_clock::now(), plugin_, recovery_action::restart, std::move(reason)};
+  // A fresh worker replaced the last one (`reload`: one that loaded the
+  // plugin's library again, maybe from another file). Either tells on_restart.
+  void restarted(std::string reason, recovery_action action = recovery_action::restart) {
+    recovery r{std::chrono::system_clock::now(), plugin_, action, std::move(reason)};
     {
       std::lock_guard lock(mutex_);
       keep(history_, r);
@@ -127,10 +129,13 @@ class supervision_record {
   }
 
   // The host's callback, if any; what it throws is dropped (it must not
-  // take down the plugin's supervision).
+  // take down the plugin's supervision). One callback at a time per plugin,
+  // whichever thread reports (the io strand, a restart's thread, the host's
+  // thread that restarts or reloads).
   template <class Callback, class Entry>
-  static void notify(const Callback& callback, const Entry& entry) noexcept {
+  void notify(const Callback& callback, const Entry& entry) const noexcept {
     if (!callback) return;
+    std::lock_guard lock(callback_mutex_);
     try {
       callback(entry);
     } catch (...) {
@@ -140,6 +145,7 @@ class supervision_record {
   const std::string plugin_;
   const supervision policy_;
   mutable std::mutex mutex_;
+  mutable std::recursive_mutex callback_mutex_;  // held while a callback runs (which may report again: quarantine from on_violation)
   std::deque<violation> violations_;
   std::deque<recovery> history_;
   std::uint64_t violation_count_ = 0;

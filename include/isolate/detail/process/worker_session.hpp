@@ -12,7 +12,10 @@
 // no thread in between; a caller that leads from before it sends needs no
 // entry in the pending table (call_leading). A receiver thread reads while
 // only asynchronous calls are outstanding, and drains what the worker rang
-// the doorbell for. A leader that got its reply hands the reading on.
+// the doorbell for; it exists only while there is such work. A leader that
+// got its reply hands the reading on. What the worker says on its control
+// socket, its exit and its refused system calls are watched on the host's
+// shared io threads (io_pool.hpp), on the plugin's strand.
 //
 // What the worker sends is never trusted: every read is bounded by the
 // reading call's deadline however busy the worker keeps the channel, and
@@ -31,6 +34,7 @@
 #include "isolate/detail/process/control_channel.hpp"
 #include "isolate/detail/process/frame_channel.hpp"
 #include "isolate/detail/process/handshake.hpp"
+#include "isolate/detail/process/io_pool.hpp"
 #include "isolate/detail/process/host_service_calls.hpp"
 #include "isolate/detail/process/launch_spec.hpp"
 #include "isolate/detail/process/output_capture.hpp"
@@ -87,20 +91,27 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // How long a worker whose channel closed may take to be seen exiting
   // before it is taken for one that closed its channel and lives on.
   static constexpr std::chrono::milliseconds close_grace{1000};
+  // How long the receiver waits for work before its thread ends.
+  static constexpr std::chrono::milliseconds receiver_idle{250};
 
-  worker_session(const launch_spec& spec, asio::io_context& io) : spec_(spec), io_(io) {}
+  worker_session(const launch_spec& spec, io_pool::strand executor) : spec_(spec), executor_(std::move(executor)) {}
   worker_session(const worker_session&) = delete;
   worker_session& operator=(const worker_session&) = delete;
 
   ~worker_session() {
+    std::thread receiver;
     {
       std::lock_guard lock(pending_mutex_);
       stopping_ = true;
+      receiver = std::move(receiver_);
     }
     receiver_cv_.notify_all();
     channel_.close();
-    if (receiver_.joinable()) receiver_.join();
+    if (receiver.joinable()) receiver.join();
   }
+
+  // Before start(): the worker loads the plugin from `plugin` instead (a reload).
+  void load_from(const std::filesystem::path& plugin) { spec_.plugin = plugin; }
 
   // Starts the worker and waits until it has loaded the plugin. Throws
   // load_failed, fingerprint_mismatch, protocol_error or timeout.
@@ -135,15 +146,14 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         std::move(writer_end), [weak = weak_from_this()](std::error_code failure) {
           if (auto self = weak.lock()) self->control_failed(failure);
         });
-    control_socket_.emplace(io_, asio::local::stream_protocol(), started.control.release());
-    receiver_ = std::thread([this] { receive_loop(); });
+    control_socket_.emplace(executor_, asio::local::stream_protocol(), started.control.release());
     watch_control();
     if (refusals_) {
-      refusals_watch_.emplace(io_, duplicate_fd(refusals_->native_handle(), ec).release());
+      refusals_watch_.emplace(executor_, duplicate_fd(refusals_->native_handle(), ec).release());
       // On the io thread, as everything the supervisor does from now on.
-      asio::post(io_, [self = shared_from_this()] { self->on_refusals({}); });
+      asio::post(executor_, [self = shared_from_this()] { self->on_refusals({}); });
     }
-    child_.async_wait_exit(io_.get_executor(),
+    child_.async_wait_exit(executor_,
                            [self = shared_from_this()](std::error_code wait_error, exit_status status) {
                              self->on_exit(wait_error, status);
                            });
@@ -226,7 +236,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     auto owned = std::make_unique<pending_call>();
     owned->done_async = std::move(done);
     std::shared_ptr<asio::steady_timer> timer;
-    if (deadline != clock::time_point::max()) owned->timer = timer = std::make_shared<asio::steady_timer>(io_, deadline);
+    if (deadline != clock::time_point::max()) owned->timer = timer = std::make_shared<asio::steady_timer>(executor_, deadline);
     std::uint64_t id = 0;
     try {
       id = enroll(*owned, &owned);
@@ -241,7 +251,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     // touched again. Its timer is armed on the io thread, where it is cancelled.
     wire::set_call_id(request, id);
     if (timer) {
-      asio::post(io_, [timer, weak = weak_from_this(), id, ms = timeout] {
+      asio::post(executor_, [timer, weak = weak_from_this(), id, ms = timeout] {
         timer->async_wait([weak, id, ms](std::error_code ec) {
           auto self = weak.lock();
           if (ec || !self) return;
@@ -259,7 +269,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       expect_exit();
       return;
     }
-    receiver_cv_.notify_one();
+    wake_receiver();
   }
 
   // Kills the worker; pending calls fail with `reason` (the first reason given wins).
@@ -403,10 +413,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // maybe made on the io thread that runs on_exit): the io thread kills a
   // worker still alive after close_grace.
   void expect_exit() {
-    asio::post(io_, [weak = weak_from_this()] {
+    asio::post(executor_, [weak = weak_from_this()] {
       const auto alive = weak.lock();
       if (!alive) return;
-      auto timer = std::make_shared<asio::steady_timer>(alive->io_, close_grace);
+      auto timer = std::make_shared<asio::steady_timer>(alive->executor_, close_grace);
       timer->async_wait([timer, weak](std::error_code ec) {
         auto self = weak.lock();
         if (ec || !self) return;
@@ -584,16 +594,51 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
         async_pending_.load(std::memory_order_seq_cst) == 0 && !drain_requested_.load(std::memory_order_seq_cst)) {
       return;
     }
-    std::lock_guard lock(pending_mutex_);
-    pending_call* waiting = nullptr;
-    pending_.for_each([&](std::uint64_t, pending_call* call) {
-      if (waiting == nullptr && call->reply != nullptr && !call->is_done()) waiting = call;
-    });
-    if (waiting != nullptr) {
-      waiting->poke();
-      return;
+    std::thread retired;
+    {
+      std::lock_guard lock(pending_mutex_);
+      pending_call* waiting = nullptr;
+      pending_.for_each([&](std::uint64_t, pending_call* call) {
+        if (waiting == nullptr && call->reply != nullptr && !call->is_done()) waiting = call;
+      });
+      if (waiting != nullptr) {
+        waiting->poke();
+        return;
+      }
+      if (async_pending_ > 0 || drain_requested_) retired = wake_receiver_locked();
     }
-    if (async_pending_ > 0 || drain_requested_) receiver_cv_.notify_one();
+    if (retired.joinable()) retired.join();
+  }
+
+  // The receiver runs only while there is work for it: it starts when first
+  // woken and retires after receiver_idle with nothing to read, so an idle
+  // plugin, or one called only synchronously, costs the host no thread.
+  void wake_receiver() {
+    std::thread retired;
+    {
+      std::lock_guard lock(pending_mutex_);
+      retired = wake_receiver_locked();
+    }
+    if (retired.joinable()) retired.join();
+  }
+  // With pending_mutex_ held. Returns a retired receiver for the caller to
+  // join once it lets go of the lock (it has left its loop: the join is short).
+  [[nodiscard]] std::thread wake_receiver_locked() {
+    if (receiver_running_) {
+      receiver_cv_.notify_one();
+      return {};
+    }
+    if (stopping_) return {};
+    std::thread retired = std::move(receiver_);
+    try {
+      receiver_ = std::thread([this] { receive_loop(); });
+      receiver_running_ = true;
+    } catch (const std::system_error&) {
+      // No thread to be had: a synchronous caller still reads for itself,
+      // and the next wake tries again; asynchronous calls wait until then
+      // (or their timeout).
+    }
+    return retired;
   }
 
   // Reads while only asynchronous calls are outstanding, and drains frames
@@ -602,7 +647,11 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     for (;;) {
       {
         std::unique_lock lock(pending_mutex_);
-        receiver_cv_.wait(lock, [&] { return stopping_ || ((async_pending_ > 0 || drain_requested_) && !leader_active_); });
+        const auto work = [&] { return stopping_ || ((async_pending_ > 0 || drain_requested_) && !leader_active_); };
+        if (!receiver_cv_.wait_for(lock, receiver_idle, work)) {
+          receiver_running_ = false;  // under the lock: a wake from now on starts another
+          return;
+        }
         if (stopping_) return;
       }
       if (!reader_mutex_.try_lock()) continue;
@@ -637,11 +686,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                          if (!self || ec == asio::error::operation_aborted) return;
                          if (ec) return self->control_read_failed(ec);
                          if (message.type == static_cast<std::uint32_t>(control_type::doorbell)) {
-                           {
-                             std::lock_guard lock(self->pending_mutex_);
-                             self->drain_requested_ = true;
-                           }
-                           self->receiver_cv_.notify_one();
+                           self->drain_requested_ = true;
+                           self->wake_receiver();
                          } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
                            self->on_synced(message.body);
                          } else {
@@ -664,7 +710,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     if (step.hung_up || !refusals_watch_) return;
     if (step.more) {
-      asio::post(io_, [weak = weak_from_this()] {
+      asio::post(executor_, [weak = weak_from_this()] {
         if (auto self = weak.lock()) self->on_refusals({});
       });
     } else {
@@ -684,7 +730,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     // Closed: a dying worker closes it just before its exit is seen. One
     // that lives on without it gets a moment, then is killed.
-    auto timer = std::make_shared<asio::steady_timer>(io_, control_close_grace);
+    auto timer = std::make_shared<asio::steady_timer>(executor_, control_close_grace);
     timer->async_wait([weak = weak_from_this(), timer](std::error_code wait_error) {
       auto self = weak.lock();
       if (wait_error || !self || !self->alive()) return;
@@ -773,7 +819,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       owned = std::move(node.mapped());
       --async_pending_;
     }
-    if (owned->timer) asio::post(io_, [timer = owned->timer] { timer->cancel(); });
+    if (owned->timer) asio::post(executor_, [timer = owned->timer] { timer->cancel(); });
     owned->done_async->complete(nullptr, frame);
     return true;
   }
@@ -848,7 +894,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     if (failure && call.done_async) errors_.fetch_add(1, std::memory_order_relaxed);
     if (call.done_async) {
       wire::buffer none;
-      if (call.timer) asio::post(io_, [timer = call.timer] { timer->cancel(); });
+      if (call.timer) asio::post(executor_, [timer = call.timer] { timer->cancel(); });
       call.done_async->complete(failure, none);
     } else {
       call.failure = failure;
@@ -926,7 +972,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   launch_spec spec_;
-  asio::io_context& io_;
+  io_pool::strand executor_;  // this plugin's strand on the shared io threads
   death_handler on_death_;
   refusal_handler on_refusal_;
   std::unique_ptr<sandbox::seccomp_supervisor> refusals_;        // report_refusals: the worker's seccomp listener
@@ -943,7 +989,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::uint64_t synced_ = 0;  // the last sync the worker answered, guarded by pending_mutex_
   std::condition_variable synced_cv_;
   frame_channel channel_;
-  std::thread receiver_;
+  std::thread receiver_;  // guarded by pending_mutex_
+  bool receiver_running_ = false;  // in its loop (not retired), guarded by pending_mutex_
 
   std::mutex reader_mutex_;          // held by whoever reads the channel (a leader or the receiver)
   std::atomic<std::thread::id> leader_thread_;  // who holds reader_mutex_, so it can read again when nested

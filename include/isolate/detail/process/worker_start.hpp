@@ -285,12 +285,25 @@ inline child_process spawn_sandboxed(const launch_spec& spec, const spawn_option
     return {};
   }
   sandbox::namespaced_spawn_options options;
-  options.program = spawn.program;
-  options.program_fd = program.get();
-  options.args = spawn.args;
-  options.args.push_back(fmt::format("--isolate-init={}", 4));
   options.inherit_fds = spawn.inherit_fds;
   options.inherit_fds.emplace_back(status_end, 4);
+  // PID 1 is isolate-init where it was built next to the worker (a small
+  // program: init_program.hpp says why), else the worker itself.
+  const auto init_path = std::filesystem::path(spawn.program).parent_path() / "isolate-init";
+  unique_fd init(::access(init_path.c_str(), X_OK) == 0 ? ::open(init_path.c_str(), O_PATH | O_CLOEXEC) : -1);
+  if (init) {
+    constexpr int worker_fd = 5;  // above the worker's own (3: control, 4: status)
+    options.program = init_path.string();
+    options.program_fd = init.get();
+    options.args = {"--isolate-init=4", fmt::format("--isolate-worker-fd={}", worker_fd), "--"};
+    options.args.insert(options.args.end(), spawn.args.begin(), spawn.args.end());
+    options.inherit_fds.emplace_back(program.get(), worker_fd);
+  } else {
+    options.program = spawn.program;
+    options.program_fd = program.get();
+    options.args = spawn.args;
+    options.args.push_back(fmt::format("--isolate-init={}", 4));
+  }
   options.env = sandbox_environment(policy);
   options.working_directory = policy.working_directory.string();
   options.discard_output = discards_output(policy, spawn);

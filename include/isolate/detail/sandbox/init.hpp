@@ -51,20 +51,10 @@ inline proc_view mount_own_proc() noexcept {
   return proc_view::hosts;
 }
 
-// Forks: returns in the child, which goes on to do the work; the parent
-// stays behind, reaps every child it gets (orphans too, when it is a PID 1),
-// reports the worker's ending on `status_fd` and exits. Never returns in the
-// parent.
-inline void fork_and_report(int status_fd) {
-  // Nothing may trace the parent or read its memory.
-  ::prctl(PR_SET_DUMPABLE, 0);
-  const pid_t worker = ::fork();
-  if (worker == 0) {
-    ::close(status_fd);
-    return;
-  }
-  if (worker < 0) ::_exit(127);
-  // The parent keeps only the pipe to the host (and the standard streams).
+// Reaps every child this process gets (orphans too, when it is a PID 1)
+// until `worker` ends, reports how on `status_fd` and exits. Keeps only the
+// pipe to the host (and the standard streams) meanwhile.
+[[noreturn]] inline void report_when_ended(pid_t worker, int status_fd) noexcept {
   ::close_range(3, static_cast<unsigned>(status_fd) - 1, 0);
   ::close_range(static_cast<unsigned>(status_fd) + 1, ~0U, 0);
   for (;;) {
@@ -86,6 +76,20 @@ inline void fork_and_report(int status_fd) {
     (void)retry_on_eintr([&] { return ::write(status_fd, &report, sizeof report); });
     ::_exit(0);
   }
+}
+
+// Forks: returns in the child, which goes on to do the work; the parent
+// stays behind (report_when_ended). Never returns in the parent.
+inline void fork_and_report(int status_fd) {
+  // Nothing may trace the parent or read its memory.
+  ::prctl(PR_SET_DUMPABLE, 0);
+  const pid_t worker = ::fork();
+  if (worker == 0) {
+    ::close(status_fd);
+    return;
+  }
+  if (worker < 0) ::_exit(127);
+  report_when_ended(worker, status_fd);
 }
 
 // Called first thing in the worker's main when it is PID 1 of new
