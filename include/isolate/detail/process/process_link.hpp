@@ -549,8 +549,9 @@ class process_link final : public link {
     restart_cv_.notify_all();
   }
 
-  // After the last worker stopped (also one a restart started meanwhile): delivers the last lines of the workers, waiting for them at
-  // most output_capture::drain_grace, then no more.
+  // After the last worker stopped (also one a restart started meanwhile):
+  // delivers the last lines of the workers, waiting for them at most
+  // output_capture::drain_grace, then no more.
   void close_output() noexcept {
     if (!spec_.output) return;
     spec_.output->drain(output_capture::drain_grace);

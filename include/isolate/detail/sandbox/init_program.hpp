@@ -18,6 +18,7 @@
 #include "isolate/detail/sandbox/init.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +63,14 @@ inline int init_main(int argc, char** argv) {
     (void)!::write(STDERR_FILENO, usage, sizeof usage - 1);
     return 2;
   }
+  // Die with the host's launcher thread, as the worker does: the setting
+  // the clone gave does not survive the exec of a process that holds
+  // capabilities (in its namespace). Without it, a worker whose plugin
+  // spins and ignores its closed control socket would outlive the host.
+  // (A host gone before this took effect leaves a worker that finds its
+  // control socket closed before any plugin code runs: it exits, and so
+  // does this.)
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const proc_view proc = mount_own_proc();
   // Nothing may trace PID 1 or read its memory.
   ::prctl(PR_SET_DUMPABLE, 0);
