@@ -112,9 +112,7 @@ TEST_CASE("a killed host leaves no sandboxed process behind, even one whose plug
 
 TEST_CASE("a killed host leaves no sandboxed process behind, even one whose plugin spins: the worker as PID 1") {
   temp_dir alone;
-  const auto worker = alone / "isolate-worker";
-  fs::copy_file(worker_path(), worker);
-  REQUIRE(::chmod(worker.c_str(), 0755) == 0);
+  const auto worker = copy_worker_alone(alone);
   auto options = options_with(isolate::limits::standard());
   options.worker = worker;
   killed_host_leaves_nothing(options);

@@ -208,9 +208,7 @@ TEST_CASE("protect_host: PID 1 is isolate-init where it is beside the worker, el
   {
     // A worker alone in its directory (options.worker): it is its own PID 1.
     temp_dir alone;
-    const auto worker = alone / "isolate-worker";
-    fs::copy_file(worker_path(), worker);
-    REQUIRE(::chmod(worker.c_str(), 0755) == 0);
+    const auto worker = copy_worker_alone(alone);
     auto options = restartable_bounded(isolate::limits::strict());
     options.worker = worker;
     auto p = load_hostile(options);

@@ -402,6 +402,15 @@ inline bool become_nobody(bool dumpable, std::string& why) {
   return ::geteuid() == nobody || (why = "still not nobody", false);
 }
 
+// A copy of the worker alone in `dir` (no isolate-init beside it), for
+// options.worker: such a worker is its own PID 1 in a sandbox.
+inline fs::path copy_worker_alone(const temp_dir& dir) {
+  const auto worker = dir / "isolate-worker";
+  fs::copy_file(worker_path(), worker);
+  REQUIRE(::chmod(worker.c_str(), 0755) == 0);
+  return worker;
+}
+
 // Copies of the plugin and its worker in a fresh world-readable directory,
 // for a host that is nobody (the build tree may be out of its reach).
 class plugin_copies {
