@@ -31,6 +31,7 @@ enum class errc {
   wrong_interface,       // isolate::manager: the plugin under that id offers another interface
   unknown_method,        // isolate::manager::call: the interface has no method of that name
   signature_mismatch,    // isolate::manager::call: the arguments or result do not match the method's signature
+  load_refused,          // the plugin refused to start (isolate::refuse_load in its constructor); the message says why
 };
 
 }  // namespace isolate
@@ -63,6 +64,7 @@ class error_category_impl final : public std::error_category {
       case errc::wrong_interface: return "the plugin offers another interface";
       case errc::unknown_method: return "the interface has no method of that name";
       case errc::signature_mismatch: return "the call does not match the method's signature";
+      case errc::load_refused: return "the plugin refused to start";
     }
     return "unknown isolate error";
   }
@@ -93,6 +95,26 @@ class ISOLATE_VISIBLE error : public std::system_error {
   error(errc code, const std::string& what) : std::system_error(make_error_code(code), what) {}
   error(std::error_code code, const std::string& what) : std::system_error(code, what) {}
 };
+
+// Called by a plugin's constructor (its "on load") to refuse to start, say
+// when its configuration lacks something: the host's load fails with
+// errc::load_refused and `reason`, under every transport.
+[[noreturn]] inline void refuse_load(const std::string& reason) { throw error(errc::load_refused, reason); }
+
+namespace detail {
+// What a load throws when the plugin's constructor threw `e` inside the host
+// (in_process, thread): a refusal keeps its code and reason, anything else is load_failed.
+inline error start_failure(const std::exception& e) {
+  if (const auto* refused = dynamic_cast<const std::system_error*>(&e);
+      refused != nullptr && refused->code() == errc::load_refused) {
+    std::string reason = refused->what();
+    const std::string suffix = ": " + refused->code().message();
+    if (reason.ends_with(suffix)) reason.resize(reason.size() - suffix.size());
+    return error(errc::load_refused, "the plugin refused to start: " + reason);
+  }
+  return error(errc::load_failed, std::string("the plugin failed to start: ") + e.what());
+}
+}  // namespace detail
 
 // A plugin's exception whose type the host does not know (see register_exception):
 // it keeps the original type name and message.

@@ -61,9 +61,49 @@ struct exported_plugin {
 
   static void destroy(void* object) noexcept { delete static_cast<Impl*>(static_cast<Interface*>(object)); }
 
+  // The plugin's "on load": `void on_load()`, run once the object is made
+  // and the host serves its calls (under process, not yet in the
+  // constructor); it may refuse to start (isolate::refuse_load).
+  static constexpr bool has_on_load = requires(Impl& impl) { impl.on_load(); };
+  static void start(void* object) {
+    if constexpr (has_on_load) static_cast<Impl*>(static_cast<Interface*>(object))->on_load();
+  }
+
+  // The plugin's "on stop": `void on_stop()`, run before the object is
+  // destroyed by a graceful unload, while the host still serves its calls.
+  static constexpr bool has_on_stop = requires(Impl& impl) { impl.on_stop(); };
+  static void stop(void* object) noexcept {
+    if constexpr (has_on_stop) {
+      try {
+        static_cast<Impl*>(static_cast<Interface*>(object))->on_stop();
+      } catch (...) {
+        // The plugin is going anyway; its failure to stop cleanly changes nothing.
+      }
+    }
+  }
+
   static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
                      wire::buffer& reply, std::size_t max_payload) noexcept {
     const std::span<const std::byte> bytes(frame, frame_size);
+    if (frame_size >= wire::header_size) {
+      wire::frame_header header{};
+      std::memcpy(&header, frame, wire::header_size);
+      if (header.kind == wire::frame_kind::lifecycle) [[unlikely]] {  // on_load or on_stop, then an empty reply
+        try {
+          if (header.method == wire::lifecycle_load) {
+            start(object);
+          } else {
+            stop(object);
+          }
+          wire::begin_frame(reply);
+          wire::finish_frame(reply, wire::frame_kind::reply, header.method, header.call_id, header.service);
+        } catch (...) {
+          stub<Interface>::encode_failure(reply, std::current_exception(), header.method, header.call_id,
+                                          header.service);
+        }
+        return;
+      }
+    }
     try {
       if (rest == nullptr) {
         stub<Interface>::handle(*static_cast<Interface*>(object), wire::parse(bytes, max_payload), reply, max_payload);
@@ -98,7 +138,9 @@ struct exported_plugin {
                                         &create,
                                         &destroy,
                                         &handle,
-                                        &share_error_category};
+                                        &share_error_category,
+                                        has_on_load ? &start : nullptr,
+                                        has_on_stop ? &stop : nullptr};
     return &table;
   }
 };

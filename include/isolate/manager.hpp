@@ -164,6 +164,21 @@ struct plugin_status {
   std::optional<plugin_telemetry> telemetry;
 };
 
+// The host's lifecycle hooks, for every plugin a manager loads, at any level.
+// Each gets the plugin's line of list(). before_load may refuse by throwing
+// (load() throws that, and nothing was started); so may after_load (the
+// plugin is unloaded again). after_crash and after_restart concern process
+// plugins (a plugin inside the host that crashes takes the host with it):
+// they run where supervision's callbacks run (telemetry.hpp), one at a time
+// per plugin, an exception they throw dropped; after_restart follows a
+// restart after a crash, manager::restart and manager::reload alike.
+struct manager_hooks {
+  std::function<void(const plugin_info&)> before_load;
+  std::function<void(const plugin_info&)> after_load;
+  std::function<void(const plugin_info&, const violation&)> after_crash;
+  std::function<void(const plugin_info&, const recovery&)> after_restart;
+};
+
 namespace detail {
 
 // A call by method name (manager::call), its arguments and result type-erased.
@@ -240,6 +255,9 @@ class managed_entry {
   }
   virtual plugin_status status() = 0;
   virtual std::uint64_t fingerprint() const noexcept = 0;
+  // As loaded (no reload since), without asking the plugin its state: for
+  // the derived class's constructor.
+  plugin_info info_as_loaded() const { return info_; }
   // A process plugin gets a fresh worker; one inside the host cannot restart.
   virtual void restart() = 0;
   // A process plugin gets a fresh worker that loads the library at `path`
@@ -272,9 +290,9 @@ class typed_managed_entry final : public managed_entry {
       std::variant<plugin<Interface, in_process>, plugin<Interface, thread>, plugin<Interface, process>>;
 
   typed_managed_entry(std::string id, const std::filesystem::path& path, const isolate::level& lvl,
-                      const host_services& services)
+                      const host_services& services, const std::shared_ptr<const manager_hooks>& hooks)
       : managed_entry(std::move(id), std::string(Interface::isolate_meta::interface_name), path, lvl),
-        plugin_(open(path, lvl, services)) {}
+        plugin_(open(info_as_loaded(), services, hooks)) {}
 
   Interface* target() noexcept {
     return std::visit([](auto& p) { return p.operator->(); }, plugin_);
@@ -329,7 +347,10 @@ class typed_managed_entry final : public managed_entry {
   }
 
  private:
-  static any_plugin open(const std::filesystem::path& path, const isolate::level& lvl, const host_services& services) {
+  static any_plugin open(const plugin_info& about, const host_services& services,
+                         const std::shared_ptr<const manager_hooks>& hooks) {
+    const auto& path = about.path;
+    const auto& lvl = about.level;
     switch (lvl.transport) {
       case isolation::in_process:
         no_limits_outside_a_process(lvl);
@@ -340,6 +361,12 @@ class typed_managed_entry final : public managed_entry {
       case isolation::process: {
         process::options options;
         options.limits = lvl.limits;
+        if (hooks && hooks->after_crash) {
+          options.supervision.on_crash = [hooks, about](const violation& v) { hooks->after_crash(about, v); };
+        }
+        if (hooks && hooks->after_restart) {
+          options.supervision.on_restart = [hooks, about](const recovery& r) { hooks->after_restart(about, r); };
+        }
         return any_plugin(std::in_place_index<2>, load<Interface, process>(path, options, services));
       }
     }
@@ -513,6 +540,7 @@ class managed {
 class manager {
  public:
   manager() = default;
+  explicit manager(manager_hooks hooks) : hooks_(std::make_shared<const manager_hooks>(std::move(hooks))) {}
   manager(const manager&) = delete;
   manager& operator=(const manager&) = delete;
   ~manager() { shutdown(); }
@@ -534,7 +562,11 @@ class manager {
     // Loaded outside the lock (other loads go on meanwhile); the id is held.
     std::shared_ptr<detail::typed_managed_entry<Interface>> entry;
     try {
-      entry = std::make_shared<detail::typed_managed_entry<Interface>>(id, path, lvl, services);
+      if (hooks_ && hooks_->before_load) {
+        hooks_->before_load(plugin_info{id, std::string(Interface::isolate_meta::interface_name), path, lvl});
+      }
+      entry = std::make_shared<detail::typed_managed_entry<Interface>>(id, path, lvl, services, hooks_);
+      if (hooks_ && hooks_->after_load) hooks_->after_load(entry->info());
     } catch (...) {
       std::lock_guard lock(mutex_);
       plugins_.erase(id);
@@ -749,6 +781,7 @@ class manager {
     return error(errc::unknown_plugin, fmt::format("no plugin is loaded under the id '{}'", id));
   }
 
+  std::shared_ptr<const manager_hooks> hooks_;  // shared with the plugins' supervision callbacks
   mutable std::mutex mutex_;
   // nullptr while its load is under way (the id is taken).
   std::map<std::string, std::shared_ptr<detail::managed_entry>, std::less<>> plugins_;

@@ -167,7 +167,8 @@ plugin_object<Interface> make_plugin_object(std::shared_ptr<const plugin_library
   // The object may hold on to what the context handed it: both outlive it.
   auto keep = std::make_shared<std::pair<std::shared_ptr<const plugin_library>, std::shared_ptr<plugin_context>>>(
       std::move(library), std::move(host));
-  return plugin_object<Interface>(static_cast<Interface*>(object), plugin_deleter(entry.destroy, std::move(keep)));
+  return plugin_object<Interface>(static_cast<Interface*>(object),
+                                  plugin_deleter(entry.destroy, std::move(keep), entry.start, entry.stop));
 }
 
 // Opens `path` and checks that it implements Interface.

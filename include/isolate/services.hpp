@@ -112,6 +112,15 @@ class host_services {
 
   const std::vector<detail::service_entry>& entries() const noexcept { return entries_; }
 
+  // The plugin's configuration, as text in whatever format the host and the
+  // plugin agree on (a JSON object, key=value lines...): the plugin reads it
+  // in its constructor through plugin_context::configuration().
+  host_services& configure(std::string configuration) {
+    configuration_ = std::move(configuration);
+    return *this;
+  }
+  const std::string& configuration() const noexcept { return configuration_; }
+
   // The entry for an interface, checked against the plugin's idea of it.
   // Returns its index; throws when the host has no such interface.
   std::size_t find(std::string_view name, std::uint64_t fingerprint) const {
@@ -120,6 +129,7 @@ class host_services {
 
  private:
   std::vector<detail::service_entry> entries_;
+  std::string configuration_;
 };
 
 // What a plugin sees of its host. A plugin class with a constructor taking
@@ -136,6 +146,9 @@ class plugin_context {
   }
 
   // The host's handler of Events. Calls are one-way: they return at once.
+  // What the host passed to host_services::configure (empty if nothing).
+  const std::string& configuration() const noexcept { return configuration_; }
+
   template <interface Events>
   Events& events() {
     static_assert(detail::all_methods_return_void<Events>(),
@@ -145,6 +158,8 @@ class plugin_context {
   }
 
  protected:
+  explicit plugin_context(std::string configuration = {}) : configuration_(std::move(configuration)) {}
+
   // How to reach the host's object: directly (same process) or through a link.
   struct resolution {
     void* direct = nullptr;
@@ -187,6 +202,7 @@ class plugin_context {
     return *object;
   }
 
+  std::string configuration_;
   std::mutex mutex_;
   std::map<std::pair<std::uint64_t, bool>, void*> cache_;
   std::vector<std::shared_ptr<void>> holders_;
@@ -198,7 +214,8 @@ namespace detail {
 // objects are called directly.
 class direct_context final : public plugin_context {
  public:
-  explicit direct_context(host_services services) : services_(std::move(services)) {}
+  explicit direct_context(host_services services)
+      : plugin_context(services.configuration()), services_(std::move(services)) {}
 
  protected:
   resolution resolve(std::string_view name, std::uint64_t fingerprint, bool) override {

@@ -19,7 +19,7 @@ class plugin_context;
 namespace isolate::detail {
 
 // Bumped whenever plugin_entry or the frame format changes.
-inline constexpr std::uint32_t plugin_abi_version = 4;  // 4: accounted calls
+inline constexpr std::uint32_t plugin_abi_version = 5;  // 5: on_load, on_stop, the host's configuration
 
 // The exported symbol's name (extern "C"): one plugin per shared library.
 inline constexpr const char* plugin_entry_symbol = "isolate_plugin_entry";
@@ -42,6 +42,13 @@ struct plugin_entry {
   // Makes the plugin use the loader's isolate error category (see error.hpp),
   // so error codes compare equal on both sides. Called before create().
   void (*share_error_category)(const std::error_category* category) noexcept;
+  // Runs the object's on_load() (see export.hpp) once it is made and its
+  // host serves its calls; throws what on_load throws. Null when it has none.
+  void (*start)(void* object);
+  // Runs the object's on_stop() (see export.hpp) before it is destroyed,
+  // while the host still serves its calls; null when the plugin has none.
+  // What on_stop throws is swallowed: the plugin is going anyway.
+  void (*stop)(void* object) noexcept;
 };
 
 using plugin_entry_function = const plugin_entry* (*)() noexcept;

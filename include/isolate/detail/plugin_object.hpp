@@ -15,14 +15,29 @@ namespace isolate::detail {
 class plugin_deleter {
  public:
   using destroy_function = void (*)(void* object) noexcept;
+  using start_function = void (*)(void* object);
+  using stop_function = void (*)(void* object) noexcept;
 
   plugin_deleter() noexcept = default;
   // From the host's own objects (std::unique_ptr<Impl>): destroyed with delete.
   template <class T>
   plugin_deleter(std::default_delete<T>) noexcept {}  // implicit, so std::unique_ptr<Impl> converts
   // From a shared library: `destroy` is its entry's destroy, `library` keeps it mapped.
-  plugin_deleter(destroy_function destroy, std::shared_ptr<const void> library) noexcept
-      : destroy_(destroy), library_(std::move(library)) {}
+  plugin_deleter(destroy_function destroy, std::shared_ptr<const void> library, start_function on_load = nullptr,
+                 stop_function on_stop = nullptr) noexcept
+      : destroy_(destroy), start_(on_load), stop_(on_stop), library_(std::move(library)) {}
+
+  // The plugin's on_load and on_stop (a library's plugin that has them),
+  // run by the transport on the plugin's thread: after the object is made
+  // (may throw: the load fails), and before it is destroyed.
+  template <class T>
+  void start(T* object) const {
+    if (start_ && object) start_(object);
+  }
+  template <class T>
+  void stop(T* object) const noexcept {
+    if (stop_ && object) stop_(object);
+  }
 
   template <class T>
   void operator()(T* object) const noexcept {
@@ -35,6 +50,8 @@ class plugin_deleter {
 
  private:
   destroy_function destroy_ = nullptr;
+  start_function start_ = nullptr;
+  stop_function stop_ = nullptr;
   // Released after operator() ran (the deleter outlives the call), so the
   // library is unmapped only once its object is gone.
   std::shared_ptr<const void> library_;

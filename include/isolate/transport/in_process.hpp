@@ -23,11 +23,16 @@ struct in_process {
     connection(detail::plugin_factory<Interface> make, const options&) {
       try {
         impl_ = make();
+        impl_.get_deleter().start(impl_.get());  // its on_load
       } catch (const std::exception& e) {
-        throw error(errc::load_failed, std::string("the plugin failed to start: ") + e.what());
+        throw detail::start_failure(e);
       }
       if (!impl_) throw error(errc::load_failed, "the plugin factory returned no object");
     }
+    // A graceful unload: the plugin's on_stop, then its destructor.
+    ~connection() { impl_.get_deleter().stop(impl_.get()); }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
     Interface* target() noexcept { return impl_.get(); }
 
    private:

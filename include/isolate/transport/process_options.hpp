@@ -65,6 +65,9 @@ struct process::options {
   std::chrono::milliseconds load_timeout{10'000};
   // Default limit of each call; a call may set its own (plugin::with_timeout).
   std::chrono::milliseconds call_timeout{30'000};
+  // How long the plugin's on_stop may run when it is unloaded (its calls to
+  // host services are served meanwhile); then the worker is killed.
+  std::chrono::milliseconds stop_timeout{2'000};
   restart_policy restart;
   // false: frames go over a socket instead of shared memory (no memfd needed).
   bool shared_memory = true;

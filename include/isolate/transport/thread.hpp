@@ -91,20 +91,37 @@ class thread_link final : public link {
       try {
         impl_ = make();
         if (!impl_) throw error(errc::load_failed, "the plugin factory returned no object");
+        impl_.get_deleter().start(impl_.get());  // its on_load
         started.set_value();
       } catch (...) {
         started.set_exception(std::current_exception());
         return;
       }
       serve();
+      // The plugin's on_stop, on the thread that made it, once no other
+      // worker runs a call.
+      for (auto n = others_serving_.load(); n != 0; n = others_serving_.load()) others_serving_.wait(n);
+      impl_.get_deleter().stop(impl_.get());
     });
     try {
       ready.get();
     } catch (const std::exception& e) {
       workers_.front().join();
-      throw error(errc::load_failed, std::string("the plugin failed to start: ") + e.what());
+      throw start_failure(e);
     }
-    for (std::size_t i = 1; i < options_.concurrency; ++i) workers_.emplace_back([this] { serve(); });
+    for (std::size_t i = 1; i < options_.concurrency; ++i) {
+      others_serving_.fetch_add(1);
+      try {
+        workers_.emplace_back([this] {
+          serve();
+          others_serving_.fetch_sub(1);
+          others_serving_.notify_all();
+        });
+      } catch (...) {
+        others_serving_.fetch_sub(1);
+        throw;
+      }
+    }
   }
 
   ~thread_link() override {
@@ -341,6 +358,7 @@ class thread_link final : public link {
   std::deque<job*> queue_;
   bool stopping_ = false;
   std::vector<std::jthread> workers_;
+  std::atomic<std::size_t> others_serving_{0};  // workers but the first still serving
 
   call_mailbox mailbox_;
   // Bumped for each queued call (and to wake sleeping workers), which sleep on

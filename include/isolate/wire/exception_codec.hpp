@@ -80,6 +80,7 @@ inline std::string code_name(std::int32_t code) {
     case errc::wrong_interface: return "wrong_interface";
     case errc::unknown_method: return "unknown_method";
     case errc::signature_mismatch: return "signature_mismatch";
+    case errc::load_refused: return "load_refused";
   }
   return "code " + std::to_string(code);
 }

@@ -23,10 +23,17 @@ enum class frame_kind : std::uint8_t {
   // host -> plugin: a call whose reply carries what it cost after its
   // payload (detail/call_accounting.hpp)
   accounted_call = 5,
+  // host -> plugin: run the plugin's on_load() (method lifecycle_load) once
+  // the worker is ready, or its on_stop() (lifecycle_stop) before a graceful
+  // stop. The reply is empty, or an error with what on_load threw. The host
+  // serves the plugin's calls to it meanwhile, as during any call.
+  lifecycle = 6,
 };
+inline constexpr std::uint16_t lifecycle_load = 0;
+inline constexpr std::uint16_t lifecycle_stop = 1;
 
 inline bool is_known(frame_kind kind) noexcept {
-  return kind >= frame_kind::call && kind <= frame_kind::accounted_call;
+  return kind >= frame_kind::call && kind <= frame_kind::lifecycle;
 }
 
 // Fixed layout, identical in both processes: sizes and offsets are checked by static_assert.

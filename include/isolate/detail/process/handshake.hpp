@@ -37,7 +37,12 @@ inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely 
 inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached limits::policy::memory_mb
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 5;
+inline constexpr std::uint32_t process_protocol_version = 6;  // 6: configuration; lifecycle frames
+
+// The largest configuration a process plugin is given (in the hello message).
+inline constexpr std::size_t max_configuration_size = 512 * 1024;
+// The largest hello message a worker reads: the configuration and the rest.
+inline constexpr std::size_t max_hello_size = max_configuration_size + 64 * 1024;
 
 enum class control_type : std::uint32_t {
   hello = 1,     // host -> worker, with one fd: the memfd of the rings, or the data socket
@@ -116,21 +121,25 @@ struct hello_message {
   bool adaptive_spin = true;
   std::vector<service_description> services;
   limits_message limits;
+  std::string configuration;  // host_services::configure, for plugin_context::configuration()
 
   template <class Archive>
   void serialize(Archive& ar) {
     ar(protocol_version, cache_line, plugin_path, interface_name, fingerprint, shared_memory, ring_capacity,
-       max_message_size, concurrency, max_spin_ns, adaptive_spin, services, limits);
+       max_message_size, concurrency, max_spin_ns, adaptive_spin, services, limits, configuration);
   }
 };
 
-// The worker's answer when the plugin is loaded: how each limit holds.
+// The worker's answer when the plugin is loaded: how each limit holds, and
+// whether the plugin has an on_load and an on_stop for the host to run.
 struct ready_message {
   limits::report limits;
+  bool on_load = false;
+  bool on_stop = false;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(limits);
+    ar(limits, on_load, on_stop);
   }
 };
 

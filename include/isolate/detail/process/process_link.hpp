@@ -574,6 +574,12 @@ class process_link final : public link {
         [gate = gate_](const sandbox::refused_call& refused) {
           gate->with([&](process_link& self) { self.on_refusal(refused); });
         });
+    try {
+      session->run_plugin_load();
+    } catch (...) {
+      session->stop("the plugin did not finish its on_load", false);  // no on_stop: it never started
+      throw;
+    }
     return session;
   }
 

@@ -70,8 +70,8 @@ class host_link final : public link {
 // What the plugin sees of the host, in the worker: the host's objects through links.
 class worker_context final : public plugin_context {
  public:
-  worker_context(worker& owner, std::vector<service_description> services)
-      : owner_(owner), services_(std::move(services)) {}
+  worker_context(worker& owner, std::vector<service_description> services, std::string configuration)
+      : plugin_context(std::move(configuration)), owner_(owner), services_(std::move(services)) {}
 
  protected:
   resolution resolve(std::string_view name, std::uint64_t fingerprint, bool one_way) override {
@@ -141,7 +141,7 @@ class worker {
 
   int run() {
     std::error_code ec;
-    auto message = read_message(control_, 64 * 1024, std::chrono::seconds(30), ec);
+    auto message = read_message(control_, max_hello_size, std::chrono::seconds(30), ec);
     if (ec || message.type != static_cast<std::uint32_t>(control_type::hello)) {
       return report(errc::protocol_error, "the worker did not receive its hello message");
     }
@@ -186,7 +186,7 @@ class worker {
                              std::span<const int>(&fd, 1), std::chrono::seconds(5), ec);
       if (ec) return worker_exit_failed;
     }
-    context_ = std::make_unique<worker_context>(*this, hello.services);
+    context_ = std::make_unique<worker_context>(*this, hello.services, hello.configuration);
     if (const int status = load(hello, plugin); status != 0) return status;
 
     try {
@@ -209,7 +209,7 @@ class worker {
     // what it holds (a thousand idle plugins are a thousand of these).
     ::malloc_trim(0);
     write_message(control_, static_cast<std::uint32_t>(control_type::ready),
-                  encode_message(ready_message{limits.report()}), std::chrono::seconds(5), ec);
+                  encode_message(ready_message{limits.report(), entry_->start != nullptr, entry_->stop != nullptr}), std::chrono::seconds(5), ec);
     if (ec) return worker_exit_failed;
 
     // Several calls at once over the rings: the pool's threads take turns reading.
@@ -255,6 +255,13 @@ class worker {
     }
     try {
       object_ = entry_->create(context_.get());
+    } catch (const error& e) {
+      // refuse_load (or an isolate error of its own making): its code goes to the host.
+      if (e.code() == errc::load_refused) {
+        return report(errc::load_refused,
+                      fmt::format("plugin '{}' refused to start: {}", hello.plugin_path, wire::message_of(e)));
+      }
+      return report(errc::load_failed, fmt::format("plugin '{}' failed to start: {}", hello.plugin_path, e.what()));
     } catch (const std::exception& e) {
       return report(errc::load_failed, fmt::format("plugin '{}' failed to start: {}", hello.plugin_path, e.what()));
     } catch (...) {
@@ -429,7 +436,8 @@ class worker {
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return false;
     std::memcpy(&header, frame.data(), wire::header_size);
-    return header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call;
+    return header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call ||
+           header.kind == wire::frame_kind::lifecycle;
   }
 
   // One frame from the host: a call to run, or the answer to a call to the host.
@@ -446,7 +454,8 @@ class worker {
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return;
     std::memcpy(&header, frame.data(), wire::header_size);
-    if (header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call) {
+    if (header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call ||
+           header.kind == wire::frame_kind::lifecycle) {
       if (concurrency_ == 1) {
         wire::buffer reply;  // not shared: the call may nest another call from the host
         handle(frame, reply);

@@ -27,6 +27,7 @@
 #define ISOLATE_DETAIL_PROCESS_WORKER_SESSION_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/codec.hpp"
 #include "isolate/detail/deadline.hpp"
 #include "isolate/detail/link.hpp"
 #include "isolate/detail/process/buffer_sharing.hpp"
@@ -136,6 +137,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     channel_ = std::move(started.channel);
     init_status_ = std::move(started.init_status);
     limits_ = std::move(started.limits);
+    plugin_on_load_ = started.plugin_on_load;
+    plugin_on_stop_ = started.plugin_on_stop;
     memory_group_ = std::move(started.memory_group);
     refusals_ = std::move(started.refusals);
     auto writer_end = duplicate_fd(started.control.get(), ec);
@@ -285,7 +288,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   // Asks the worker to exit, then makes sure it has (each wait bounded).
-  void stop(std::string_view why = "the plugin was unloaded") {
+  // `graceful`: the plugin's on_stop runs first, within options.stop_timeout.
+  void stop(std::string_view why = "the plugin was unloaded", bool graceful = true) {
+    if (graceful) run_plugin_stop();
     {
       std::lock_guard lock(pending_mutex_);
       death_.record_kill(errc::plugin_closed, why);
@@ -301,6 +306,52 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       // Not gone even then (stuck in the kernel): the child's destructor leaves it to the launcher.
       exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; });
     }
+  }
+
+  // The plugin's on_load, as a call (a lifecycle frame), within the load's
+  // time: the host serves the plugin's calls to it meanwhile. Throws what it
+  // threw (load_refused: its reason), or timeout (the worker is killed).
+  void run_plugin_load() {
+    if (!plugin_on_load_) return;
+    wire::buffer reply;
+    run_lifecycle(wire::lifecycle_load, spec_.options.load_timeout, reply);
+    const auto frame = wire::parse(reply.bytes(), spec_.options.max_message_size);
+    if (frame.header.kind == wire::frame_kind::reply) return;
+    // Read here, not rethrown: isolate's codes from a plugin are not believed
+    // (wire::rethrow), but refusing to start is the plugin's own to say.
+    wire::encoded_exception thrown;
+    try {
+      wire::input_archive archive(frame.payload);
+      archive(thrown);
+      archive.expect_end();
+    } catch (const std::exception&) {
+      throw error(errc::protocol_error, "the plugin's answer to on_load does not decode");
+    }
+    const auto message = wire::bounded(thrown.message, ISOLATE_MAX_REMOTE_MESSAGE);
+    if (thrown.type_name == "isolate::error" && thrown.code == static_cast<std::int32_t>(errc::load_refused)) {
+      throw error(errc::load_refused, fmt::format("plugin '{}' refused to start: {}", spec_.plugin.string(), message));
+    }
+    throw error(errc::load_failed, fmt::format("plugin '{}' failed in on_load: {}", spec_.plugin.string(), message));
+  }
+
+  // The plugin's on_stop, as a call: the host serves the plugin's calls to it
+  // meanwhile; past stop_timeout the worker is killed (errc::timeout).
+  // Nothing if it has none or is dying.
+  void run_plugin_stop() noexcept {
+    if (!plugin_on_stop_ || doomed_.load(std::memory_order_acquire)) return;
+    try {
+      wire::buffer reply;
+      run_lifecycle(wire::lifecycle_stop, spec_.options.stop_timeout, reply);
+    } catch (...) {
+      // Killed past its deadline, or already dead: it stops all the same.
+    }
+  }
+
+  void run_lifecycle(std::uint16_t which, std::chrono::milliseconds timeout, wire::buffer& reply) {
+    wire::buffer request;
+    wire::begin_frame(request);
+    wire::finish_frame(request, wire::frame_kind::lifecycle, which, 0);
+    call(request, reply, clock::now() + timeout, timeout);
   }
 
   // In a child of fork(): this process shares the worker, its channel and
@@ -786,8 +837,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       return false;
     }
     if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) return serve(view);
-    if (view.header.kind == wire::frame_kind::accounted_call) {
-      protocol_violation_ = "the plugin broke the protocol: it asked the host to account a call";
+    if (view.header.kind == wire::frame_kind::accounted_call || view.header.kind == wire::frame_kind::lifecycle) {
+      protocol_violation_ = "the plugin broke the protocol: it sent the host a frame only a host sends";
       return false;
     }
     if (view.header.service != 0) {
@@ -983,6 +1034,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   std::atomic<std::uint64_t> errors_{0};
   clock::time_point started_at_{};
   limits::report limits_;
+  bool plugin_on_load_ = false;  // the plugin has an on_load (run by run_plugin_load())
+  bool plugin_on_stop_ = false;  // the plugin has an on_stop (run by stop())
   std::optional<asio::local::stream_protocol::socket> control_socket_;  // after the handshake: what the worker says
   std::shared_ptr<worker_control> control_writer_;                      // after the handshake: what the host says
   std::atomic<std::uint64_t> sync_sent_{0};

@@ -51,6 +51,8 @@ struct started_worker {
   unique_fd control;      // the host's end of the control socket
   unique_fd init_status;  // sandboxed: PID 1's report of how the worker ended (sandbox/init.hpp)
   limits::report limits;  // how each limit holds, as the worker found it
+  bool plugin_on_load = false;  // the plugin has an on_load (worker_session::run_plugin_load)
+  bool plugin_on_stop = false;  // the plugin has an on_stop (worker_session::stop runs it)
   sandbox::memory_cgroup memory_group;  // a worker with a memory cap, where a cgroup can be had
   std::unique_ptr<sandbox::seccomp_supervisor> refusals;  // limits::policy::report_refusals, where the kernel can
 };
@@ -97,6 +99,13 @@ inline hello_message hello_for(const launch_spec& spec) {
   hello.adaptive_spin = o.wait.adaptive;
   hello.limits.policy = o.limits;
   for (const auto& service : spec.services.entries()) hello.services.push_back({std::string(service.name), service.fingerprint});
+  if (spec.services.configuration().size() > max_configuration_size) {
+    throw error(errc::message_too_large,
+                fmt::format("the plugin's configuration is {} bytes; a process plugin is given at most {}: pass it "
+                            "the path of a file instead",
+                            spec.services.configuration().size(), max_configuration_size));
+  }
+  hello.configuration = spec.services.configuration();
   return hello;
 }
 
@@ -106,7 +115,7 @@ inline control_message read_answer_message(child_process& child, int control, co
                                            const hello_message& hello, clock::time_point deadline,
                                            started_worker& started, std::error_code& ec);
 
-inline limits::report read_answer(child_process& child, int control, const launch_spec& spec,
+inline ready_message read_answer(child_process& child, int control, const launch_spec& spec,
                                   const hello_message& hello, clock::time_point deadline, started_worker& started) {
   std::error_code ec;
   auto answer = read_answer_message(child, control, spec, hello, deadline, started, ec);
@@ -125,7 +134,8 @@ inline limits::report read_answer(child_process& child, int control, const launc
     }
     const auto code = static_cast<errc>(failure.code);
     const bool load_code = code == errc::load_failed || code == errc::fingerprint_mismatch ||
-                           code == errc::protocol_error || code == errc::limit_unenforceable;
+                           code == errc::protocol_error || code == errc::limit_unenforceable ||
+                           code == errc::load_refused;
     std::error_code ignored;
     child.wait_exit(std::min(time_left(deadline), exit_grace), ignored);
     throw error(load_code ? code : errc::load_failed, failure.message);
@@ -135,7 +145,7 @@ inline limits::report read_answer(child_process& child, int control, const launc
     throw error(errc::protocol_error, "the worker answered the handshake with an unknown message");
   }
   try {
-    return decode_message<ready_message>(answer.body).limits;
+    return decode_message<ready_message>(answer.body);
   } catch (const error&) {
     child.kill(SIGKILL, ec);
     throw error(errc::protocol_error, "the worker's ready message does not decode");
@@ -422,7 +432,10 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the channel to the worker: {}", ec.message()), deadline);
   worker_data.reset();
 
-  started.limits = read_answer(started.child, control.get(), spec, hello, deadline, started);
+  const auto ready = read_answer(started.child, control.get(), spec, hello, deadline, started);
+  started.limits = ready.limits;
+  started.plugin_on_load = ready.on_load;
+  started.plugin_on_stop = ready.on_stop;
   started.channel = o.shared_memory ? frame_channel::over_rings(std::move(region), o.ring_capacity,
                                                                 shm::duplex_side::host, o.wait, o.max_message_size)
                                     : frame_channel::over_socket(std::move(data), o.max_message_size);
