@@ -19,6 +19,12 @@
 // the caller's business (the call itself orders what was written before it).
 // After a process plugin had a buffer, treat its contents as untrusted input:
 // the plugin may change them at any time, even after the call returned.
+//
+// Lending (enforced for process plugins, by the plugin's own page tables):
+//
+//   plugin->checksum(image.read_only());     // mapped read-only: a write kills the plugin
+//   plugin->fill(image.for_one_call(), 7);   // unmapped when the call returns
+//   plugin->checksum(image.read_only().for_one_call());
 #ifndef ISOLATE_SHARED_BUFFER_HPP
 #define ISOLATE_SHARED_BUFFER_HPP
 
@@ -77,10 +83,22 @@ class buffer_resolver {
 // address of this one tells the copies apart.
 inline const char this_copy_of_isolate = 0;
 
+// How a buffer is lent to a process plugin (shared_buffer::read_only,
+// for_one_call): bits, as they travel in the share_buffer message.
+enum lending : std::uint8_t {
+  lent_shared = 0,        // mapped read-write until both sides let go
+  lent_read_only = 1,     // mapped read-only (from a read-only descriptor)
+  lent_for_one_call = 2,  // unmapped by the worker when the call naming it returns
+};
+
 // What every copy of a shared_buffer points to: the mapping and where it went.
 class shared_buffer_state {
  public:
   shared_buffer_state(std::uint64_t id, shm::region region) noexcept : id_(id), region_(std::move(region)) {}
+  // A lend of `origin`'s bytes under an id of its own, so that a worker maps
+  // it apart from any other lend of the same bytes.
+  shared_buffer_state(std::uint64_t id, std::shared_ptr<shared_buffer_state> origin, std::uint8_t how) noexcept
+      : id_(id), origin_(std::move(origin)), lending_(how) {}
   shared_buffer_state(const shared_buffer_state&) = delete;
   shared_buffer_state& operator=(const shared_buffer_state&) = delete;
   ~shared_buffer_state() {
@@ -91,7 +109,11 @@ class shared_buffer_state {
   }
 
   std::uint64_t id() const noexcept { return id_; }
-  const shm::region& region() const noexcept { return region_; }
+  const shm::region& region() const noexcept { return origin_ ? origin_->region() : region_; }
+  std::uint8_t lending() const noexcept { return lending_; }
+  // The state whose mapping this one lends (itself when it is no lend).
+  const shared_buffer_state& origin() const noexcept { return origin_ ? *origin_ : *this; }
+  const std::shared_ptr<shared_buffer_state>& origin_pointer() const noexcept { return origin_; }
 
   // Whether this state was made by this copy of isolate's code: only then
   // may this copy keep a reference to it, since releasing the last one runs
@@ -116,6 +138,9 @@ class shared_buffer_state {
     }
   }
 
+  // A worker's buffer lent for one call: see shm::region::revoke.
+  bool revoke() noexcept { return region_.revoke(); }
+
   // Which copy of the in-process registry knows this buffer (each shared
   // library has its own copy; see local_buffers()).
   std::atomic<const void*> registered_in{nullptr};
@@ -123,7 +148,9 @@ class shared_buffer_state {
  private:
   const std::uint64_t id_;
   const void* const made_by_ = &this_copy_of_isolate;
-  shm::region region_;
+  shm::region region_;                          // empty for a lend
+  std::shared_ptr<shared_buffer_state> origin_;  // a lend: whose bytes
+  const std::uint8_t lending_ = lent_shared;
   struct peer_entry {
     std::weak_ptr<buffer_peer> peer;
     std::uint64_t answers = 0;
@@ -193,12 +220,35 @@ class shared_buffer {
     return {static_cast<T*>(static_cast<void*>(data())), size() / sizeof(T)};
   }
 
-  // Whether two handles name the same mapping.
+  // Lends of these bytes to a process plugin, each a handle of its own (the
+  // original is unchanged; lends combine). Passed to a process plugin:
+  // - read_only(): the worker maps them read-only, from a read-only
+  //   descriptor: a write faults the plugin (plugin_crashed), never the host,
+  //   and the plugin cannot map them writable;
+  // - for_one_call(): the worker maps them for each call that names the lend
+  //   and, before that call's reply, replaces the mapping with inaccessible
+  //   memory and closes the descriptor: a later access faults the plugin.
+  //   A plugin that keeps the handle keeps no bytes.
+  // Under in_process and thread the plugin shares the host's address space:
+  // it gets the same bytes, unprotected.
+  shared_buffer read_only() const { return lend(detail::lent_read_only); }
+  shared_buffer for_one_call() const { return lend(detail::lent_for_one_call); }
+  bool is_read_only() const noexcept { return state_ && (state_->lending() & detail::lent_read_only) != 0; }
+  bool is_for_one_call() const noexcept { return state_ && (state_->lending() & detail::lent_for_one_call) != 0; }
+
+  // Whether two handles name the same mapping (a lend names its own).
   friend bool operator==(const shared_buffer& a, const shared_buffer& b) noexcept { return a.state_ == b.state_; }
 
  private:
   friend struct detail::shared_buffer_access;
   explicit shared_buffer(std::shared_ptr<detail::shared_buffer_state> state) noexcept : state_(std::move(state)) {}
+
+  shared_buffer lend(std::uint8_t how) const {
+    if (!state_) return {};
+    auto origin = state_->origin_pointer() ? state_->origin_pointer() : state_;
+    return shared_buffer(std::make_shared<detail::shared_buffer_state>(
+        detail::next_shared_buffer_id(), std::move(origin), static_cast<std::uint8_t>(state_->lending() | how)));
+  }
 
   std::shared_ptr<detail::shared_buffer_state> state_;
 };

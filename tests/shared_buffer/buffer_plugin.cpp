@@ -3,9 +3,11 @@
 #include <isolate/export.hpp>
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <numeric>
 #include <utility>
 
@@ -35,6 +37,14 @@ class buffer_user_impl final : public buffer_user {
   void keep(const isolate::shared_buffer& buffer) override { kept_ = buffer; }
   void drop_kept() override { kept_ = {}; }
   isolate::shared_buffer return_kept() override { return kept_; }
+  std::uint64_t checksum_kept() override { return sum(kept_); }
+  int duplicate_mapping(const isolate::shared_buffer& buffer) override {
+    void* copy = ::mremap(buffer.data(), 0, buffer.size(), MREMAP_MAYMOVE);
+    return copy == MAP_FAILED ? errno : 0;
+  }
+  int make_writable(const isolate::shared_buffer& buffer) override {
+    return ::mprotect(buffer.data(), buffer.size(), PROT_READ | PROT_WRITE) == 0 ? 0 : errno;
+  }
   std::uint64_t pass_to_host(const isolate::shared_buffer& buffer) override { return host_.checksum_on_host(buffer); }
   std::uint64_t checksum_of_host_buffer(std::uint64_t size) override { return sum(host_.buffer_from_host(size)); }
 

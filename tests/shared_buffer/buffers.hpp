@@ -28,6 +28,11 @@ ISOLATE_INTERFACE(buffer_user,
                   (void, keep, (isolate::shared_buffer const&)),
                   (void, drop_kept, ()),
                   (isolate::shared_buffer, return_kept, ()),
+                  (std::uint64_t, checksum_kept, ()),
+                  // Hostile: makes the buffer's mapping writable; returns mprotect's errno (0: it worked).
+                  (int, make_writable, (isolate::shared_buffer const&)),
+                  // Hostile: a second mapping of the buffer (mremap, old size 0), kept; returns the errno (0: made).
+                  (int, duplicate_mapping, (isolate::shared_buffer const&)),
                   (std::uint64_t, pass_to_host, (isolate::shared_buffer const&)),
                   (std::uint64_t, checksum_of_host_buffer, (std::uint64_t)),
                   // Hostile: a buffer the plugin made itself, which the host never gave it.

@@ -302,3 +302,79 @@ TEST_CASE("process: a plugin passing a host service a buffer it was never given 
   CHECK(std::string(e.what()).find("never shared with it") != std::string::npos);
   CHECK(f.plugin->pid() != first);  // a fresh worker took over
 }
+
+TEST_CASE_TEMPLATE("a lend (read-only, for one call, both) carries the same bytes under every transport", Policy,
+                   ISOLATE_TEST_POLICIES) {
+  fixture<Policy> f;
+  const auto buffer = patterned(64 << 10);
+  CHECK(f.plugin->checksum(buffer.read_only()) == sum(buffer));
+  CHECK(f.plugin->checksum(buffer.for_one_call()) == sum(buffer));
+  CHECK(f.plugin->checksum(buffer.read_only().for_one_call()) == sum(buffer));
+  isolate::shared_buffer target(4096);
+  f.plugin->fill(target.for_one_call(), 9);
+  CHECK(std::ranges::all_of(target.as<std::uint8_t>(), [](std::uint8_t b) { return b == 9; }));
+
+  // A lend is a handle of its own on the same bytes; lends combine.
+  const auto lent = buffer.read_only().for_one_call();
+  CHECK(lent.data() == buffer.data());
+  CHECK(lent.size() == buffer.size());
+  CHECK(lent.is_read_only());
+  CHECK(lent.is_for_one_call());
+  CHECK_FALSE(buffer.is_read_only());
+  CHECK_FALSE(buffer.read_only().is_for_one_call());
+  CHECK_FALSE(lent == buffer);
+  CHECK(isolate::shared_buffer().read_only().empty());
+}
+
+TEST_CASE("process: a buffer lent read-only is read by the plugin; its write kills the plugin, not the host") {
+  process_fixture f;
+  auto buffer = patterned(4096);
+  const auto before = sum(buffer);
+  const auto lent = buffer.read_only();
+  CHECK(f.plugin->checksum(lent) == before);
+  // A hostile plugin cannot make its mapping writable: the descriptor it came from is read-only.
+  CHECK(f.plugin->make_writable(lent) == EACCES);
+  const auto failure = failure_of([&] { f.plugin->fill(lent, 1); });
+  CHECK(failure.code() == isolate::errc::plugin_crashed);
+  CHECK(std::string(failure.what()).find("SIGSEGV") != std::string::npos);
+  CHECK(sum(buffer) == before);  // untouched, and the host still writes its own
+  buffer.as<std::uint8_t>()[0] = 200;
+  CHECK(sum(buffer) == before + 200);
+}
+
+TEST_CASE("process: a buffer lent for one call is gone from the plugin when the call returns") {
+  process_fixture f;
+  const auto buffer = patterned(8192);
+  const int pid = f.plugin->pid();
+  // Shared as usual, a buffer the plugin keeps stays readable after the call.
+  f.plugin->keep(buffer);
+  CHECK(f.plugin->checksum_kept() == sum(buffer));
+  f.plugin->drop_kept();
+  CHECK(mapped_buffers(pid) == 1);
+
+  const auto lent = buffer.for_one_call();
+  f.plugin->keep(lent);  // the plugin keeps the handle, but the bytes went with the call
+  CHECK(mapped_buffers(pid) == 1);  // only `buffer`'s mapping: the lend's is revoked
+  // Passed again, it is lent again for that call.
+  CHECK(f.plugin->checksum(lent) == sum(buffer));
+  CHECK(f.plugin.transport().link().buffers_shared() == 3);  // `buffer` once, the lend once per call
+  CHECK(mapped_buffers(pid) == 1);
+  // A later access through the kept handle faults the plugin, not the host.
+  const auto failure = failure_of([&] { f.plugin->checksum_kept(); });
+  CHECK(failure.code() == isolate::errc::plugin_crashed);
+  CHECK(std::string(failure.what()).find("SIGSEGV") != std::string::npos);
+  CHECK(sum(buffer) == sum(patterned(8192)));
+}
+
+TEST_CASE("process, sandboxed: a plugin cannot keep a second mapping of a buffer lent for one call") {
+  isolate::process::options options;
+  options.limits = isolate::limits::standard();
+  process_fixture f(options);
+  const auto buffer = patterned(8192);
+  const auto lent = buffer.for_one_call();
+  // mremap with an old size of 0 would map the same pages again, out of the
+  // worker's reach when it revokes the lend: the sandbox's filter refuses it.
+  CHECK(f.plugin->duplicate_mapping(lent) != 0);
+  f.plugin->keep(lent);
+  CHECK(failure_of([&] { f.plugin->checksum_kept(); }).code() == isolate::errc::plugin_crashed);
+}

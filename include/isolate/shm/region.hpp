@@ -78,7 +78,8 @@ class region {
   // Maps a region the peer created. Keeps its own duplicate of `fd`; the
   // caller still owns `fd`. Rejects a file that is not exactly
   // `expected_size` bytes or that the peer could still resize.
-  static region attach(int fd, std::size_t expected_size, std::error_code& ec) noexcept {
+  // `read_only`: mapped PROT_READ (what a read-only descriptor allows).
+  static region attach(int fd, std::size_t expected_size, std::error_code& ec, bool read_only = false) noexcept {
     ec.clear();
     if (fd < 0 || expected_size == 0) {
       ec = std::make_error_code(std::errc::invalid_argument);
@@ -109,7 +110,7 @@ class region {
       ec = last_error();
       return {};
     }
-    if (!r.map(expected_size, ec)) return {};
+    if (!r.map(expected_size, ec, read_only)) return {};
     return r;
   }
 
@@ -132,11 +133,21 @@ class region {
   }
   explicit operator bool() const noexcept { return data_ != nullptr; }
 
+  // Takes the memory away from this process: the range becomes inaccessible
+  // anonymous memory (so any access faults) and the descriptor is closed.
+  // The range stays reserved until the region goes. False if the kernel refused.
+  bool revoke() noexcept {
+    close_descriptor();
+    if (data_ == nullptr) return true;
+    return ::mmap(data_, size_, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) !=
+           MAP_FAILED;
+  }
+
  private:
   static std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
-  bool map(std::size_t size, std::error_code& ec) noexcept {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+  bool map(std::size_t size, std::error_code& ec, bool read_only = false) noexcept {
+    void* p = ::mmap(nullptr, size, read_only ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
       ec = last_error();
       return false;

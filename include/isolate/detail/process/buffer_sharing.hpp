@@ -30,6 +30,9 @@
 #include <string>
 #include <system_error>
 #include <unordered_map>
+#include <vector>
+
+#include <fcntl.h>
 
 namespace isolate::detail {
 
@@ -106,15 +109,35 @@ class worker_control final : public buffer_peer, public std::enable_shared_from_
                         bool answer = false) {
     std::unique_lock lock(mutex_, std::defer_lock);
     if (!lock_until(lock, deadline)) return std::make_error_code(std::errc::timed_out);
-    for (const auto& buffer : buffers) {
-      const auto& state = shared_buffer_access::state(buffer);
+    for (auto it = buffers.begin(); it != buffers.end(); ++it) {
+      const auto& state = shared_buffer_access::state(*it);
       if (!state) continue;
-      if (!state->has_peer(this)) {
+      const bool known = state->has_peer(this);
+      // A lend for one call goes again with each call (the worker unmapped it
+      // after the last), once: the worker counts the calls it is lent for.
+      const bool again = (state->lending() & lent_for_one_call) != 0 &&
+                         std::none_of(buffers.begin(), it, [&](const shared_buffer& earlier) {
+                           return shared_buffer_access::state(earlier) == state;
+                         });
+      if (!known || again) {
+        const auto& buffer = *it;
         lent.add(buffer);
-        const int fd = state->region().fd();
-        const auto body = encode_message(buffer_message{state->id(), state->region().size()});
+        int fd = state->region().fd();
+        unique_fd read_only;
+        if ((state->lending() & lent_read_only) != 0) {
+          // The same memfd through a read-only open file: the worker cannot map it writable.
+          read_only.reset(::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_CLOEXEC));
+          if (!read_only) {
+            throw error(std::error_code(errno, std::system_category()),
+                        fmt::format("cannot lend shared buffer {:#x} read-only: reopening its memfd through "
+                                    "/proc/self/fd failed",
+                                    state->id()));
+          }
+          fd = read_only.get();
+        }
+        const auto body = encode_message(buffer_message{state->id(), state->region().size(), state->lending()});
         if (auto ec = send_locked(control_type::share_buffer, body, std::span<const int>(&fd, 1), deadline)) return ec;
-        state->add_peer(shared_from_this());
+        if (!known) state->add_peer(shared_from_this());
         shared_.fetch_add(1, std::memory_order_relaxed);
       }
       if (answer) state->count_answer(this);
@@ -184,13 +207,18 @@ class received_buffers final : public buffer_resolver {
   // A buffer the host shares, as received on the control socket. The host is
   // trusted, but a descriptor that is not a sealed memfd of the announced size
   // is refused all the same: frames naming it then fail with protocol_error.
-  void add(std::uint64_t id, std::uint64_t size, unique_fd fd) {
+  // `lending`: detail::lending bits. A lend for one call is added again for
+  // each call naming it (counted), and revoked after the last of them.
+  void add(std::uint64_t id, std::uint64_t size, unique_fd fd, std::uint8_t lending = lent_shared) {
     std::error_code ec;
     shm::region region;
+    const bool one_call = (lending & lent_for_one_call) != 0;
     if (!fd) {
       ec = std::make_error_code(std::errc::bad_file_descriptor);
     } else {
-      region = shm::region::attach(fd.get(), static_cast<std::size_t>(size), ec);
+      region = shm::region::attach(fd.get(), static_cast<std::size_t>(size), ec, (lending & lent_read_only) != 0);
+      // Once mapped, no descriptor of it stays in this process for the plugin to map again.
+      if (!ec && one_call) region.close_descriptor();
     }
     {
       std::lock_guard lock(mutex_);
@@ -198,11 +226,34 @@ class received_buffers final : public buffer_resolver {
         refused_.insert_or_assign(id, fmt::format("the host shared buffer {:#x} of {} bytes as a descriptor that "
                                                   "cannot be mapped as such: {}",
                                                   id, size, ec.message()));
+      } else if (auto found = buffers_.find(id); found != buffers_.end()) {
+        if (found->second.one_call) ++found->second.lends;
       } else {
-        buffers_.try_emplace(id, entry{shared_buffer_access::adopt(id, std::move(region))});
+        buffers_.try_emplace(id, entry{shared_buffer_access::adopt(id, std::move(region)), 0, 0, false, one_call});
       }
     }
     changed_.notify_all();
+  }
+
+  // After a call from the host: revokes the buffers lent for one call that
+  // this thread's call took (the worker runs it before sending the reply).
+  // False if the kernel refused to take one away: the worker must not go on.
+  bool revoke_taken() {
+    if (taken_for_one_call_.empty()) return true;
+    bool revoked = true;
+    std::vector<shared_buffer> dropped;  // unmapped once the lock is released
+    {
+      std::lock_guard lock(mutex_);
+      for (const std::uint64_t id : taken_for_one_call_) {
+        auto found = buffers_.find(id);
+        if (found == buffers_.end() || --found->second.lends > 0) continue;
+        revoked = shared_buffer_access::state(found->second.buffer)->revoke() && revoked;
+        dropped.push_back(std::move(found->second.buffer));
+        buffers_.erase(found);
+      }
+    }
+    taken_for_one_call_.clear();
+    return revoked;
   }
 
   // The host let go of buffer `id` after `answers` of its answers named it.
@@ -248,6 +299,8 @@ class received_buffers final : public buffer_resolver {
     std::uint64_t answers_decoded = 0;
     std::uint64_t answers_expected = 0;
     bool forgotten = false;
+    bool one_call = false;   // lent for one call: revoked after it (revoke_taken)
+    std::uint64_t lends = 1;  // one_call: calls under way or announced that name it
   };
 
   class answer_resolver final : public buffer_resolver {
@@ -272,6 +325,7 @@ class received_buffers final : public buffer_resolver {
       }
       shared_buffer result = known.buffer;
       if (answer) ++known.answers_decoded;
+      if (known.one_call && !answer) taken_for_one_call_.push_back(id);
       if (known.forgotten && known.answers_decoded >= known.answers_expected) buffers_.erase(found);
       return result;
     }
@@ -288,6 +342,8 @@ class received_buffers final : public buffer_resolver {
   std::unordered_map<std::uint64_t, std::string> refused_;
   bool closed_ = false;
   answer_resolver answers_{*this};
+  // The one-call lends the call running on this thread decoded.
+  static inline thread_local std::vector<std::uint64_t> taken_for_one_call_;
 };
 
 }  // namespace isolate::detail

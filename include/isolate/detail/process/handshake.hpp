@@ -147,10 +147,11 @@ struct ready_message {
 struct buffer_message {
   std::uint64_t id = 0;
   std::uint64_t size = 0;
+  std::uint8_t lending = 0;  // detail::lending bits (shared_buffer.hpp)
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(id, size);
+    ar(id, size, lending);
   }
 };
 

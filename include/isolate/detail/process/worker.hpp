@@ -291,7 +291,7 @@ class worker {
       switch (static_cast<control_type>(message.type)) {
         case control_type::share_buffer: {
           const auto shared = decode_message<buffer_message>(message.body);
-          buffers_.add(shared.id, shared.size, fds.empty() ? unique_fd() : std::move(fds.front()));
+          buffers_.add(shared.id, shared.size, fds.empty() ? unique_fd() : std::move(fds.front()), shared.lending);
           break;
         }
         case control_type::forget_buffer: {
@@ -448,6 +448,7 @@ class worker {
       ++host_calls_running_on_this_thread;
       entry_->handle(object_, large.first().data(), large.first().size(), &large, reply, max_message_);
       --host_calls_running_on_this_thread;
+      revoke_lends();
       if (!large.end() || !send(reply)) channel_.close();
       return;
     }
@@ -509,6 +510,14 @@ class worker {
     ++host_calls_running_on_this_thread;
     entry_->handle(object_, frame.data(), frame.size(), nullptr, reply, max_message_);
     --host_calls_running_on_this_thread;
+    revoke_lends();
+  }
+
+  // Before the reply goes: the buffers lent for this call only are taken
+  // from the plugin. If the kernel would not, the lend's promise cannot be
+  // kept: the worker ends (the host sees it die) rather than answer.
+  void revoke_lends() {
+    if (!buffers_.revoke_taken()) std::_Exit(worker_exit_channel_broken);
   }
 
   static inline thread_local int host_calls_running_on_this_thread = 0;

@@ -137,7 +137,7 @@ inline constexpr char const* allow_list_names[] = {
     // Ending.
     "exit", "exit_group",
     // Memory the process owns (mprotect PROT_EXEC included: dlopen needs it).
-    "brk", "mmap", "munmap", "mremap", "mprotect", "madvise",
+    "brk", "mmap", "munmap", "mprotect", "madvise",
     // Threads and waiting (clone: below).
     "futex", "futex_waitv", "set_robust_list", "rseq", "set_tid_address", "sched_yield", "sched_getaffinity",
     "gettid", "getpid", "getppid",
@@ -189,6 +189,9 @@ inline scmp_arg_cmp low32_equals(unsigned arg, std::uint32_t value) noexcept {
 // A pointer or long argument, all 64 bits.
 inline scmp_arg_cmp equals(unsigned arg, std::uint64_t value) noexcept {
   return scmp_arg_cmp{arg, SCMP_CMP_EQ, value, 0};
+}
+inline scmp_arg_cmp not_equals(unsigned arg, std::uint64_t value) noexcept {
+  return scmp_arg_cmp{arg, SCMP_CMP_NE, value, 0};
 }
 
 inline int resolve(char const* name) noexcept {
@@ -293,12 +296,15 @@ inline void add_deny_list(filter& f, std::uint32_t refuse) noexcept {
   // console's selection (TIOCLINUX): the plugin could run commands as the user.
   f.add(refuse, "ioctl", {low32_equals(1, TIOCSTI)});
   f.add(refuse, "ioctl", {low32_equals(1, TIOCLINUX)});
+  f.add(refuse, "mremap", {equals(1, 0)});
 }
 
 // `open_action`: what read-only opens get (allowed, or sent to be observed).
 inline void add_allow_list(filter& f, pid_t self, std::uint32_t open_action) noexcept {
   std::uint32_t const allow = SCMP_ACT_ALLOW;
   for (char const* name : allow_list_names) f.add(allow, name);
+  // Resizing or moving a mapping; not duplicating one (below).
+  f.add(allow, "mremap", {not_equals(1, 0)});
   // Threads only: a clone with CLONE_THREAD and no namespace.
   f.add(allow, "clone", {bits_equal(0, CLONE_THREAD | clone_namespace_flags, CLONE_THREAD)});
   // Signals to itself (raise, abort, pthread_kill), not to others. `self` is
@@ -343,6 +349,9 @@ inline void build_plan(filter& f, seccomp_plan const& plan, pid_t self) noexcept
   f.set(SCMP_FLTATR_CTL_OPTIMIZE, 2);  // a binary search over syscall numbers, not a linear scan
 #endif
 
+  // Both lists refuse mremap with an old size of 0, which makes a second
+  // mapping of shared memory: a plugin could keep one of a buffer lent for
+  // one call (shared_buffer::for_one_call) after the worker revoked it.
   if (plan.policy == syscall_policy::deny_list) add_deny_list(f, refuse);
   if (allow_list) add_allow_list(f, self, observe ? SCMP_ACT_NOTIFY : SCMP_ACT_ALLOW);
   // Observed opens: every one the filter allows (an allow-list's read-only
@@ -486,7 +495,7 @@ inline std::vector<std::string> denied_syscalls() {
   std::vector<std::string> names(std::begin(seccomp_detail::deny_list_names),
                                  std::end(seccomp_detail::deny_list_names));
   names.insert(names.end(), {"clone(CLONE_NEW*)", "clone3(always ENOSYS)", "personality(other than 0, 0xffffffff)",
-                             "ioctl(TIOCSTI)", "ioctl(TIOCLINUX)"});
+                             "ioctl(TIOCSTI)", "ioctl(TIOCLINUX)", "mremap(old size 0: a second mapping)"});
   return names;
 }
 
@@ -494,7 +503,7 @@ inline std::vector<std::string> allowed_syscalls() {
   std::vector<std::string> names(std::begin(seccomp_detail::allow_list_names),
                                  std::end(seccomp_detail::allow_list_names));
   names.insert(names.end(),
-               {"clone(CLONE_THREAD, no CLONE_NEW*)", "kill(own pid)", "tgkill(own pid)",
+               {"mremap(old size not 0)", "clone(CLONE_THREAD, no CLONE_NEW*)", "kill(own pid)", "tgkill(own pid)",
                 "openat(read-only, no O_CREAT/O_TRUNC/O_TMPFILE)", "open(read-only, same)",
                 "ioctl(FIONREAD, FIONBIO, FIOCLEX, FIONCLEX, TCGETS)", "sendto(no address)", "socketpair(AF_UNIX)",
                 "prlimit64(pid 0, reading only)", "prctl(PR_SET_NAME, PR_GET_NAME)"});
