@@ -164,6 +164,12 @@ struct plugin_status {
   std::optional<plugin_telemetry> telemetry;
 };
 
+// Several plugins' status (manager::status()), formatted with fmt as a
+// table: a line per plugin, "-" where a plugin inside the host has no figure.
+struct status_table {
+  std::vector<plugin_status> rows;
+};
+
 // The host's lifecycle hooks, for every plugin a manager loads, at any level.
 // Each gets the plugin's line of list(). before_load may refuse by throwing
 // (load() throws that, and nothing was started); so may after_load (the
@@ -629,6 +635,22 @@ class manager {
   // Throws unknown_plugin.
   plugin_status status(std::string_view id) const { return find(id)->status(); }
 
+  // Every loaded plugin's status, by id: `fmt::print("{}", plugins.status())`
+  // prints them as a table, one line each.
+  status_table status() const {
+    std::vector<std::shared_ptr<detail::managed_entry>> entries;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [id, entry] : plugins_) {
+        if (entry) entries.push_back(entry);
+      }
+    }
+    status_table table;
+    table.rows.reserve(entries.size());
+    for (const auto& entry : entries) table.rows.push_back(entry->status());
+    return table;
+  }
+
   // mgr.call<Result>(id, "method", args...): a call by the method's name,
   // for hosts that know it only at run time (a script, a configuration).
   // Checked against the interface's method table: unknown_plugin,
@@ -795,6 +817,34 @@ struct fmt::formatter<isolate::plugin_info> : fmt::formatter<std::string_view> {
   auto format(const isolate::plugin_info& info, Context& ctx) const {
     return fmt::format_to(ctx.out(), "{} ({}, {}, {}): {}", info.id, info.interface_name, isolate::to_string(info.level),
                           isolate::to_string(info.state), info.path.string());
+  }
+};
+
+template <>
+struct fmt::formatter<isolate::status_table> : fmt::formatter<std::string_view> {
+  template <class Context>
+  auto format(const isolate::status_table& table, Context& ctx) const {
+    using isolate::detail::bytes_text;
+    using isolate::detail::duration_text;
+    constexpr std::string_view line = "{:<12} {:<16} {:<18} {:<11} {:>7} {:>6} {:>9} {:>9} {:>10} {:>8} {:>10}\n";
+    auto out = fmt::format_to(ctx.out(), line, "id", "interface", "level", "state", "calls", "failed", "p50", "p99",
+                              "peak mem", "restarts", "violations");
+    for (const auto& row : table.rows) {
+      const auto& info = row.info;
+      if (!row.telemetry) {
+        out = fmt::format_to(out, line, info.id, info.interface_name, isolate::to_string(info.level),
+                             isolate::to_string(info.state), "-", "-", "-", "-", "-", "-", "-");
+        continue;
+      }
+      const auto& t = *row.telemetry;
+      const bool sampled = t.latency_samples > 0;
+      out = fmt::format_to(out, line, info.id, info.interface_name, isolate::to_string(info.level),
+                           isolate::to_string(info.state), t.calls, t.errors,
+                           sampled ? duration_text(t.latency_p50) : std::string("-"),
+                           sampled ? duration_text(t.latency_p99) : std::string("-"),
+                           bytes_text(t.peak_memory_bytes), t.restarts, t.violations);
+    }
+    return out;
   }
 };
 

@@ -98,6 +98,22 @@ TEST_CASE("telemetry: what a dead worker used is kept, and its end is the last e
   CHECK(t.violations == 1);
 }
 
+TEST_CASE("telemetry: what a worker replaced by the host did is kept (restart, reload)") {
+  auto p = load_watched(watched_options());
+  p->burn_cpu_ms(50);
+  CHECK(p->add(1, 1) == 2);
+  p.transport().link().restart_now("restarted by the test");
+  CHECK(p->add(2, 2) == 4);
+  auto t = p.transport().telemetry();
+  CHECK(t.calls == 3);  // two on the first worker, one on the second
+  CHECK(t.cpu_user + t.cpu_system >= 40ms);  // the first worker's burn
+  p.transport().reload();
+  CHECK(p->add(3, 3) == 6);
+  t = p.transport().telemetry();
+  CHECK(t.calls == 4);
+  CHECK(t.violations == 0);  // the host's own doing
+}
+
 TEST_CASE("telemetry: printed with fmt as a table, and exported as JSON") {
   auto p = load_watched();
   CHECK(p->add(1, 2) == 3);

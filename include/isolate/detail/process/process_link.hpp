@@ -237,6 +237,7 @@ class process_link final : public link {
     }
     restart_cv_.notify_all();
     if (old) old->stop();  // already dead: returns at once
+    if (old) retire_replaced(*old);
   }
   // Replaces the worker now, whatever the restart policy says (the host
   // decides: manager::restart). A fresh worker starts first; then the old one
@@ -257,6 +258,7 @@ class process_link final : public link {
     record_.restarted(std::move(reason));
     restart_cv_.notify_all();
     if (old) old->stop("the host restarted the plugin");  // not current_'s death: no restart follows it
+    if (old) retire_replaced(*old);
   }
 
   // Hot reload: replaces the worker with a fresh one that loads the plugin
@@ -281,6 +283,7 @@ class process_link final : public link {
     record_.restarted(fmt::format("reloaded from {}", plugin.string()), recovery_action::reload);
     restart_cv_.notify_all();
     if (old) old->stop("the host reloaded the plugin");
+    if (old) retire_replaced(*old);
   }
   // The plugin's library file: the one it was loaded from, or reloaded from last.
   std::filesystem::path plugin_path() const {
@@ -412,6 +415,14 @@ class process_link final : public link {
     std::uint64_t calls = 0, errors = 0, bytes_sent = 0, bytes_received = 0;
     resource_usage usage;
   };
+
+  // A session replaced by the host (restart, reload, release), once
+  // stopped: its figures join the totals, unless its death already put them
+  // there (it died while current, before the swap).
+  void retire_replaced(const worker_session& session) {
+    std::lock_guard lock(mutex_);
+    if (retired_session_ != &session) retire(session);
+  }
 
   // Called with mutex_ held, once per session, when it has died.
   void retire(const worker_session& session) {
