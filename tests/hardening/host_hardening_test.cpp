@@ -224,6 +224,19 @@ TEST_CASE("11: a plugin that asks the host to account its call is killed") {
   CHECK(dies_within(pid, 10s));
 }
 
+TEST_CASE("11: a plugin that sends the host a lifecycle frame is killed") {
+  host_notes sink;
+  isolate::host_services services;
+  services.provide<notes>(sink);
+  auto p = load_hostile("lifecycle-host", {}, services);
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->add(1, 2); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "lifecycle"), e.what());
+  CHECK(sink.count.load() == 0);
+  CHECK(dies_within(pid, 10s));
+}
+
 TEST_CASE("5: a reply whose decoding would allocate far more than its size kills the worker") {
   auto p = load_hostile("amplify");
   const int pid = p.transport().link().pid();

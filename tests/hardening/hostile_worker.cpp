@@ -22,6 +22,9 @@
 //   account-host    on the first call, sends host service 1 an event marked
 //                   as an accounted call (only the host may ask for
 //                   accounting), and does not answer
+//   lifecycle-host  on the first call, sends host service 1 an event marked
+//                   as a lifecycle frame (only the host runs on_load, on_stop),
+//                   and does not answer
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
@@ -184,6 +187,12 @@ int main(int argc, char** argv) {
     if (mode == "account-host") {
       auto event = note_event();
       event.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::accounted_call);
+      channel.send(event.bytes(), forever);
+      sleep_forever();
+    }
+    if (mode == "lifecycle-host") {
+      auto event = note_event();
+      event.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::lifecycle);
       channel.send(event.bytes(), forever);
       sleep_forever();
     }

@@ -303,6 +303,31 @@ TEST_CASE("manager: restart gives a process plugin a fresh worker, and is refuse
   CHECK(failure_of([&] { plugins.restart("faulty"); }).code() == isolate::errc::quarantined);
 }
 
+TEST_CASE("a reload during a crash restart's backoff is not undone by that restart") {
+  isolate::process::options options;
+  options.restart = isolate::restart_policy::crash(3, 1s);
+  auto calc = isolate::load<calculator, isolate::process>(ISOLATE_TEST_CALCULATOR_PLUGIN, options);
+  auto& link = calc.transport().link();
+  const pid_t crashed = calc.transport().pid();
+  REQUIRE(::kill(crashed, SIGKILL) == 0);
+  // Bounded waits on the link's own state: the death seen, the restart due.
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!link.restart_pending() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  REQUIRE(link.restart_pending());
+
+  calc.transport().reload(ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN);
+  const pid_t reloaded = calc.transport().pid();
+  CHECK(reloaded != crashed);
+  CHECK(calc->greet("ada") == "bonjour, ada");  // served now, not after the backoff
+
+  while (link.restart_pending() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(1ms);
+  REQUIRE_FALSE(link.restart_pending());
+  // The restart found the worker replaced: it did not bring back the old file.
+  CHECK(calc->greet("ada") == "bonjour, ada");
+  CHECK(calc.transport().pid() == reloaded);
+  CHECK(link.plugin_path() == std::filesystem::path(ISOLATE_TEST_CALCULATOR_NEXT_PLUGIN));
+}
+
 TEST_CASE("manager: hot reload swaps a process plugin's library under its handles; a failed reload leaves the old serving") {
   // The plugin's file lives in a directory of its own, so a new build can replace it.
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("isolate-reload-{}", ::getpid());

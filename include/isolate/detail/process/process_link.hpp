@@ -141,6 +141,11 @@ class process_link final : public link {
     std::lock_guard lock(mutex_);
     return current_ ? current_->pid() : -1;
   }
+  // A restart after a crash is due or under way (calls wait for it).
+  bool restart_pending() const {
+    std::lock_guard lock(mutex_);
+    return restarting_;
+  }
   // Whether a worker serves calls, or a restart under way will bring one.
   bool up() const {
     std::lock_guard lock(mutex_);
@@ -370,7 +375,12 @@ class process_link final : public link {
   std::shared_ptr<worker_session> acquire(clock::time_point deadline) {
     if (record_.quarantined()) throw quarantined_error();
     std::unique_lock lock(mutex_);
-    auto usable = [&] { return closing_ || !(restarting_ || (current_ && current_->doomed() && may_restart())); };
+    // A live worker serves even with a restart pending: the host replaced
+    // the dead one during the backoff (that restart will not happen).
+    auto usable = [&] {
+      const bool live = current_ && current_->alive() && !current_->doomed();
+      return closing_ || live || !(restarting_ || (current_ && current_->doomed() && may_restart()));
+    };
     if (deadline == clock::time_point::max()) {
       restart_cv_.wait(lock, usable);
     } else if (!restart_cv_.wait_until(lock, deadline, usable)) {
@@ -524,15 +534,19 @@ class process_link final : public link {
   // On a thread of its own (begin_restart).
   void restart() {
     std::shared_ptr<worker_session> fresh;
+    std::shared_ptr<worker_session> dead;
     std::string failure;
     std::string reason;
     {
       std::lock_guard lock(mutex_);
-      if (closing_ || record_.quarantined()) {
+      // Unloading, quarantined, or the host replaced the dead worker during
+      // the backoff (reload, restart_now): nothing to restart.
+      if (closing_ || record_.quarantined() || (current_ && current_->alive())) {
         restarting_ = false;
         restart_cv_.notify_all();
         return;
       }
+      dead = current_;
       ++restarts_;
       reason = down_message_;
     }
@@ -544,12 +558,15 @@ class process_link final : public link {
       failure = std::string("the plugin could not be restarted: ") + e.what();
     }
     std::shared_ptr<worker_session> old;
+    std::shared_ptr<worker_session> superseded;
     {
       std::lock_guard lock(mutex_);
       restarting_ = false;
-      if (fresh) {
+      if (fresh && current_ != dead) {
+        superseded = std::move(fresh);  // the host replaced the dead worker while this one started: it stays
+      } else if (fresh) {
         old = std::exchange(current_, fresh);
-      } else {
+      } else if (current_ == dead) {
         down_message_ = failure;
       }
     }
@@ -557,7 +574,9 @@ class process_link final : public link {
     // before the callers waiting for the restart go on, so that
     // none of them sees the dead worker's descriptors and memfds still open.
     old.reset();
+    dead.reset();
     restart_cv_.notify_all();
+    if (superseded) superseded->stop("the host replaced the plugin's worker while it restarted");
   }
 
   // After the last worker stopped (also one a restart started meanwhile):

@@ -837,8 +837,12 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       return false;
     }
     if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) return serve(view);
-    if (view.header.kind == wire::frame_kind::accounted_call || view.header.kind == wire::frame_kind::lifecycle) {
-      protocol_violation_ = "the plugin broke the protocol: it sent the host a frame only a host sends";
+    if (view.header.kind == wire::frame_kind::accounted_call) {
+      protocol_violation_ = "the plugin broke the protocol: it asked the host to account a call";
+      return false;
+    }
+    if (view.header.kind == wire::frame_kind::lifecycle) {
+      protocol_violation_ = "the plugin broke the protocol: it sent the host a lifecycle frame (on_load, on_stop)";
       return false;
     }
     if (view.header.service != 0) {
