@@ -16,8 +16,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -45,16 +43,6 @@ int host_threads() {
   return count;
 }
 
-// Each plugin holds a few descriptors in the host (its sockets, ring, pidfd,
-// seccomp listener): a thousand need more than the usual soft limit of 1024.
-void raise_open_files_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 // Runs f(i) for i in [0, n) on `loaders` threads; returns once all are done.
 template <class F>
 void on_loaders(std::size_t n, F&& f) {
@@ -69,7 +57,7 @@ void on_loaders(std::size_t n, F&& f) {
 }
 
 void many_plugins(benchmark::State& state, isolate::limits::policy limits) {
-  raise_open_files_limit();
+  isolate::raise_open_files_limit();
   const std::size_t n = fleet_size();
   isolate::process::options options;
   options.limits = limits;

@@ -33,6 +33,7 @@
 #include <fmt/format.h>
 
 #include <cxxabi.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -169,6 +170,21 @@ struct plugin_status {
 struct status_table {
   std::vector<plugin_status> rows;
 };
+
+// Raises this process's soft limit of open descriptors to its hard limit and
+// returns the soft limit then in force. Each process plugin holds about 8
+// descriptors in the host (sockets, ring, pidfd, seccomp listener): a host
+// of more than ~120 plugins needs more than the usual soft limit of 1024.
+inline std::uint64_t raise_open_files_limit() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  }
+  return limit.rlim_cur;
+}
 
 // The host's lifecycle hooks, for every plugin a manager loads, at any level.
 // Each gets the plugin's line of list(). before_load may refuse by throwing

@@ -16,8 +16,6 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
-#include <sys/resource.h>
-
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -35,15 +33,6 @@ namespace {
 // pool's threads (the launcher's thread is counted in `before`).
 constexpr int library_threads = static_cast<int>(isolate::detail::io_pool::max_threads);
 
-// Each plugin holds a few descriptors in the host.
-void raise_open_files_limit() {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 // Waits (bounded) until the host runs at most `most` threads; returns the count seen last.
 int threads_settle_to(int most, std::chrono::seconds bound) {
   const auto give_up = std::chrono::steady_clock::now() + bound;
@@ -58,7 +47,7 @@ int threads_settle_to(int most, std::chrono::seconds bound) {
 }  // namespace
 
 TEST_CASE("many sandboxed plugins: loaded side by side, all answer, and the host's threads stay few") {
-  raise_open_files_limit();
+  isolate::raise_open_files_limit();
   const long count = reliability_test::count_from_environment("ISOLATE_MANY_PLUGINS", 48);
   // A sandboxed worker cannot start under TSan (its runtime in a child of clone): minimal there.
   const auto level = isolate::level::parse(isolate_test::under_tsan ? "process:minimal" : "process:strict");
