@@ -102,15 +102,21 @@ class ISOLATE_VISIBLE error : public std::system_error {
 [[noreturn]] inline void refuse_load(const std::string& reason) { throw error(errc::load_refused, reason); }
 
 namespace detail {
+// What an error says without the ": <code's message>" that std::system_error
+// appends to what(), for a message that goes on elsewhere.
+inline std::string message_of(const std::system_error& e) {
+  std::string what = e.what();
+  const std::string suffix = ": " + e.code().message();
+  if (what.ends_with(suffix)) what.resize(what.size() - suffix.size());
+  return what;
+}
+
 // What a load throws when the plugin's constructor threw `e` inside the host
 // (in_process, thread): a refusal keeps its code and reason, anything else is load_failed.
 inline error start_failure(const std::exception& e) {
   if (const auto* refused = dynamic_cast<const std::system_error*>(&e);
       refused != nullptr && refused->code() == errc::load_refused) {
-    std::string reason = refused->what();
-    const std::string suffix = ": " + refused->code().message();
-    if (reason.ends_with(suffix)) reason.resize(reason.size() - suffix.size());
-    return error(errc::load_refused, "the plugin refused to start: " + reason);
+    return error(errc::load_refused, "the plugin refused to start: " + message_of(*refused));
   }
   return error(errc::load_failed, std::string("the plugin failed to start: ") + e.what());
 }

@@ -13,6 +13,7 @@
 #define ISOLATE_EXPORT_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/capability_table.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/plugin_entry.hpp"
 #include "isolate/interface.hpp"
@@ -33,6 +34,11 @@ static_assert(std::string_view(plugin_entry_symbol) == "isolate_plugin_entry",
 static_assert(std::string_view(plugin_description_symbol) == "isolate_plugin_description",
               "ISOLATE_EXPORT_PLUGIN defines the data named by plugin_description_symbol: keep the two in step.");
 
+// This library's table of the objects it handed to its host or received from
+// it, when the host is another process (made by create(); one per library,
+// as a worker holds one plugin).
+inline std::shared_ptr<capability_table> plugin_capabilities;
+
 template <class Impl>
 inline constexpr bool constructible_for_plugin =
     std::is_default_constructible_v<Impl> || std::is_constructible_v<Impl, plugin_context&>;
@@ -49,6 +55,11 @@ struct exported_plugin {
     // This library's own copy of the resolver: its calls decode here.
     if (host != nullptr) {
       if (auto* buffers = host->shared_buffers()) plugin_buffer_resolver.store(buffers, std::memory_order_release);
+      if (const auto links = host->host_object_links(); links.calls != nullptr && !plugin_capabilities) {
+        plugin_capabilities =
+            std::make_shared<capability_table>(links.calls, links.releases, links.calls->max_message_size());
+        host->capabilities_ = plugin_capabilities.get();
+      }
     }
     Interface* made = nullptr;
     if constexpr (std::is_constructible_v<Impl, plugin_context&>) {
@@ -85,22 +96,12 @@ struct exported_plugin {
   static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
                      wire::buffer& reply, std::size_t max_payload) noexcept {
     const std::span<const std::byte> bytes(frame, frame_size);
+    capability_scope objects(plugin_capabilities.get());
     if (frame_size >= wire::header_size) {
       wire::frame_header header{};
       std::memcpy(&header, frame, wire::header_size);
-      if (header.kind == wire::frame_kind::lifecycle) [[unlikely]] {  // on_load or on_stop, then an empty reply
-        try {
-          if (header.method == wire::lifecycle_load) {
-            start(object);
-          } else {
-            stop(object);
-          }
-          wire::begin_frame(reply);
-          wire::finish_frame(reply, wire::frame_kind::reply, header.method, header.call_id, header.service);
-        } catch (...) {
-          stub<Interface>::encode_failure(reply, std::current_exception(), header.method, header.call_id,
-                                          header.service);
-        }
+      if (header.kind > wire::frame_kind::accounted_call) [[unlikely]] {
+        handle_other(object, header, bytes, rest, reply, max_payload);
         return;
       }
     }
@@ -125,6 +126,58 @@ struct exported_plugin {
         reply.clear();  // out of memory: the caller reads an empty reply as a broken call
       }
     }
+  }
+
+  // The frames that are not calls to the plugin's own interface.
+  static void handle_other(void* object, const wire::frame_header& header, std::span<const std::byte> bytes,
+                           wire::chunk_source* rest, wire::buffer& reply, std::size_t max_payload) noexcept {
+    try {
+      wire::buffer gathered;
+      if (rest != nullptr) bytes = gather(header, bytes, *rest, gathered);
+      const wire::frame_view frame = wire::parse(bytes, max_payload);
+      switch (header.kind) {
+        case wire::frame_kind::lifecycle:  // on_load or on_stop, then an empty reply
+          if (header.method == wire::lifecycle_load) {
+            start(object);
+          } else {
+            stop(object);
+          }
+          break;
+        case wire::frame_kind::object_call:  // a call to an object the plugin handed to the host
+          if (plugin_capabilities &&
+              serve_object_call(*plugin_capabilities, frame, reply, max_payload, nullptr)) {
+            return;
+          }
+          throw error(errc::plugin_closed, "the plugin holds no such object any more");
+        case wire::frame_kind::release:  // the host dropped its proxy of one
+          if (const auto id = released_id(frame.payload); id && plugin_capabilities) plugin_capabilities->remove(*id);
+          break;
+        default:
+          throw error(errc::protocol_error, "a frame the plugin does not serve");
+      }
+      wire::begin_frame(reply);
+      wire::finish_frame(reply, wire::frame_kind::reply, header.method, header.call_id, header.service);
+    } catch (...) {
+      try {
+        stub<Interface>::encode_failure(reply, std::current_exception(), header.method, header.call_id,
+                                        header.service);
+      } catch (...) {
+        reply.clear();
+      }
+    }
+  }
+
+  // A frame still arriving in pieces, whole (object calls are not streamed).
+  static std::span<const std::byte> gather(const wire::frame_header& header, std::span<const std::byte> first,
+                                           wire::chunk_source& rest, wire::buffer& out) {
+    out.append(first.data(), first.size());
+    while (out.size() < wire::header_size + header.size) {
+      const auto piece = rest.next();
+      if (piece.empty()) break;
+      out.append(piece.data(), piece.size());
+    }
+    rest.finish();
+    return out.bytes();
   }
 
   static void share_error_category(const std::error_category* category) noexcept {

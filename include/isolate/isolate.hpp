@@ -5,6 +5,7 @@
 #define ISOLATE_ISOLATE_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/capability.hpp"
 #include "isolate/discovery.hpp"
 #include "isolate/error.hpp"
 #include "isolate/exceptions.hpp"

@@ -634,16 +634,8 @@ class manager {
 
   // Every loaded plugin, by id.
   std::vector<plugin_info> list() const {
-    std::vector<std::shared_ptr<detail::managed_entry>> entries;
-    {
-      std::lock_guard lock(mutex_);
-      for (const auto& [id, entry] : plugins_) {
-        if (entry) entries.push_back(entry);
-      }
-    }
     std::vector<plugin_info> result;
-    result.reserve(entries.size());
-    for (const auto& entry : entries) result.push_back(entry->info());
+    for (const auto& entry : loaded_entries()) result.push_back(entry->info());
     return result;
   }
 
@@ -654,16 +646,8 @@ class manager {
   // Every loaded plugin's status, by id: `fmt::print("{}", plugins.status())`
   // prints them as a table, one line each.
   status_table status() const {
-    std::vector<std::shared_ptr<detail::managed_entry>> entries;
-    {
-      std::lock_guard lock(mutex_);
-      for (const auto& [id, entry] : plugins_) {
-        if (entry) entries.push_back(entry);
-      }
-    }
     status_table table;
-    table.rows.reserve(entries.size());
-    for (const auto& entry : entries) table.rows.push_back(entry->status());
+    for (const auto& entry : loaded_entries()) table.rows.push_back(entry->status());
     return table;
   }
 
@@ -742,6 +726,17 @@ class manager {
   }
 
  private:
+  // The loaded plugins' entries, taken under the lock, read outside it (an
+  // entry's info or status may wait for its worker).
+  std::vector<std::shared_ptr<detail::managed_entry>> loaded_entries() const {
+    std::vector<std::shared_ptr<detail::managed_entry>> entries;
+    std::lock_guard lock(mutex_);
+    for (const auto& [id, entry] : plugins_) {
+      if (entry) entries.push_back(entry);
+    }
+    return entries;
+  }
+
   // Each plugin's stop may take its grace (asked, then killed): they are
   // stopped side by side, up to stoppers at a time, so that a shutdown takes
   // about one grace, not one per plugin. (A plugin a handle still holds

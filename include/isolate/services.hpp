@@ -22,6 +22,7 @@
 #include "isolate/detail/codec.hpp"
 #include "isolate/error.hpp"
 #include "isolate/interface.hpp"
+#include "isolate/detail/capability_table.hpp"
 #include "isolate/detail/client.hpp"
 #include "isolate/detail/link.hpp"
 
@@ -173,6 +174,19 @@ class plugin_context {
   // Handed to the plugin library when its object is made (export.hpp), since
   // the library has its own copy of every inline variable.
   virtual detail::buffer_resolver* shared_buffers() noexcept { return nullptr; }
+
+  // How the plugin's library reaches the objects the host hands it
+  // (isolate::capability) when the host is another process: calls, and the
+  // one-way releases. Null links: the host's objects are in this process.
+  struct object_links {
+    detail::link* calls = nullptr;
+    detail::link* releases = nullptr;
+  };
+  virtual object_links host_object_links() noexcept { return {}; }
+  // The library's table of objects handed to and received from the host,
+  // set by the library (export.hpp) when it has host_object_links.
+  detail::capability_table* capabilities_ = nullptr;
+
   template <class Interface, class Impl>
   friend struct detail::exported_plugin;
 

@@ -7,6 +7,7 @@
 
 #include "../support/failure.hpp"
 
+#include <isolate/capability.hpp>
 #include <isolate/plugin_library.hpp>
 
 #include <asio/use_future.hpp>
@@ -234,6 +235,30 @@ TEST_CASE("11: a plugin that sends the host a lifecycle frame is killed") {
   CHECK(e.code() == isolate::errc::protocol_error);
   CHECK_MESSAGE(contains(e.what(), "lifecycle"), e.what());
   CHECK(sink.count.load() == 0);
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("12: a plugin that calls a host object it was never handed is killed") {
+  auto p = load_hostile("object-forge");
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->add(1, 2); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "host object it does not hold"), e.what());
+  CHECK(dies_within(pid, 10s));
+}
+
+namespace {
+ISOLATE_INTERFACE(hands_out, (isolate::capability<notes>, notes_object, ()));
+}
+
+TEST_CASE("13: a plugin that sends a capability as a pointer into the host is killed, the pointer never read") {
+  isolate::process::options options;
+  options.worker = ISOLATE_TEST_HOSTILE_WORKER;
+  auto p = isolate::load<hands_out, isolate::process>("local-capability", options);
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->notes_object(); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "unknown tag"), e.what());
   CHECK(dies_within(pid, 10s));
 }
 

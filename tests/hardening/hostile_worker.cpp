@@ -25,6 +25,10 @@
 //   lifecycle-host  on the first call, sends host service 1 an event marked
 //                   as a lifecycle frame (only the host runs on_load, on_stop),
 //                   and does not answer
+//   object-forge    on the first call, calls a host object (object_call) by
+//                   an id the host never handed it, and does not answer
+//   local-capability answers every call with a capability written as the
+//                   host's own in-process form: a raw pointer
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
@@ -32,6 +36,8 @@
 #include <isolate/detail/process/handshake.hpp>
 #include <isolate/shm/region.hpp>
 #include <isolate/wire/frame.hpp>
+
+#include "hardy.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -195,6 +201,29 @@ int main(int argc, char** argv) {
       event.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::lifecycle);
       channel.send(event.bytes(), forever);
       sleep_forever();
+    }
+    if (mode == "object-forge") {
+      const std::uint64_t id = 0x1234'5678'9abc'def0ull;
+      wire::buffer forged;
+      wire::begin_frame(forged);
+      forged.append(&id, sizeof id);
+      wire::finish_frame(forged, wire::frame_kind::object_call, 0, 77);
+      channel.send(forged.bytes(), forever);
+      sleep_forever();
+    }
+    if (mode == "local-capability") {
+      // Cereal's bytes of an isolate::capability: tag 2 (in-process), a
+      // pointer the host would adopt as a std::shared_ptr*, the fingerprint.
+      const auto view = wire::parse(call.bytes(), hello.max_message_size);
+      wire::buffer payload;
+      const std::uint8_t tag = 2;
+      const std::uint64_t pointer = 0xdead'beef'0000ull;
+      const std::uint64_t fingerprint = hardening_test::notes::isolate_meta::fingerprint;
+      payload.append(&tag, 1);
+      payload.append(&pointer, sizeof pointer);
+      payload.append(&fingerprint, sizeof fingerprint);
+      channel.send(frame_of(wire::frame_kind::reply, view.header, payload.bytes()).bytes(), forever);
+      continue;
     }
     if (mode == "flood-events") {
       const auto event = note_event();

@@ -67,10 +67,12 @@ struct host {
   listener_impl ears;
   isolate::host_services services;
   lent_buffers lent;
+  isolate::detail::capability_table capabilities{nullptr, nullptr, max_message};
   host() { services.provide<bookkeeper>(books).provide<listener>(ears); }
 
   bool serve(const wire::buffer& frame, host_service_answer& answer, std::string& violation) {
-    return serve_host_call(services, lent, wire::parse(frame.bytes(), max_message), max_message, answer, violation);
+    return serve_host_call(services, lent, capabilities, wire::parse(frame.bytes(), max_message), max_message, answer,
+                           violation);
   }
 };
 

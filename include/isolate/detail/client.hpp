@@ -7,6 +7,7 @@
 
 #include "isolate/detail/config.hpp"
 #include "isolate/detail/call_accounting.hpp"
+#include "isolate/detail/capability_table.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/link.hpp"
 #include "isolate/interface.hpp"
@@ -21,13 +22,14 @@ namespace isolate::detail {
 // the reply on the link, and returns the decoded result (or throws).
 class client {
  public:
-  explicit client(link& to) noexcept : link_(to) {}
+  explicit client(link& to) noexcept : link_(to), capabilities_(to.capabilities()) {}
 
   template <std::size_t K, class Method, class... Args>
   typename method_traits<Method>::result_type call(const Args&... args) {
     using result = typename method_traits<Method>::result_type;
     constexpr auto method = static_cast<std::uint16_t>(K);
     attachment_scope attached;  // shared_buffers among the arguments: kept alive, sent by the link
+    capability_scope objects(capabilities_);  // isolate::capability values in the arguments and result
     wire::buffer reply;
     if (call_cost* const cost = next_call_cost) [[unlikely]] {
       return accounted<result>(method, *cost, args...);
@@ -80,6 +82,7 @@ class client {
   }
 
   link& link_;
+  capability_table* capabilities_;
 };
 
 }  // namespace isolate::detail

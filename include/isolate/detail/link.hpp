@@ -20,7 +20,8 @@
 
 namespace isolate::detail {
 
-class buffer_resolver;  // shared_buffer.hpp
+class buffer_resolver;   // shared_buffer.hpp
+class capability_table;  // capability_table.hpp
 
 // The timeout of the calls this thread makes now, instead of the plugin's
 // default (set by plugin::with_timeout for one call).
@@ -82,6 +83,9 @@ class link {
   // A reply of this link did not decode (protocol_error): a link to another
   // process stops trusting the peer that sent it.
   virtual void reply_undecodable(const std::string& /*why*/) noexcept {}
+  // Where the isolate::capability values of its calls and replies are
+  // exported to and imported from; null: the link carries none.
+  virtual capability_table* capabilities() noexcept { return nullptr; }
 };
 
 }  // namespace isolate::detail

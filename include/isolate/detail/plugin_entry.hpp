@@ -19,7 +19,7 @@ class plugin_context;
 namespace isolate::detail {
 
 // Bumped whenever plugin_entry or the frame format changes.
-inline constexpr std::uint32_t plugin_abi_version = 5;  // 5: on_load, on_stop, the host's configuration
+inline constexpr std::uint32_t plugin_abi_version = 6;  // 6: plugin_context carries the links to host objects
 
 // The exported symbol's name (extern "C"): one plugin per shared library.
 inline constexpr const char* plugin_entry_symbol = "isolate_plugin_entry";

@@ -39,6 +39,9 @@ class plugin_deleter {
     if (stop_ && object) stop_(object);
   }
 
+  // The library the object's code is in (null: the host's own code).
+  const std::shared_ptr<const void>& library() const noexcept { return library_; }
+
   template <class T>
   void operator()(T* object) const noexcept {
     if (destroy_) {

@@ -50,6 +50,7 @@ class handler_completion final : public completion {
 
   void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
     resolution_scope resolving(resolver_);
+    capability_scope objects(link_.capabilities());
     if (cost_ != nullptr && !failure) failure = decoding_failure([&] { take_cost(reply, *cost_); });
     if constexpr (std::is_void_v<Result>) {
       if (!failure) failure = decoding_failure([&] { decode_reply<void>(reply, link_.max_message_size()); });
@@ -132,6 +133,7 @@ class remote_connection {
     wire::buffer request;
     attachment_scope attached;
     try {
+      capability_scope objects(link_->capabilities());
       encode_call(request, method, link_->max_message_size(), args...);
       done->keep(attached.buffers(), link_->shared_buffers());
       if (call_cost* const cost = std::exchange(next_call_cost, nullptr)) {

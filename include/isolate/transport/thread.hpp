@@ -5,6 +5,7 @@
 #define ISOLATE_TRANSPORT_THREAD_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/capability_table.hpp"
 #include "isolate/detail/codec.hpp"
 #include "isolate/detail/plugin_object.hpp"
 #include "isolate/detail/call_mailbox.hpp"
@@ -91,6 +92,9 @@ class thread_link final : public link {
       try {
         impl_ = make();
         if (!impl_) throw error(errc::load_failed, "the plugin factory returned no object");
+        // Objects handed over in calls cross as themselves; those the host
+        // receives keep the plugin's library mapped.
+        capabilities_ = std::make_shared<capability_table>(capability_table::local_tag{}, impl_.get_deleter().library());
         impl_.get_deleter().start(impl_.get());  // its on_load
         started.set_value();
       } catch (...) {
@@ -194,6 +198,7 @@ class thread_link final : public link {
   }
 
   std::size_t max_message_size() const noexcept override { return options_.max_message_size; }
+  capability_table* capabilities() noexcept override { return capabilities_.get(); }
 
  private:
   // A queued call: asynchronous, or synchronous while the mailbox is claimed.
@@ -262,6 +267,7 @@ class thread_link final : public link {
   }
 
   void serve() {
+    capability_scope objects(capabilities_.get());  // for the calls this thread decodes and answers
     adaptive_spin spin(options_.max_spin);
     wire::buffer reply;  // the mailbox's reply frames are made here, then copied into it
     // The last call came from a caller on this worker's CPU: spinning for its
@@ -354,6 +360,7 @@ class thread_link final : public link {
 
   thread::options options_;
   plugin_object<Interface> impl_;  // destroyed after the workers are joined
+  std::shared_ptr<capability_table> capabilities_;  // local: objects cross as themselves
   std::mutex mutex_;
   std::deque<job*> queue_;
   bool stopping_ = false;

@@ -45,6 +45,9 @@ class output_archive : public cereal::OutputArchive<output_archive, cereal::Allo
       sink_->write(data, size);
     }
   }
+  // True while only measuring a payload (payload_size): a value that
+  // registers something when written (isolate::capability) must not.
+  bool measuring() const noexcept { return sink_ != nullptr && sink_->counts_only(); }
 
  private:
   buffer* out_ = nullptr;

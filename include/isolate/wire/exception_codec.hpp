@@ -28,16 +28,9 @@ struct encoded_exception {
   }
 };
 
-// system_error's what() is "<message>: <code text>"; take the suffix back off
+// system_error's what() is "<message>: <code text>"; the suffix comes back off
 // so the message does not grow each time it crosses a boundary.
-inline std::string message_of(const std::system_error& e) {
-  std::string what = e.what();
-  const std::string suffix = ": " + e.code().message();
-  if (what.size() >= suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0) {
-    what.resize(what.size() - suffix.size());
-  }
-  return what;
-}
+using detail::message_of;
 
 inline encoded_exception describe(std::exception_ptr failure) {
   try {

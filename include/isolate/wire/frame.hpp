@@ -28,12 +28,20 @@ enum class frame_kind : std::uint8_t {
   // stop. The reply is empty, or an error with what on_load threw. The host
   // serves the plugin's calls to it meanwhile, as during any call.
   lifecycle = 6,
+  // Either way: a call to an object one side handed the other
+  // (isolate::capability); the payload starts with the object's 8-byte id
+  // (detail/capability_table.hpp), then the arguments. Answered as a call.
+  object_call = 7,
+  // Either way: the sender dropped its proxy of the object whose 8-byte id
+  // is the payload. From the host it is answered (empty reply); from a
+  // plugin it is one-way.
+  release = 8,
 };
 inline constexpr std::uint16_t lifecycle_load = 0;
 inline constexpr std::uint16_t lifecycle_stop = 1;
 
 inline bool is_known(frame_kind kind) noexcept {
-  return kind >= frame_kind::call && kind <= frame_kind::lifecycle;
+  return kind >= frame_kind::call && kind <= frame_kind::release;
 }
 
 // Fixed layout, identical in both processes: sizes and offsets are checked by static_assert.

@@ -20,6 +20,8 @@ inline constexpr std::size_t large_payload = std::size_t{16} << 10;
 class byte_sink {
  public:
   virtual void write(const void* data, std::size_t size) = 0;
+  // True for a sink that only counts: what is written is not sent anywhere.
+  virtual bool counts_only() const noexcept { return false; }
 
  protected:
   ~byte_sink() = default;
@@ -29,6 +31,7 @@ class byte_sink {
 class counting_sink final : public byte_sink {
  public:
   void write(const void*, std::size_t size) override { bytes_ += size; }
+  bool counts_only() const noexcept override { return true; }
   std::size_t bytes() const noexcept { return bytes_; }
 
  private:

@@ -325,8 +325,12 @@ class received_buffers final : public buffer_resolver {
       }
       shared_buffer result = known.buffer;
       if (answer) ++known.answers_decoded;
-      if (known.one_call && !answer) taken_for_one_call_.push_back(id);
-      if (known.forgotten && known.answers_decoded >= known.answers_expected) buffers_.erase(found);
+      const bool lent_for_this_call = known.one_call && !answer;
+      if (lent_for_this_call) taken_for_one_call_.push_back(id);
+      // A lend taken for this call stays until revoke_taken() unmaps it.
+      if (known.forgotten && known.answers_decoded >= known.answers_expected && !lent_for_this_call) {
+        buffers_.erase(found);
+      }
       return result;
     }
     if (auto refused = refused_.find(id); refused != refused_.end()) throw error(errc::protocol_error, refused->second);

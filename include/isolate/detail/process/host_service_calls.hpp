@@ -39,7 +39,8 @@ struct host_service_answer {
 // service, or the call's method or arguments do not decode: a protocol
 // violation. Never throws for what the service does: its exceptions become
 // the answer (stub::handle).
-inline bool serve_host_call(const host_services& services, lent_buffers& lent, const wire::frame_view& call,
+inline bool serve_host_call(const host_services& services, lent_buffers& lent, capability_table& capabilities,
+                            const wire::frame_view& call,
                             std::size_t max_message_size, host_service_answer& answer, std::string& violation) {
   const auto& entries = services.entries();
   if (call.header.service == 0 || call.header.service > entries.size()) {
@@ -52,6 +53,7 @@ inline bool serve_host_call(const host_services& services, lent_buffers& lent, c
   bool malformed = false;
   {
     resolution_scope from(&lent);  // the plugin may only name buffers lent to it
+    capability_scope objects(&capabilities);
     service.handle(service.object, call, answer.frame, max_message_size, &malformed);
   }
   if (malformed) {
@@ -62,6 +64,32 @@ inline bool serve_host_call(const host_services& services, lent_buffers& lent, c
   if (call.header.kind == wire::frame_kind::event) {
     answer.frame.clear();
     return true;
+  }
+  answer.buffers = std::move(attached.buffers());
+  return true;
+}
+
+// As serve_host_call, for a call to an object the host handed the plugin
+// (an object_call frame). Naming an object it was not handed (or released)
+// is a protocol violation.
+inline bool serve_host_object_call(capability_table& capabilities, lent_buffers& lent, const wire::frame_view& call,
+                                   std::size_t max_message_size, host_service_answer& answer,
+                                   std::string& violation) {
+  attachment_scope attached;
+  bool malformed = false;
+  bool served = false;
+  {
+    resolution_scope from(&lent);
+    served = serve_object_call(capabilities, call, answer.frame, max_message_size, &malformed);
+  }
+  if (!served) {
+    violation = "the plugin broke the protocol: a call to a host object it does not hold";
+    return false;
+  }
+  if (malformed) {
+    violation = fmt::format("the plugin was killed because it sent a call to a host object that does not decode: {}",
+                            message_of_error_frame(answer.frame));
+    return false;
   }
   answer.buffers = std::move(attached.buffers());
   return true;

@@ -4,6 +4,7 @@
 #define ISOLATE_DETAIL_PROCESS_LAUNCH_SPEC_HPP
 
 #include "isolate/detail/config.hpp"
+#include "isolate/detail/capability_table.hpp"
 #include "isolate/detail/process/buffer_sharing.hpp"
 #include "isolate/error.hpp"
 #include "isolate/services.hpp"
@@ -37,6 +38,9 @@ struct launch_spec {
   // Where the workers' stdout and stderr go when options.on_output is set
   // (made by process_link, which moves the callback into it; copies share it).
   std::shared_ptr<output_capture> output{};
+  // The objects handed to the plugin and the way to those it handed over
+  // (isolate::capability), made by process_link; copies share it.
+  std::shared_ptr<capability_table> capabilities{};
 };
 
 inline std::filesystem::path find_worker(const launch_spec& spec) {

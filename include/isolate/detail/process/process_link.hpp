@@ -55,6 +55,7 @@ class process_link final : public link {
         pool_(io_pool::shared()),
         strand_(std::make_unique<io_pool::strand>(pool_->make_strand())),
         gate_(std::make_shared<callback_gate>(this)) {
+    spec_.capabilities = std::make_shared<capability_table>(this, this, spec_.options.max_message_size);
     if (spec_.options.on_output && !spec_.output) {
       spec_.output = std::make_shared<output_capture>(record_.plugin(), std::move(spec_.options.on_output),
                                                       spec_.options.max_output_line);
@@ -63,6 +64,7 @@ class process_link final : public link {
       current_ = start_session();
     } catch (...) {
       gate_->close();
+      spec_.capabilities->detach();
       // What the worker wrote before it failed often says why: let it arrive.
       close_output();
       throw;
@@ -93,6 +95,9 @@ class process_link final : public link {
     }
     if (session) session->stop();
     session.reset();
+    // The proxies the host still holds of the plugin's objects fail from
+    // now on; the host's objects the plugin held are released.
+    spec_.capabilities->detach();
     close_output();
   }
 
@@ -120,6 +125,8 @@ class process_link final : public link {
 
   // What the plugin sends back may only name buffers the host lent it.
   buffer_resolver* shared_buffers() noexcept override { return spec_.lent.get(); }
+
+  capability_table* capabilities() noexcept override { return spec_.capabilities.get(); }
 
   // Returns once the worker has handled every control message sent before,
   // so a buffer the host released is unmapped there unless the plugin holds
@@ -479,6 +486,7 @@ class process_link final : public link {
       if (session != current_) return;
       std::tie(down_code_, down_message_) = session->death();
       retire(*session);
+      spec_.capabilities->new_peer();  // what the host lent it is released; its objects are gone
       code = down_code_;
       message = down_message_;
       restarting = !closing_ && may_restart();
@@ -597,6 +605,7 @@ class process_link final : public link {
       session = std::make_shared<worker_session>(spec_, *strand_);
     }
     if (plugin != nullptr) session->load_from(*plugin);
+    spec_.capabilities->new_peer();  // a fresh worker: the old one's objects are gone
     session->start(
         [gate = gate_](const std::shared_ptr<worker_session>& s) {
           gate->with([&](process_link& self) { self.on_death(s); });

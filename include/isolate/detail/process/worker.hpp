@@ -60,6 +60,7 @@ class host_link final : public link {
   }
   std::size_t max_message_size() const noexcept override;
   buffer_resolver* shared_buffers() noexcept override;
+  capability_table* capabilities() noexcept override;
 
  private:
   worker& owner_;
@@ -80,11 +81,19 @@ class worker_context final : public plugin_context {
     return {nullptr, links_.back().get()};
   }
   buffer_resolver* shared_buffers() noexcept override;
+  // The objects the host hands the plugin: called through the channel like
+  // its services (object_call frames say which), released one-way.
+  object_links host_object_links() noexcept override { return {&object_calls_, &object_releases_}; }
+
+ public:
+  capability_table* capabilities() const noexcept { return capabilities_; }
 
  private:
   worker& owner_;
   std::vector<service_description> services_;
   std::vector<std::unique_ptr<host_link>> links_;
+  host_link object_calls_{owner_, 0, false};
+  host_link object_releases_{owner_, 0, true};
 };
 
 class worker {
@@ -92,6 +101,7 @@ class worker {
   explicit worker(int control) : control_(control) {}
 
   std::size_t max_message_size() const noexcept { return max_message_; }
+  capability_table* capabilities() const noexcept { return context_ ? context_->capabilities() : nullptr; }
   // The shared buffers the host sent this worker.
   received_buffers& buffers() noexcept { return buffers_; }
 
@@ -100,7 +110,9 @@ class worker {
   void call_host(std::uint8_t service, bool one_way, wire::buffer& request, wire::buffer& reply) {
     request.data()[offsetof(wire::frame_header, service)] = static_cast<std::byte>(service);
     if (one_way) {
-      request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::event);
+      if (request.data()[offsetof(wire::frame_header, kind)] == static_cast<std::byte>(wire::frame_kind::call)) {
+        request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::event);
+      }
       if (!send(request)) throw error(errc::plugin_closed, "the host is gone");
       ring_doorbell();
       wire::begin_frame(reply);
@@ -436,8 +448,14 @@ class worker {
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return false;
     std::memcpy(&header, frame.data(), wire::header_size);
-    return header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call ||
-           header.kind == wire::frame_kind::lifecycle;
+    return runs_as_call(header.kind);
+  }
+
+  // The frames from the host that run plugin code and are answered.
+  static bool runs_as_call(wire::frame_kind kind) noexcept {
+    return kind == wire::frame_kind::call || kind == wire::frame_kind::accounted_call ||
+           kind == wire::frame_kind::lifecycle || kind == wire::frame_kind::object_call ||
+           kind == wire::frame_kind::release;
   }
 
   // One frame from the host: a call to run, or the answer to a call to the host.
@@ -455,8 +473,7 @@ class worker {
     wire::frame_header header{};
     if (frame.size() < wire::header_size) return;
     std::memcpy(&header, frame.data(), wire::header_size);
-    if (header.kind == wire::frame_kind::call || header.kind == wire::frame_kind::accounted_call ||
-           header.kind == wire::frame_kind::lifecycle) {
+    if (runs_as_call(header.kind)) {
       if (concurrency_ == 1) {
         wire::buffer reply;  // not shared: the call may nest another call from the host
         handle(frame, reply);
@@ -555,6 +572,7 @@ inline void host_link::call(wire::buffer& request, wire::buffer& reply) {
 }
 inline std::size_t host_link::max_message_size() const noexcept { return owner_.max_message_size(); }
 inline buffer_resolver* host_link::shared_buffers() noexcept { return &owner_.buffers().answers(); }
+inline capability_table* host_link::capabilities() noexcept { return owner_.capabilities(); }
 inline buffer_resolver* worker_context::shared_buffers() noexcept { return &owner_.buffers(); }
 
 }  // namespace detail

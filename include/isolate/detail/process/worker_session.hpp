@@ -836,7 +836,18 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
       protocol_violation_ = std::string("the plugin broke the protocol: ") + e.what();
       return false;
     }
-    if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event) return serve(view);
+    if (view.header.kind == wire::frame_kind::call || view.header.kind == wire::frame_kind::event ||
+        view.header.kind == wire::frame_kind::object_call) {
+      return serve(view);
+    }
+    if (view.header.kind == wire::frame_kind::release) {  // the plugin dropped a host object
+      if (const auto id = released_id(view.payload)) {
+        spec_.capabilities->remove(*id);
+        return true;
+      }
+      protocol_violation_ = "the plugin broke the protocol: a release frame that names no object";
+      return false;
+    }
     if (view.header.kind == wire::frame_kind::accounted_call) {
       protocol_violation_ = "the plugin broke the protocol: it asked the host to account a call";
       return false;
@@ -879,14 +890,18 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     return true;
   }
 
-  // Runs a call (or event) from the plugin on the host's object, on this
+  // Runs a call (or event) from the plugin on the host's object (a service,
+  // or one it was handed), on this
   // thread, and sends the answer. The object may call the plugin again.
   bool serve(const wire::frame_view& call) {
     host_service_answer answer;
-    if (!serve_host_call(spec_.services, *spec_.lent, call, spec_.options.max_message_size, answer,
-                         protocol_violation_)) {
-      return false;
-    }
+    const bool served =
+        call.header.kind == wire::frame_kind::object_call
+            ? serve_host_object_call(*spec_.capabilities, *spec_.lent, call, spec_.options.max_message_size, answer,
+                                     protocol_violation_)
+            : serve_host_call(spec_.services, *spec_.lent, *spec_.capabilities, call, spec_.options.max_message_size,
+                              answer, protocol_violation_);
+    if (!served) return false;
     if (answer.frame.size() == 0) return true;  // an event
     // "No call timeout" is no deadline here too: a full ring is only a busy plugin.
     const auto deadline = deadline_for(spec_.options.call_timeout);
