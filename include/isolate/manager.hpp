@@ -300,6 +300,12 @@ class managed_entry {
   virtual plugin_state state() = 0;
   virtual void reload_from(const std::filesystem::path& path) = 0;
 
+ public:
+  // Quarantine (process plugins): why it is quarantined, if it is.
+  virtual std::optional<std::string> quarantine_reason() = 0;
+  virtual void quarantine(std::string reason) = 0;
+  virtual void release() = 0;
+
  private:
   std::mutex info_mutex_;  // a reload changes the path
   plugin_info info_;
@@ -328,15 +334,7 @@ class typed_managed_entry final : public managed_entry {
   }
   std::uint64_t fingerprint() const noexcept override { return Interface::isolate_meta::fingerprint; }
 
-  void restart() override {
-    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
-    if (p == nullptr) {
-      throw error(errc::unsupported, fmt::format("the plugin '{}' runs inside the host ({}): only a process plugin "
-                                                 "restarts in place (unload it and load it again)",
-                                                 info().id, to_string(info().level)));
-    }
-    p->transport().link().restart_now("restarted by the host");
-  }
+  void restart() override { process_plugin("restarted").transport().link().restart_now("restarted by the host"); }
 
   void call_by_name(named_call& call) override {
     with_method(call, [&]<std::size_t K>(std::integral_constant<std::size_t, K>) { run<K>(call); });
@@ -352,14 +350,20 @@ class typed_managed_entry final : public managed_entry {
 
  protected:
   void reload_from(const std::filesystem::path& path) override {
-    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
-    if (p == nullptr) {
-      throw error(errc::unsupported, fmt::format("the plugin '{}' runs inside the host ({}): only a process plugin "
-                                                 "reloads in place (unload it and load it again)",
-                                                 info().id, to_string(info().level)));
-    }
-    p->transport().link().reload(path);
+    process_plugin("reloaded").transport().link().reload(path);
   }
+
+  std::optional<std::string> quarantine_reason() override {
+    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
+    if (p == nullptr || !p->transport().quarantined()) return std::nullopt;
+    const auto history = p->transport().history();
+    for (auto it = history.rbegin(); it != history.rend(); ++it) {
+      if (it->action == recovery_action::quarantine) return it->reason;
+    }
+    return std::string("quarantined");
+  }
+  void quarantine(std::string reason) override { process_plugin("quarantined").transport().quarantine(std::move(reason)); }
+  void release() override { process_plugin("released").transport().release(); }
 
   plugin_state state() override {
     auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
@@ -369,6 +373,18 @@ class typed_managed_entry final : public managed_entry {
   }
 
  private:
+  // The plugin as a process plugin, for what only those can do (`what`: how
+  // the error says it, e.g. "restarted"); unsupported inside the host.
+  isolate::plugin<Interface, process>& process_plugin(std::string_view what) {
+    auto* p = std::get_if<isolate::plugin<Interface, process>>(&plugin_);
+    if (p == nullptr) {
+      throw error(errc::unsupported, fmt::format("the plugin '{}' runs inside the host ({}): only a process plugin "
+                                                 "can be {} (unload it and load it again)",
+                                                 info().id, to_string(info().level), what));
+    }
+    return *p;
+  }
+
   static any_plugin open(const plugin_info& about, const host_services& services,
                          const std::shared_ptr<const manager_hooks>& hooks) {
     const auto& path = about.path;
@@ -577,6 +593,12 @@ class manager {
                           const host_services& services = {}) {
     {
       std::lock_guard lock(mutex_);
+      if (const auto held = quarantined_.find(id); held != quarantined_.end()) {
+        throw error(errc::quarantined,
+                    fmt::format("the plugin '{}' was quarantined ({}) and stays so under its id after its unload: "
+                                "manager::release(\"{}\") lets it load again",
+                                id, held->second, id));
+      }
       if (!plugins_.try_emplace(id, nullptr).second) {
         throw error(errc::duplicate_plugin, fmt::format("a plugin is already loaded under the id '{}'", id));
       }
@@ -629,7 +651,50 @@ class manager {
       entry = std::move(found->second);
       plugins_.erase(found);
     }
+    // A quarantine outlives the load: loading the id again is refused until release(id).
+    if (auto reason = entry->quarantine_reason()) {
+      std::lock_guard lock(mutex_);
+      quarantined_.insert_or_assign(std::string(id), std::move(*reason));
+    }
     // Stopped here, outside the lock (a worker's stop may take its grace period).
+  }
+
+  // Quarantines the process plugin under `id`: its worker stops and its
+  // calls fail with errc::quarantined until release(id); unloading it does
+  // not lift that (see load). Throws unknown_plugin, unsupported for a
+  // plugin inside the host.
+  void quarantine(std::string_view id, std::string reason) { find(id)->quarantine(std::move(reason)); }
+
+  // Lifts the quarantine of `id`: a loaded plugin's worker starts again
+  // (returns once it runs); an unloaded one may be loaded again. Throws
+  // unknown_plugin if `id` is neither loaded nor quarantined.
+  void release(std::string_view id) {
+    std::shared_ptr<detail::managed_entry> entry;
+    {
+      std::lock_guard lock(mutex_);
+      if (const auto held = quarantined_.find(id); held != quarantined_.end()) {
+        quarantined_.erase(held);
+        return;
+      }
+      const auto found = plugins_.find(id);
+      if (found == plugins_.end() || found->second == nullptr) throw unknown(id);
+      entry = found->second;
+    }
+    entry->release();
+  }
+
+  // The ids under quarantine, loaded or not, with the reason of each.
+  std::vector<std::pair<std::string, std::string>> quarantined() const {
+    std::vector<std::pair<std::string, std::string>> result;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [id, reason] : quarantined_) result.emplace_back(id, reason);
+    }
+    for (const auto& entry : loaded_entries()) {
+      if (auto reason = entry->quarantine_reason()) result.emplace_back(entry->info().id, std::move(*reason));
+    }
+    std::sort(result.begin(), result.end());
+    return result;
   }
 
   // Every loaded plugin, by id.
@@ -818,6 +883,8 @@ class manager {
   mutable std::mutex mutex_;
   // nullptr while its load is under way (the id is taken).
   std::map<std::string, std::shared_ptr<detail::managed_entry>, std::less<>> plugins_;
+  // Ids unloaded while quarantined, with the reason: not loaded again until release(id).
+  std::map<std::string, std::string, std::less<>> quarantined_;
 };
 
 }  // namespace isolate

@@ -160,6 +160,40 @@ TEST_CASE("manager: a crashed plugin is listed down, a quarantined one quarantin
   CHECK(failure_of([&] { q->add(1, 1); }).code() == isolate::errc::quarantined);
 }
 
+TEST_CASE("manager: a quarantine outlives the unload; the id loads again only once released") {
+  isolate::manager plugins;
+  auto p = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN);
+  plugins.quarantine("faulty", "it misbehaved");
+  CHECK(failure_of([&] { p->add(1, 1); }).code() == isolate::errc::quarantined);
+  using held = std::vector<std::pair<std::string, std::string>>;
+  CHECK(plugins.quarantined() == held{{"faulty", "it misbehaved"}});
+
+  // Unloading does not lift it: the same id is refused, with the reason.
+  plugins.unload("faulty");
+  const auto refused = failure_of([&] { plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN); });
+  CHECK(refused.code() == isolate::errc::quarantined);
+  CHECK_MESSAGE(contains(refused.what(), "it misbehaved"), refused.what());
+  CHECK_FALSE(plugins.is_loaded("faulty"));
+  CHECK(plugins.quarantined() == held{{"faulty", "it misbehaved"}});
+
+  // Released, it loads and serves again.
+  plugins.release("faulty");
+  CHECK(plugins.quarantined().empty());
+  CHECK(plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN)->add(1, 1) == 2);
+
+  // A loaded plugin released in place serves again, through the handles it had.
+  auto again = plugins.get<faulty>("faulty");
+  plugins.quarantine("faulty", "again");
+  CHECK(plugins.list().front().state == isolate::plugin_state::quarantined);
+  plugins.release("faulty");
+  CHECK(again->add(2, 2) == 4);
+
+  CHECK(failure_of([&] { plugins.release("nobody"); }).code() == isolate::errc::unknown_plugin);
+  CHECK(failure_of([&] { plugins.quarantine("nobody", "x"); }).code() == isolate::errc::unknown_plugin);
+  plugins.load<faulty>("in-thread", ISOLATE_TEST_FAULTY_PLUGIN, isolate::level::parse("thread"));
+  CHECK(failure_of([&] { plugins.quarantine("in-thread", "x"); }).code() == isolate::errc::unsupported);
+}
+
 TEST_CASE("manager: shutdown stops its plugins side by side, within about one grace") {
   // Four workers each stuck in a call (sent before the stop, so read
   // first): each stop waits its grace (2 s), then kills. One after the
