@@ -2,6 +2,7 @@
 #ifndef ISOLATE_BENCHMARKS_BENCH_INTERFACE_HPP
 #define ISOLATE_BENCHMARKS_BENCH_INTERFACE_HPP
 
+#include <isolate/capability.hpp>
 #include <isolate/interface.hpp>
 #include <isolate/shared_buffer.hpp>
 
@@ -12,6 +13,9 @@ namespace isolate::bench {
 
 // std::uint8_t, not std::byte: Cereal writes a vector of an arithmetic type
 // as one block (a memcpy); a vector of std::byte would go element by element.
+// An object the plugin makes for the host (isolate::capability).
+ISOLATE_INTERFACE(bench_adder, (int, add, (int, int)));
+
 ISOLATE_INTERFACE(bench_service,
                   (int, add, (int, int)),
                   // A payload passed by value one way; returns its size.
@@ -19,7 +23,9 @@ ISOLATE_INTERFACE(bench_service,
                   // A payload returned by value: `size` bytes.
                   (std::vector<std::uint8_t>, produce, (std::uint64_t)),
                   // A shared buffer: returns its size, having read one byte of it.
-                  (std::uint64_t, consume_shared, (isolate::shared_buffer const&)));
+                  (std::uint64_t, consume_shared, (isolate::shared_buffer const&)),
+                  // An object of the plugin's, called through its capability.
+                  (isolate::capability<bench_adder>, make_adder, ()));
 
 }  // namespace isolate::bench
 

@@ -7,8 +7,13 @@
 namespace isolate::bench {
 namespace {
 
+struct adder_impl final : bench_adder {
+  int add(int a, int b) override { return a + b; }
+};
+
 class bench_service_impl final : public bench_service {
  public:
+  isolate::capability<bench_adder> make_adder() override { return isolate::make_capability<adder_impl>(); }
   int add(int a, int b) override { return a + b; }
   // The argument has been copied in by the time this runs; nothing more to do.
   std::uint64_t consume(const std::vector<std::uint8_t>& data) override { return data.size(); }

@@ -48,6 +48,16 @@ void process_add_accounted(benchmark::State& state, placement where) {
   run_accounted_adds(state, p);
 }
 
+// The small call to an object the plugin made (isolate::capability): the
+// same round trip, plus the object's id in the frame.
+void process_object_add(benchmark::State& state, placement where) {
+  scoped_pin pin(0);
+  auto p = isolate::load<bench_service, isolate::process>(plugin_path);
+  pin_process(serving_pid(p), peer_cpu(where));
+  auto adder = p->make_adder();
+  run_adds(state, adder);
+}
+
 void thread_add_accounted(benchmark::State& state) {
   scoped_pin pin(peer_cpu(placement::two_cores));
   auto p = isolate::load<bench_service, isolate::thread>(plugin_path);
@@ -92,6 +102,9 @@ BENCHMARK_CAPTURE(thread_add, one_core, isolate::thread::options{}.max_spin, pla
     ->UseRealTime();
 BENCHMARK_CAPTURE(process_add, ring_two, true, placement::two_cores)->Name("isolate_process_add/two_cores")->UseRealTime();
 BENCHMARK_CAPTURE(process_add, ring_one, true, placement::one_core)->Name("isolate_process_add/one_core")->UseRealTime();
+BENCHMARK_CAPTURE(process_object_add, two, placement::two_cores)
+    ->Name("isolate_process_object_add/two_cores")
+    ->UseRealTime();
 // The same call to a sandboxed worker: the sandbox must cost nothing per call.
 BENCHMARK_CAPTURE(process_add, strict_two, true, placement::two_cores, isolate::limits::strict())
     ->Name("isolate_process_add_strict/two_cores")
