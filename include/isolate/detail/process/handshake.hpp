@@ -78,6 +78,9 @@ struct limits_message {
   bool plugin_fd_passed = false;  // a second descriptor comes with the channel's: the plugin's library
   std::string memory_cgroup;      // the cgroup cap the worker is in ("cgroup v1 memory.limit_in_bytes 64 MiB")
   std::string no_memory_cgroup;   // else why there is none
+  // The worker's seccomp program as the host compiled it for the worker's
+  // plan (seccomp_detail::program_for_workers); empty: the worker builds its own.
+  std::vector<std::uint64_t> seccomp_program;
 
   template <class Archive>
   void serialize(Archive& ar) {
@@ -89,7 +92,8 @@ struct limits_message {
     ar(p.preset, p.memory_mb, p.cpu_seconds, p.open_files, p.file_size_mb, p.processes, p.core_dumps, p.protect_host,
        p.new_processes, p.network, p.restrict_filesystem, read_only, writable, p.syscalls, p.report_refusals,
        p.observe_files, p.best_effort,
-       working_directory, namespaces, network_namespace, plugin_fd_passed, memory_cgroup, no_memory_cgroup);
+       working_directory, namespaces, network_namespace, plugin_fd_passed, memory_cgroup, no_memory_cgroup,
+       seccomp_program);
     p.read_only.assign(read_only.begin(), read_only.end());
     p.writable.assign(writable.begin(), writable.end());
     p.working_directory = working_directory;

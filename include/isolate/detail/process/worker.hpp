@@ -186,6 +186,13 @@ class worker {
     sandbox::limits_applier limits(hello.limits.policy,
                                    {hello.limits.namespaces, hello.limits.network_namespace, plugin_file_.get(),
                                     hello.limits.memory_cgroup, hello.limits.no_memory_cgroup});
+    // The host compiled the seccomp filter of this plan: loaded as is (one
+    // system call; this thread is the worker's only one, as it must be).
+    if (!hello.limits.seccomp_program.empty()) {
+      sandbox::seccomp_detail::precompiled() = sandbox::seccomp_detail::compiled_plan{
+          sandbox::plan_as_loaded(sandbox::seccomp_plan_for(hello.limits.policy, hello.limits.network_namespace)),
+          ::getpid(), sandbox::seccomp_detail::program_of_words(hello.limits.seccomp_program)};
+    }
     if (auto failure = limits.apply(hello.plugin_path)) {
       return report(errc::limit_unenforceable, "a limit cannot be enforced here: " + *failure);
     }

@@ -421,6 +421,9 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   if (ec) throw error(errc::load_failed, fmt::format("cannot start the worker '{}': {}", spawn.program, ec.message()));
   worker_end.reset();
 
+  // The worker's seccomp filter, compiled here once for every worker of the same plan.
+  hello.limits.seccomp_program = sandbox::seccomp_detail::program_words(sandbox::seccomp_detail::program_for_workers(
+      sandbox::plan_as_loaded(sandbox::seccomp_plan_for(o.limits, hello.limits.network_namespace))));
   write_message(control.get(), static_cast<std::uint32_t>(control_type::hello), encode_message(hello),
                 time_left(deadline), ec);
   if (ec) fail(started.child, errc::load_failed, fmt::format("cannot send the plugin to the worker: {}", ec.message()), deadline);

@@ -252,6 +252,8 @@ class limits_applier {
   void syscalls() {
     const auto plan = seccomp_plan_for(policy_, start_.network_namespace);
     const bool seccomp_network = plan.deny_sockets;
+    const auto& compiled = seccomp_detail::precompiled();
+    const bool host_compiled = compiled && compiled->plan == plan_as_loaded(plan) && compiled->self == ::getpid();
     std::error_code ec;
     listener_ = apply_seccomp_with_listener(plan, ec);
     const bool loaded = !ec;
@@ -260,9 +262,9 @@ class limits_applier {
                              : plan.notify ? ", refusals not reported (no seccomp user notification here)"
                                            : "";
       record("syscalls", loaded,
-             loaded ? fmt::format("{}{}", plan.policy == syscall_policy::allow_list ? "seccomp allow-list"
-                                                                                    : "seccomp deny-list",
-                                  reported)
+             loaded ? fmt::format("{}{}{}", plan.policy == syscall_policy::allow_list ? "seccomp allow-list"
+                                                                                      : "seccomp deny-list",
+                                  host_compiled ? " (compiled by the host)" : "", reported)
                     : "seccomp refused: " + ec.message());
     }
     if (plan.observe_opens && listener_) {
