@@ -9,6 +9,8 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <chrono>
+#include <stdexcept>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,6 +25,8 @@ struct host_counter final : counter {
   explicit host_counter(int start = 0) : value_(start) {}
   int next() override { return ++value_; }
   int value() override { return value_; }
+  void fail(const std::string& what) override { throw std::runtime_error(what); }
+  void hang() override {}
   std::atomic<int> value_;
 };
 
@@ -116,6 +120,33 @@ TEST_CASE_TEMPLATE("an object handed back still reaches the same object", Policy
   CHECK((back.get() == mine.get()) == !out_of_process<Policy>);
   back.reset();
   CHECK(mine.use_count() == 1);
+}
+
+TEST_CASE_TEMPLATE("what an object's method throws reaches its caller, either way", Policy, ISOLATE_TEST_POLICIES) {
+  host_registry registry;
+  auto plugin = load_factory<Policy>(registry);
+  auto theirs = plugin->make_counter(0);
+  CHECK_THROWS_WITH(theirs->fail("the plugin's object failed"), doctest::Contains("the plugin's object failed"));
+  CHECK(theirs->next() == 1);  // and it serves on
+  CHECK(plugin->failure_of(std::make_shared<host_counter>(0), "the host's object failed") ==
+        "the host's object failed");
+}
+
+TEST_CASE("process: a call to a plugin's object that hangs times out, and the plugin's worker is replaced") {
+  host_registry registry;
+  isolate::process::options options;
+  options.call_timeout = std::chrono::milliseconds(300);
+  options.restart = isolate::restart_policy::crash(1);
+  auto plugin = load_factory<isolate::process>(registry, options);
+  auto stuck = plugin->make_counter(0);
+  try {
+    stuck->hang();
+    FAIL("a hung call returned");
+  } catch (const isolate::error& e) {
+    CHECK(e.code() == isolate::errc::timeout);
+  }
+  CHECK(plugin->make_counter(1)->next() == 2);  // a fresh worker
+  CHECK_THROWS_AS(stuck->next(), isolate::error);
 }
 
 TEST_CASE_TEMPLATE("a plugin hands the host an object through a host service, which calls it at once", Policy,

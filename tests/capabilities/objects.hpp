@@ -6,13 +6,18 @@
 #include <isolate/capability.hpp>
 #include <isolate/interface.hpp>
 
+#include <string>
 #include <vector>
 
 namespace objects_test {
 
 ISOLATE_INTERFACE(counter,
                   (int, next, ()),
-                  (int, value, ()));
+                  (int, value, ()),
+                  // Throws std::runtime_error(what).
+                  (void, fail, (std::string const&)),
+                  // Never returns (the plugin's); returns at once (the host's).
+                  (void, hang, ()));
 
 // A host service that the plugin hands objects to.
 ISOLATE_INTERFACE(registry, (int, publish, (isolate::capability<counter>)));
@@ -28,6 +33,8 @@ ISOLATE_INTERFACE(factory,
                   (void, drop_kept, ()),
                   (isolate::capability<counter>, echo, (isolate::capability<counter>)),
                   (int, publish_one, (int)),
+                  // Calls c->fail(what) and returns what it threw.
+                  (std::string, failure_of, (isolate::capability<counter>, std::string)),
                   (void, crash, ()));
 
 }  // namespace objects_test

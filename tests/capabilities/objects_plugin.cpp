@@ -5,7 +5,11 @@
 #include "objects.hpp"
 
 #include <atomic>
+#include <unistd.h>
+
 #include <cstdlib>
+#include <stdexcept>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -22,6 +26,10 @@ struct plugin_counter final : counter {
   ~plugin_counter() override { --alive; }
   int next() override { return ++value_; }
   int value() override { return value_; }
+  void fail(const std::string& what) override { throw std::runtime_error(what); }
+  void hang() override {
+    for (;;) ::pause();
+  }
 
  private:
   std::atomic<int> value_;
@@ -59,6 +67,14 @@ struct objects_factory final : factory {
   isolate::capability<counter> echo(isolate::capability<counter> c) override { return c; }
   int publish_one(int start) override {
     return host_.service<registry>().publish(isolate::make_capability<plugin_counter>(start));
+  }
+  std::string failure_of(isolate::capability<counter> c, std::string what) override {
+    try {
+      c->fail(what);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "nothing was thrown";
   }
   void crash() override { std::abort(); }
 
