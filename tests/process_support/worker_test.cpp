@@ -5,6 +5,7 @@
 #include <ostream>  // doctest prints std::error_code through it
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <system_error>
 
@@ -92,6 +93,20 @@ TEST_CASE("a hello of another protocol version is refused with protocol_error") 
   const auto failure = host.expect_failure();
   CHECK(failure.code == static_cast<std::int32_t>(errc::protocol_error));
   CHECK(contains(failure.message, "disagree on the protocol"));
+  CHECK(host.exit_code() == worker_exit_failed);
+}
+
+TEST_CASE("a hello of another protocol version that does not decode at all is still told apart by its version") {
+  fake_host host;
+  // An older host's hello: its version, then fields this worker would read otherwise.
+  const std::uint32_t older = process_protocol_version - 1;
+  std::vector<std::byte> body(sizeof older);
+  std::memcpy(body.data(), &older, sizeof older);
+  write_message(host.control.get(), static_cast<std::uint32_t>(control_type::hello), body, patience);
+  const auto failure = host.expect_failure();
+  CHECK(failure.code == static_cast<std::int32_t>(errc::protocol_error));
+  CHECK_MESSAGE(contains(failure.message, "disagree on the protocol (host: version " + std::to_string(older)),
+                failure.message);
   CHECK(host.exit_code() == worker_exit_failed);
 }
 

@@ -37,7 +37,8 @@ inline constexpr int worker_exit_channel_broken = 70;  // EX_SOFTWARE: unlikely 
 inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached limits::policy::memory_mb
 
 // Bumped whenever a message below or the ring layout changes.
-inline constexpr std::uint32_t process_protocol_version = 7;  // 7: object_call and release frames (capabilities)
+// 7: object_call and release frames (capabilities); 8: the host's compiled seccomp program in the hello
+inline constexpr std::uint32_t process_protocol_version = 8;
 
 // The largest configuration a process plugin is given (in the hello message).
 inline constexpr std::size_t max_configuration_size = 512 * 1024;

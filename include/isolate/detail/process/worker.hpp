@@ -161,6 +161,12 @@ class worker {
     try {
       hello = decode_message<hello_message>(message.body);
     } catch (const std::exception& e) {
+      // A hello of another protocol version may not decode at all: its first
+      // field, the version, says why better than the decoder's complaint.
+      if (std::uint32_t version = 0; message.body.size() >= sizeof version) {
+        std::memcpy(&version, message.body.data(), sizeof version);
+        if (version != process_protocol_version) return report_protocol_mismatch(version, 0);
+      }
       return report(errc::protocol_error, std::string("the worker received a malformed hello: ") + e.what());
     }
     std::byte mark{};
@@ -170,11 +176,7 @@ class worker {
       return report(errc::protocol_error, "the worker did not receive its channel: " + ec.message());
     }
     if (hello.protocol_version != process_protocol_version || hello.cache_line != ISOLATE_CACHE_LINE) {
-      return report(errc::protocol_error,
-                    fmt::format("host and worker disagree on the protocol (host: version {}, cache line {}; "
-                                "worker: version {}, cache line {}): rebuild both with the same isolate",
-                                hello.protocol_version, hello.cache_line, process_protocol_version,
-                                ISOLATE_CACHE_LINE));
+      return report_protocol_mismatch(hello.protocol_version, hello.cache_line);
     }
     // The plugin's library, as the host opened it (a root host's worker may not reach its path).
     std::string plugin = hello.plugin_path;
@@ -255,6 +257,13 @@ class worker {
   }
 
  private:
+  int report_protocol_mismatch(std::uint32_t host_version, std::uint32_t host_cache_line) {
+    return report(errc::protocol_error,
+                  fmt::format("host and worker disagree on the protocol (host: version {}, cache line {}; "
+                              "worker: version {}, cache line {}): rebuild both with the same isolate",
+                              host_version, host_cache_line, process_protocol_version, ISOLATE_CACHE_LINE));
+  }
+
   // Tells the host why loading failed; the worker then exits.
   int report(errc code, const std::string& text) {
     failed_message failure{static_cast<std::int32_t>(code), text};
