@@ -23,7 +23,9 @@
 // reloaded), the host's objects it held are released, and the host's proxies
 // of its objects fail with plugin_closed. A proxy handed back to its owner
 // stays a proxy (its calls make the round trip). An object the plugin made
-// under in_process is code of its library: drop it before the plugin.
+// is code of its library: under thread, one the host receives in a result
+// keeps the library mapped; under in_process, or passed to a host service
+// (a direct call inside the host), drop it before unloading the plugin.
 #ifndef ISOLATE_CAPABILITY_HPP
 #define ISOLATE_CAPABILITY_HPP
 
