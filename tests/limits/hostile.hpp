@@ -42,6 +42,9 @@ ISOLATE_INTERFACE(hostile,
                   // Opens /dev/null up to `count` times, then closes them all:
                   // {descriptors it got, errno of the first open that failed or 0}.
                   (std::vector<int>, open_many, (int)),
+                  // true: opens /dev/null until refused and keeps them all
+                  // (returns how many); false: closes those it keeps (returns how many).
+                  (int, hold_open_files, (bool)),
                   // Like allocate_mib, in memory mapped MAP_SHARED | MAP_ANONYMOUS; returns the MiB it got.
                   (std::uint64_t, allocate_shared_mib, (std::uint64_t)),
                   // Like allocate_mib, in memfds of 1 MiB each, mapped shared and closed; returns the MiB it got.

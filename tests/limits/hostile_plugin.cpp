@@ -166,6 +166,17 @@ class hostile_impl final : public hostile {
     return {static_cast<int>(fds.size()), refused};
   }
 
+  int hold_open_files(bool hold) override {
+    if (hold) {
+      for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) held_files_.push_back(fd);
+      return static_cast<int>(held_files_.size());
+    }
+    const int closed = static_cast<int>(held_files_.size());
+    for (const int fd : held_files_) ::close(fd);
+    held_files_.clear();
+    return closed;
+  }
+
   std::uint64_t allocate_shared_mib(std::uint64_t mib) override {
     constexpr std::size_t one_mib = std::size_t{1} << 20;
     for (std::uint64_t i = 0; i < mib; ++i) {
@@ -309,6 +320,7 @@ class hostile_impl final : public hostile {
 
  private:
   std::vector<std::unique_ptr<char[]>> hoard_;
+  std::vector<int> held_files_;
 };
 
 }  // namespace

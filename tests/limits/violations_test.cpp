@@ -80,6 +80,28 @@ TEST_CASE("violations: a refused socket() is a network violation naming the fami
   CHECK(p.transport().violations().size() == 2);
 }
 
+TEST_CASE("violations: a plugin that holds every descriptor open_files allows is a resource violation; it goes on" *
+          doctest::test_suite(unprivileged_suite)) {
+  constexpr int cap = 32;
+  auto options = options_with(isolate::limits::strict().open_files(cap));
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  const int held = p->hold_open_files(true);
+  CHECK(held > 0);
+  CHECK(held < cap);  // the worker's own descriptors count too
+  // The worker counts its descriptors once a second while idle: the host hears within about that.
+  const auto v = heard.wait_for(1);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == isolate::violation_kind::resource);
+  CHECK_MESSAGE(contains(v[0].details, "all 32 descriptors of its open_files limit in use"), v[0].details);
+  CHECK_MESSAGE(contains(v[0].details, "EMFILE"), v[0].details);
+  CHECK(v[0].action == "recorded; the plugin runs on");
+  CHECK(p->hold_open_files(false) == held);
+  CHECK(p->add(1, 2) == 3);
+  // Recorded once for the time it stayed full, not once a second.
+  CHECK(p.transport().violations().size() == 1);
+}
+
 TEST_CASE("violations: a refused ptrace and a refused fork are permission violations" *
           doctest::test_suite(unprivileged_suite)) {
   auto options = options_with(isolate::limits::strict());

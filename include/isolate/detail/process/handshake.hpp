@@ -57,6 +57,19 @@ enum class control_type : std::uint32_t {
                       // everything sent before is handled
   synced = 9,         // worker -> host: the answer to `sync`
   seccomp_listener = 10,  // worker -> host, before ready, with one fd: its seccomp listener (listener_message)
+  descriptors_full = 11,  // worker -> host: the plugin holds every descriptor open_files allows (descriptors_message)
+};
+
+// The worker found the plugin at its open_files limit: its next open fails
+// with EMFILE (sampled: see worker::watch_control).
+struct descriptors_message {
+  std::uint64_t in_use = 0;
+  std::uint64_t limit = 0;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(in_use, limit);
+  }
 };
 
 // An interface the host serves to the plugin; its id in frames is its index + 1.

@@ -612,6 +612,11 @@ class process_link final : public link {
         },
         [gate = gate_](const sandbox::refused_call& refused) {
           gate->with([&](process_link& self) { self.on_refusal(refused); });
+        },
+        [gate = gate_](const std::string& details) {
+          gate->with([&](process_link& self) {
+            self.violated(violation_kind::resource, details, "recorded; the plugin runs on");
+          });
         });
     try {
       session->run_plugin_load();

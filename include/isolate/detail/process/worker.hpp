@@ -24,6 +24,8 @@
 
 #include <fmt/format.h>
 #include <malloc.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -207,6 +209,10 @@ class worker {
                              std::span<const int>(&fd, 1), std::chrono::seconds(5), ec);
       if (ec) return worker_exit_failed;
     }
+    if (rlimit nofile{}; hello.limits.policy.open_files > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+        nofile.rlim_cur <= max_sampled_descriptors) {
+      descriptor_limit_ = nofile.rlim_cur;
+    }
     context_ = std::make_unique<worker_context>(*this, hello.services, hello.configuration);
     if (const int status = load(hello, plugin); status != 0) return status;
 
@@ -298,9 +304,27 @@ class worker {
     return 0;
   }
 
-  // A shutdown message or the host going away (EOF) stops the worker.
+  // A shutdown message or the host going away (EOF) stops the worker. Under
+  // an open_files limit, while nothing arrives, the descriptors in use are
+  // counted every descriptor_sample_interval: the kernel tells no one when
+  // an open fails with EMFILE, so the host learns that the plugin holds them
+  // all from here (a plugin that runs out and gives them back within one
+  // interval goes unseen).
   void watch_control() {
+    bool was_full = false;
     for (;;) {
+      if (descriptor_limit_ > 0 && !control_readable_within(descriptor_sample_interval)) {
+        const std::uint64_t in_use = descriptors_in_use();
+        const bool full = in_use >= descriptor_limit_;
+        if (full && !was_full) {
+          std::lock_guard lock(control_mutex_);
+          std::error_code ec;
+          write_message(control_, static_cast<std::uint32_t>(control_type::descriptors_full),
+                        encode_message(descriptors_message{in_use, descriptor_limit_}), std::chrono::seconds(5), ec);
+        }
+        was_full = full;
+        continue;
+      }
       std::error_code ec;
       std::vector<unique_fd> fds;
       auto message = read_message_with_fds(control_, 1024, 1, fds, std::chrono::milliseconds::max(), ec);
@@ -310,6 +334,27 @@ class worker {
     buffers_.close();
     channel_.close();
     if (turns_) turns_->stop();
+  }
+
+  static constexpr auto descriptor_sample_interval = std::chrono::seconds(1);
+  static constexpr std::uint64_t max_sampled_descriptors = 65536;
+
+  // False when `timeout` passed with nothing to read on the control socket
+  // (an error or hang-up counts as readable: the read then says what).
+  bool control_readable_within(std::chrono::milliseconds timeout) const noexcept {
+    pollfd watched{control_, POLLIN, 0};
+    return ::poll(&watched, 1, static_cast<int>(timeout.count())) != 0;
+  }
+
+  // How many descriptors the process holds: every one is below the limit
+  // (RLIMIT_NOFILE bounds their numbers), and poll marks the closed ones.
+  std::uint64_t descriptors_in_use() {
+    descriptor_probe_.resize(descriptor_limit_);
+    for (std::size_t fd = 0; fd < descriptor_probe_.size(); ++fd) descriptor_probe_[fd] = {static_cast<int>(fd), 0, 0};
+    if (::poll(descriptor_probe_.data(), descriptor_probe_.size(), 0) < 0) return 0;
+    std::uint64_t closed = 0;
+    for (const auto& probe : descriptor_probe_) closed += (probe.revents & POLLNVAL) != 0 ? 1 : 0;
+    return descriptor_limit_ - closed;
   }
 
   // One message from the host after the handshake; the host is trusted, but
@@ -557,6 +602,8 @@ class worker {
 
   int control_;
   std::mutex control_mutex_;  // doorbells from several plugin threads
+  std::uint64_t descriptor_limit_ = 0;  // open_files, when set (and small enough to count): sampled
+  std::vector<pollfd> descriptor_probe_;
   received_buffers buffers_;
   unique_fd plugin_file_;  // the plugin's library when the host passed it open
   std::optional<plugin_library> library_;

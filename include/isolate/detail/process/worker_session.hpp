@@ -79,6 +79,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   using death_handler = std::function<void(const std::shared_ptr<worker_session>&)>;
   // A system call of the worker that its sandbox refused (and the host answered).
   using refusal_handler = std::function<void(const sandbox::refused_call&)>;
+  // The worker reports the plugin at a limit that refuses without killing
+  // (today: every descriptor open_files allows in use), as the violation's details.
+  using limit_handler = std::function<void(const std::string&)>;
 
   // Control messages from the worker are tiny (doorbell, synced); a longer
   // one is a protocol violation, read no further.
@@ -116,9 +119,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
 
   // Starts the worker and waits until it has loaded the plugin. Throws
   // load_failed, fingerprint_mismatch, protocol_error or timeout.
-  void start(death_handler on_death, refusal_handler on_refusal = {}) {
+  void start(death_handler on_death, refusal_handler on_refusal = {}, limit_handler on_limit = {}) {
     on_death_ = std::move(on_death);
     on_refusal_ = std::move(on_refusal);
+    on_limit_ = std::move(on_limit);
     std::error_code ec;
     std::pair<unique_fd, unique_fd> output;  // the write ends of the worker's stdout and stderr, when captured
     if (spec_.output) {
@@ -741,6 +745,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                            self->wake_receiver();
                          } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
                            self->on_synced(message.body);
+                         } else if (message.type == static_cast<std::uint32_t>(control_type::descriptors_full)) {
+                           if (!self->on_descriptors_full(message.body)) return;
                          } else {
                            return self->kill(errc::protocol_error,
                                              fmt::format("the plugin broke the protocol: a control message of type {}",
@@ -748,6 +754,28 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                          }
                          self->watch_control();
                        });
+  }
+
+  // The worker found the plugin holding every descriptor it may open. A
+  // body that does not decode (or claims more than the limit) breaks the
+  // protocol: false, and the worker is killed.
+  bool on_descriptors_full(const std::vector<std::byte>& body) {
+    descriptors_message full;
+    try {
+      full = decode_message<descriptors_message>(body);
+    } catch (const error&) {
+      full.in_use = full.limit + 1;
+    }
+    if (full.in_use > full.limit || full.limit == 0) {
+      kill(errc::protocol_error, "the plugin broke the protocol: a malformed descriptors_full control message");
+      return false;
+    }
+    if (on_limit_) {
+      on_limit_(fmt::format("open files: all {} descriptors of its open_files limit in use (RLIMIT_NOFILE): its "
+                            "next open fails with EMFILE",
+                            full.limit));
+    }
+    return true;
   }
 
   // On the io thread: the worker's seccomp listener has refusals to answer
@@ -1045,6 +1073,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   io_pool::strand executor_;  // this plugin's strand on the shared io threads
   death_handler on_death_;
   refusal_handler on_refusal_;
+  limit_handler on_limit_;
   std::unique_ptr<sandbox::seccomp_supervisor> refusals_;        // report_refusals: the worker's seccomp listener
   std::optional<asio::posix::stream_descriptor> refusals_watch_;  // a copy of it, watched on the io thread
   child_process child_;
