@@ -29,6 +29,9 @@
 //                   an id the host never handed it, and does not answer
 //   local-capability answers every call with a capability written as the
 //                   host's own in-process form: a raw pointer
+//   descriptors-lie on the first call, tells the host on its control socket
+//                   that it holds more descriptors than its limit, and does
+//                   not answer
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
@@ -200,6 +203,11 @@ int main(int argc, char** argv) {
       auto event = note_event();
       event.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::lifecycle);
       channel.send(event.bytes(), forever);
+      sleep_forever();
+    }
+    if (mode == "descriptors-lie") {
+      write_message(control, static_cast<std::uint32_t>(control_type::descriptors_full),
+                    encode_message(descriptors_message{1000, 10}), std::chrono::seconds(5), ec);
       sleep_forever();
     }
     if (mode == "object-forge") {

@@ -89,7 +89,7 @@ TEST_CASE("violations: a plugin that holds every descriptor open_files allows is
   const int held = p->hold_open_files(true);
   CHECK(held > 0);
   CHECK(held < cap);  // the worker's own descriptors count too
-  // The worker counts its descriptors once a second while idle: the host hears within about that.
+  // The worker counts its descriptors once a second: the host hears within about that.
   const auto v = heard.wait_for(1);
   REQUIRE(v.size() == 1);
   CHECK(v[0].kind == isolate::violation_kind::resource);
