@@ -8,6 +8,7 @@
 #include "support.hpp"
 
 #include "../support/failure.hpp"
+#include "../support/sanitizers.hpp"
 
 #include <doctest/doctest.h>
 
@@ -82,6 +83,10 @@ TEST_CASE("violations: a refused socket() is a network violation naming the fami
 
 TEST_CASE("violations: a plugin that holds every descriptor open_files allows is a resource violation; it goes on" *
           doctest::test_suite(unprivileged_suite)) {
+  // Under ASan+UBSan the worker's sanitizer runtime needs spare descriptors
+  // (UBSan's vptr check tests memory through a pipe): with none left it
+  // reports a false error and the worker dies. The release suite runs this.
+  if (isolate_test::under_asan) return;
   constexpr int cap = 32;
   auto options = options_with(isolate::limits::strict().open_files(cap));
   violations_heard heard(options);
