@@ -122,6 +122,23 @@ TEST_CASE_TEMPLATE("an object handed back still reaches the same object", Policy
   CHECK(mine.use_count() == 1);
 }
 
+TEST_CASE_TEMPLATE("an object handed back and still held when the plugin is unloaded", Policy,
+                   ISOLATE_TEST_POLICIES) {
+  // Out of process the plugin re-exports its proxy of the host's object:
+  // the worker must drop it while it can still tell the host.
+  host_registry registry;
+  auto mine = std::make_shared<host_counter>(0);
+  isolate::capability<counter> back;
+  {
+    auto plugin = load_factory<Policy>(registry);
+    back = plugin->echo(mine);
+    CHECK(back->next() == 1);
+  }
+  CHECK(mine.use_count() == (out_of_process<Policy> ? 1 : 2));  // the plugin's worker held it until it ended
+  back.reset();
+  CHECK(mine.use_count() == 1);
+}
+
 TEST_CASE_TEMPLATE("what an object's method throws reaches its caller, either way", Policy, ISOLATE_TEST_POLICIES) {
   host_registry registry;
   auto plugin = load_factory<Policy>(registry);

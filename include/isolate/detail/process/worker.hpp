@@ -259,6 +259,11 @@ class worker {
     ::shutdown(control_, SHUT_RD);
     control_watch.join();
     entry_->destroy(object_);
+    // The objects the plugin handed the host go now, while the links their
+    // own proxies of host objects would release through still exist (the
+    // library's table would otherwise drop them when it is unloaded, after
+    // this worker and its links are gone); their releases are not sent.
+    if (auto* objects = capabilities()) objects->detach();
     return 0;
   }
 
