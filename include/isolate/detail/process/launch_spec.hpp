@@ -39,8 +39,9 @@ struct launch_spec {
   // (made by process_link, which moves the callback into it; copies share it).
   std::shared_ptr<output_capture> output{};
   // The objects handed to the plugin and the way to those it handed over
-  // (isolate::capability), made by process_link; copies share it.
-  std::shared_ptr<capability_table> capabilities{};
+  // (isolate::capability); copies share it. process_link makes one with its
+  // links; this one (a session started on its own) reaches no worker object.
+  std::shared_ptr<capability_table> capabilities = std::make_shared<capability_table>(nullptr, nullptr, 0);
 };
 
 inline std::filesystem::path find_worker(const launch_spec& spec) {
