@@ -486,12 +486,14 @@ class process_link final : public link {
       if (session != current_) return;
       std::tie(down_code_, down_message_) = session->death();
       retire(*session);
-      spec_.capabilities->new_peer();  // what the host lent it is released; its objects are gone
       code = down_code_;
       message = down_message_;
       restarting = !closing_ && may_restart();
       restarts = restarts_;
     }
+    // What the host lent it is released and its objects are gone; outside
+    // the lock, since the host objects' destructors may call this plugin.
+    spec_.capabilities->new_peer();
     record_.worker_ended(fmt::format("{}: {}", make_error_code(code).message(), message));
     if (const auto kind = violation_of(code)) {
       const bool quarantines = record_.next_violation_quarantines();
