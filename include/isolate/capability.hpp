@@ -146,8 +146,7 @@ void save(Archive& ar, const capability<Interface>& cap) {
         id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(copy.release()));
       } else {
         tag = capability_tag::sender_object;
-        id = table->add({std::static_pointer_cast<void>(cap.object_), fingerprint,
-                         Interface::isolate_meta::interface_name, &detail::handle_exported<Interface>});
+        id = table->add({std::static_pointer_cast<void>(cap.object_), &detail::handle_exported<Interface>});
       }
     }
   }

@@ -35,7 +35,6 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -51,9 +50,7 @@ class capability_table : public std::enable_shared_from_this<capability_table> {
   using handler = void (*)(void* object, const wire::frame_header& header, const wire::inbound_payload& payload,
                            wire::buffer& reply, std::size_t max_payload, bool* malformed);
   struct exported {
-    std::shared_ptr<void> object;  // an I*, for the interface whose fingerprint this is
-    std::uint64_t fingerprint = 0;
-    std::string_view interface_name;
+    std::shared_ptr<void> object;  // an I*, of the interface `handle` serves
     handler handle = nullptr;
   };
 
@@ -100,10 +97,6 @@ class capability_table : public std::enable_shared_from_this<capability_table> {
       exports_.erase(found);
     }
     return true;
-  }
-  std::size_t exported_count() const {
-    std::lock_guard lock(exports_mutex_);
-    return exports_.size();
   }
 
   // The peer is gone (the worker died or was replaced): what it was handed

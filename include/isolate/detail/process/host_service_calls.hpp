@@ -35,61 +35,44 @@ struct host_service_answer {
 };
 
 // Runs `call` (a call or event frame from the plugin, parsed) on the service
-// it names. False, with `violation` set, when the host provides no such
-// service, or the call's method or arguments do not decode: a protocol
-// violation. Never throws for what the service does: its exceptions become
-// the answer (stub::handle).
+// it names, or (an object_call frame) on the host object it names among
+// those handed to the plugin. False, with `violation` set, when the host
+// provides no such service or object, or the call's method or arguments do
+// not decode: a protocol violation. Never throws for what the object does:
+// its exceptions become the answer (stub::handle).
 inline bool serve_host_call(const host_services& services, lent_buffers& lent, capability_table& capabilities,
                             const wire::frame_view& call,
                             std::size_t max_message_size, host_service_answer& answer, std::string& violation) {
+  const bool to_object = call.header.kind == wire::frame_kind::object_call;
   const auto& entries = services.entries();
-  if (call.header.service == 0 || call.header.service > entries.size()) {
+  if (!to_object && (call.header.service == 0 || call.header.service > entries.size())) {
     violation = fmt::format("the plugin broke the protocol: a call to service {}, which the host does not provide",
                             static_cast<unsigned>(call.header.service));
     return false;
   }
-  const auto& service = entries[call.header.service - 1u];
   attachment_scope attached;  // shared buffers in the answer
   bool malformed = false;
   {
     resolution_scope from(&lent);  // the plugin may only name buffers lent to it
     capability_scope objects(&capabilities);
-    service.handle(service.object, call, answer.frame, max_message_size, &malformed);
+    if (!to_object) {
+      const auto& service = entries[call.header.service - 1u];
+      service.handle(service.object, call, answer.frame, max_message_size, &malformed);
+    } else if (!serve_object_call(capabilities, call, answer.frame, max_message_size, &malformed)) {
+      violation = "the plugin broke the protocol: a call to a host object it does not hold";
+      return false;
+    }
   }
   if (malformed) {
-    violation = fmt::format("the plugin was killed because it sent a call to '{}' that does not decode: {}",
-                            service.name, message_of_error_frame(answer.frame));
+    const std::string target = to_object ? std::string("a host object")
+                                         : fmt::format("'{}'", entries[call.header.service - 1u].name);
+    violation = fmt::format("the plugin was killed because it sent a call to {} that does not decode: {}", target,
+                            message_of_error_frame(answer.frame));
     return false;
   }
   if (call.header.kind == wire::frame_kind::event) {
     answer.frame.clear();
     return true;
-  }
-  answer.buffers = std::move(attached.buffers());
-  return true;
-}
-
-// As serve_host_call, for a call to an object the host handed the plugin
-// (an object_call frame). Naming an object it was not handed (or released)
-// is a protocol violation.
-inline bool serve_host_object_call(capability_table& capabilities, lent_buffers& lent, const wire::frame_view& call,
-                                   std::size_t max_message_size, host_service_answer& answer,
-                                   std::string& violation) {
-  attachment_scope attached;
-  bool malformed = false;
-  bool served = false;
-  {
-    resolution_scope from(&lent);
-    served = serve_object_call(capabilities, call, answer.frame, max_message_size, &malformed);
-  }
-  if (!served) {
-    violation = "the plugin broke the protocol: a call to a host object it does not hold";
-    return false;
-  }
-  if (malformed) {
-    violation = fmt::format("the plugin was killed because it sent a call to a host object that does not decode: {}",
-                            message_of_error_frame(answer.frame));
-    return false;
   }
   answer.buffers = std::move(attached.buffers());
   return true;

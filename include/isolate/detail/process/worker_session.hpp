@@ -923,13 +923,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // thread, and sends the answer. The object may call the plugin again.
   bool serve(const wire::frame_view& call) {
     host_service_answer answer;
-    const bool served =
-        call.header.kind == wire::frame_kind::object_call
-            ? serve_host_object_call(*spec_.capabilities, *spec_.lent, call, spec_.options.max_message_size, answer,
-                                     protocol_violation_)
-            : serve_host_call(spec_.services, *spec_.lent, *spec_.capabilities, call, spec_.options.max_message_size,
-                              answer, protocol_violation_);
-    if (!served) return false;
+    if (!serve_host_call(spec_.services, *spec_.lent, *spec_.capabilities, call, spec_.options.max_message_size,
+                         answer, protocol_violation_)) {
+      return false;
+    }
     if (answer.frame.size() == 0) return true;  // an event
     // "No call timeout" is no deadline here too: a full ring is only a busy plugin.
     const auto deadline = deadline_for(spec_.options.call_timeout);
