@@ -11,10 +11,13 @@
 
 #include "../support/failure.hpp"
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <random>
 #include <vector>
 #include <string>
@@ -302,4 +305,45 @@ TEST_CASE("unloading fails calls still in flight with plugin_closed and stops th
   REQUIRE(pending.wait_for(20s) == std::future_status::ready);
   CHECK(failure_of([&] { pending.get(); }).code() == isolate::errc::plugin_closed);
   CHECK_FALSE(process_exists(pid));
+}
+
+TEST_CASE("a plugin destroyed while its dead worker's calls are failing: their completions do not touch it") {
+  // The worker dies (killed from outside) with many calls queued; the io
+  // thread fails them one after another, and the plugin is destroyed as soon
+  // as the first has failed, while the rest may still be failing. Every call
+  // fails with the crash, none hangs, and the destruction waits for the
+  // failing to end (worker_session::stop waits until on_exit is over; under
+  // TSan, manager_test's shutdown case showed a completion reading the link
+  // as it was freed, before that).
+  constexpr int calls = 200;
+  for (int round = 0; round < 3; ++round) {
+    std::mutex mutex;
+    std::condition_variable changed;
+    int failed = 0, crashed = 0;
+    {
+      auto p = load_faulty();
+      const int pid = p->pid();
+      for (int i = 0; i < calls; ++i) {
+        p.async(&faulty::sleep_ms, 50'000, [&](std::exception_ptr e, int) {
+          bool named = false;
+          try {
+            if (e) std::rethrow_exception(e);
+          } catch (const isolate::error& error) {
+            named = error.code() == isolate::errc::plugin_crashed;
+          } catch (...) {
+          }
+          std::lock_guard lock(mutex);
+          ++failed;
+          crashed += named ? 1 : 0;
+          changed.notify_all();
+        });
+      }
+      REQUIRE(::kill(pid, SIGKILL) == 0);
+      std::unique_lock lock(mutex);
+      REQUIRE(changed.wait_for(lock, 20s, [&] { return failed > 0; }));
+    }
+    std::unique_lock lock(mutex);
+    REQUIRE(changed.wait_for(lock, 20s, [&] { return failed == calls; }));
+    CHECK(crashed == calls);
+  }
 }

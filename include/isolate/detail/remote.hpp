@@ -36,7 +36,9 @@ class handler_completion final : public completion {
   handler_completion(Handler handler, link& from)
       : handler_(std::move(handler)),
         work_(asio::prefer(asio::get_associated_executor(handler_), asio::execution::outstanding_work.tracked)),
-        link_(from) {}
+        link_(from),
+        capabilities_(from.capabilities()),
+        max_message_size_(from.max_message_size()) {}
 
   // Keeps the call's shared_buffers alive until it is over, and says where
   // those named by the reply are found.
@@ -48,16 +50,19 @@ class handler_completion final : public completion {
   // Takes the cost off the reply, into `cost`, before the handler runs.
   void account(call_cost* cost) noexcept { cost_ = cost; }
 
+  // A failed call may complete after its link is gone (a process plugin's
+  // pending calls fail on the io thread while the link is destroyed): only a
+  // reply to decode touches the link, and then only to report a bad one.
   void complete(std::exception_ptr failure, wire::buffer& reply) noexcept override {
     resolution_scope resolving(resolver_);
-    capability_scope objects(link_.capabilities());
+    capability_scope objects(capabilities_);
     if (cost_ != nullptr && !failure) failure = decoding_failure([&] { take_cost(reply, *cost_); });
     if constexpr (std::is_void_v<Result>) {
-      if (!failure) failure = decoding_failure([&] { decode_reply<void>(reply, link_.max_message_size()); });
+      if (!failure) failure = decoding_failure([&] { decode_reply<void>(reply, max_message_size_); });
       deliver(failure);
     } else {
       std::optional<Result> value;
-      if (!failure) failure = decoding_failure([&] { value.emplace(decode_reply<Result>(reply, link_.max_message_size())); });
+      if (!failure) failure = decoding_failure([&] { value.emplace(decode_reply<Result>(reply, max_message_size_)); });
       deliver(failure, value ? std::move(*value) : Result{});
     }
   }
@@ -91,6 +96,8 @@ class handler_completion final : public completion {
                                      asio::execution::outstanding_work.tracked))>
       work_;
   link& link_;
+  capability_table* capabilities_;
+  std::size_t max_message_size_;
   buffer_attachments attachments_;
   buffer_resolver* resolver_ = nullptr;
   call_cost* cost_ = nullptr;

@@ -301,14 +301,16 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     }
     doomed_.store(true, std::memory_order_release);
     if (control_writer_) control_writer_->send(control_type::shutdown, {}, clock::now() + std::chrono::milliseconds(100));
+    // Waits until on_exit is over, its calls failed too: their completions
+    // may refer to what the caller of stop() destroys next (the link).
     std::unique_lock lock(pending_mutex_);
-    if (!exited_cv_.wait_for(lock, stop_grace, [&] { return exited_; })) {
+    if (!exited_cv_.wait_for(lock, stop_grace, [&] { return settled_; })) {
       lock.unlock();
       std::error_code ec;
       child_.kill(SIGKILL, ec);
       lock.lock();
       // Not gone even then (stuck in the kernel): the child's destructor leaves it to the launcher.
-      exited_cv_.wait_for(lock, kill_grace, [&] { return exited_; });
+      exited_cv_.wait_for(lock, kill_grace, [&] { return settled_; });
     }
   }
 
@@ -1063,6 +1065,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     const auto failure = std::make_exception_ptr(error(death_code_, death_message_));
     for (auto* call : waiting) finish(*call, failure);
     for (auto& call : orphans) finish(*call, failure);
+    {
+      std::lock_guard lock(pending_mutex_);
+      settled_ = true;
+    }
     exited_cv_.notify_all();
   }
 
@@ -1112,6 +1118,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   errc death_code_ = errc::plugin_crashed;
   std::string death_message_;
   bool exited_ = false;
+  bool settled_ = false;  // on_exit is over: every call of this worker has been failed
   std::condition_variable exited_cv_;
 };
 
