@@ -262,13 +262,16 @@ TEST_CASE("13: a plugin that sends a capability as a pointer into the host is ki
   CHECK(dies_within(pid, 10s));
 }
 
-TEST_CASE("14: a worker that reports more descriptors in use than its limit is killed") {
-  auto p = load_hostile("descriptors-lie");
-  const int pid = p.transport().link().pid();
-  const auto e = failure_of([&] { p->add(1, 2); });
-  CHECK(e.code() == isolate::errc::protocol_error);
-  CHECK_MESSAGE(contains(e.what(), "descriptors_full"), e.what());
-  CHECK(dies_within(pid, 10s));
+TEST_CASE("14: a worker that reports more descriptors or tasks in use than its limit is killed") {
+  for (const std::string what : {"descriptors", "tasks"}) {
+    CAPTURE(what);
+    auto p = load_hostile(what + "-lie");
+    const int pid = p.transport().link().pid();
+    const auto e = failure_of([&] { p->add(1, 2); });
+    CHECK(e.code() == isolate::errc::protocol_error);
+    CHECK_MESSAGE(contains(e.what(), what + "_full"), e.what());
+    CHECK(dies_within(pid, 10s));
+  }
 }
 
 TEST_CASE("5: a reply whose decoding would allocate far more than its size kills the worker") {

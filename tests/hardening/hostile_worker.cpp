@@ -32,6 +32,7 @@
 //   descriptors-lie on the first call, tells the host on its control socket
 //                   that it holds more descriptors than its limit, and does
 //                   not answer
+//   tasks-lie       the same, of its tasks (processes and threads)
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
@@ -205,9 +206,10 @@ int main(int argc, char** argv) {
       channel.send(event.bytes(), forever);
       sleep_forever();
     }
-    if (mode == "descriptors-lie") {
-      write_message(control, static_cast<std::uint32_t>(control_type::descriptors_full),
-                    encode_message(descriptors_message{1000, 10}), std::chrono::seconds(5), ec);
+    if (mode == "descriptors-lie" || mode == "tasks-lie") {
+      const auto type = mode == "tasks-lie" ? control_type::tasks_full : control_type::descriptors_full;
+      write_message(control, static_cast<std::uint32_t>(type), encode_message(exhausted_message{1000, 10}),
+                    std::chrono::seconds(5), ec);
       sleep_forever();
     }
     if (mode == "object-forge") {

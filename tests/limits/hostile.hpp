@@ -45,6 +45,9 @@ ISOLATE_INTERFACE(hostile,
                   // true: opens /dev/null until refused and keeps them all
                   // (returns how many); false: closes those it keeps (returns how many).
                   (int, hold_open_files, (bool)),
+                  // true: starts threads until refused and keeps them waiting
+                  // (returns how many); false: lets those go and joins them (returns how many).
+                  (int, hold_threads, (bool)),
                   // Like allocate_mib, in memory mapped MAP_SHARED | MAP_ANONYMOUS; returns the MiB it got.
                   (std::uint64_t, allocate_shared_mib, (std::uint64_t)),
                   // Like allocate_mib, in memfds of 1 MiB each, mapped shared and closed; returns the MiB it got.

@@ -19,14 +19,17 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstddef>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace limits_test {
@@ -177,6 +180,32 @@ class hostile_impl final : public hostile {
     return closed;
   }
 
+  int hold_threads(bool hold) override {
+    if (hold) {
+      try {
+        for (;;) {
+          held_threads_.emplace_back([this] {
+            std::unique_lock lock(threads_mutex_);
+            threads_released_.wait(lock, [this] { return release_threads_; });
+          });
+        }
+      } catch (const std::system_error&) {
+        // EAGAIN: the processes limit
+      }
+      return static_cast<int>(held_threads_.size());
+    }
+    {
+      std::lock_guard lock(threads_mutex_);
+      release_threads_ = true;
+    }
+    threads_released_.notify_all();
+    const int joined = static_cast<int>(held_threads_.size());
+    for (auto& thread : held_threads_) thread.join();
+    held_threads_.clear();
+    release_threads_ = false;
+    return joined;
+  }
+
   std::uint64_t allocate_shared_mib(std::uint64_t mib) override {
     constexpr std::size_t one_mib = std::size_t{1} << 20;
     for (std::uint64_t i = 0; i < mib; ++i) {
@@ -321,6 +350,10 @@ class hostile_impl final : public hostile {
  private:
   std::vector<std::unique_ptr<char[]>> hoard_;
   std::vector<int> held_files_;
+  std::vector<std::thread> held_threads_;
+  std::mutex threads_mutex_;
+  std::condition_variable threads_released_;
+  bool release_threads_ = false;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -102,6 +103,34 @@ TEST_CASE("violations: a plugin that holds every descriptor open_files allows is
   CHECK_MESSAGE(contains(v[0].details, "EMFILE"), v[0].details);
   CHECK(v[0].action == "recorded; the plugin runs on");
   CHECK(p->hold_open_files(false) == held);
+  CHECK(p->add(1, 2) == 3);
+  // Recorded once for the time it stayed full, not once a second.
+  CHECK(p.transport().violations().size() == 1);
+}
+
+TEST_CASE("violations: a plugin whose threads fill its processes limit is a resource violation; it goes on" *
+          doctest::test_suite(unprivileged_suite)) {
+  // RLIMIT_NPROC counts the processes and threads of the worker's user
+  // namespace: isolate-init, the worker's own threads and the plugin's.
+  constexpr int cap = 16;
+  auto options = options_with(isolate::limits::standard().processes(cap));
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  const auto report = p.transport().limits_in_force();
+  const auto processes = std::find_if(report.begin(), report.end(), [](const auto& e) { return e.limit == "processes"; });
+  REQUIRE(processes != report.end());
+  REQUIRE_MESSAGE(processes->in_force, processes->mechanism);
+  const int held = p->hold_threads(true);
+  CHECK(held > 0);
+  CHECK(held < cap);  // the worker's own threads and isolate-init count too
+  // The worker counts the tasks of its namespace once a second: the host hears within about that.
+  const auto v = heard.wait_for(1);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == isolate::violation_kind::resource);
+  CHECK_MESSAGE(contains(v[0].details, "all 16 tasks of its processes limit in use"), v[0].details);
+  CHECK_MESSAGE(contains(v[0].details, "EAGAIN"), v[0].details);
+  CHECK(v[0].action == "recorded; the plugin runs on");
+  CHECK(p->hold_threads(false) == held);
   CHECK(p->add(1, 2) == 3);
   // Recorded once for the time it stayed full, not once a second.
   CHECK(p.transport().violations().size() == 1);

@@ -38,7 +38,7 @@ inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached lim
 
 // Bumped whenever a message below or the ring layout changes.
 // 7: object_call and release frames (capabilities); 8: the host's compiled seccomp program in the hello
-inline constexpr std::uint32_t process_protocol_version = 8;
+inline constexpr std::uint32_t process_protocol_version = 9;
 
 // The largest configuration a process plugin is given (in the hello message).
 inline constexpr std::size_t max_configuration_size = 512 * 1024;
@@ -57,12 +57,14 @@ enum class control_type : std::uint32_t {
                       // everything sent before is handled
   synced = 9,         // worker -> host: the answer to `sync`
   seccomp_listener = 10,  // worker -> host, before ready, with one fd: its seccomp listener (listener_message)
-  descriptors_full = 11,  // worker -> host: the plugin holds every descriptor open_files allows (descriptors_message)
+  descriptors_full = 11,  // worker -> host: the plugin holds every descriptor open_files allows (exhausted_message)
+  tasks_full = 12,        // worker -> host: the plugin's processes and threads fill its processes limit (exhausted_message)
 };
 
-// The worker found the plugin at its open_files limit: its next open fails
-// with EMFILE (sampled: see worker::watch_control).
-struct descriptors_message {
+// The worker found the plugin at a limit the kernel tells no one about:
+// open_files (its next open fails with EMFILE) or processes (its next fork
+// or thread fails with EAGAIN). Sampled: see worker::watch_control.
+struct exhausted_message {
   std::uint64_t in_use = 0;
   std::uint64_t limit = 0;
 

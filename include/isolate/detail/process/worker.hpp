@@ -23,6 +23,7 @@
 #include "isolate/shm/ring.hpp"
 
 #include <fmt/format.h>
+#include <dirent.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
@@ -31,6 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -211,7 +213,11 @@ class worker {
     }
     if (rlimit nofile{}; hello.limits.policy.open_files > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
         nofile.rlim_cur <= max_sampled_descriptors) {
-      descriptor_limit_ = nofile.rlim_cur;
+      descriptors_.limit = nofile.rlim_cur;
+    }
+    if (rlimit nproc{}; hello.limits.policy.processes > 0 && holds(limits.report(), "processes") &&
+        ::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && proc_is_this_namespaces()) {
+      tasks_.limit = nproc.rlim_cur;
     }
     context_ = std::make_unique<worker_context>(*this, hello.services, hello.configuration);
     if (const int status = load(hello, plugin); status != 0) return status;
@@ -310,24 +316,16 @@ class worker {
   }
 
   // A shutdown message or the host going away (EOF) stops the worker. Under
-  // an open_files limit, while nothing arrives, the descriptors in use are
-  // counted every descriptor_sample_interval: the kernel tells no one when
-  // an open fails with EMFILE, so the host learns that the plugin holds them
-  // all from here (a plugin that runs out and gives them back within one
-  // interval goes unseen).
+  // an open_files or a processes limit, while nothing arrives, what the
+  // plugin holds is counted every sample_interval: the kernel tells no one
+  // when an open fails with EMFILE or a fork or a thread with EAGAIN, so the
+  // host learns that the plugin holds all it may from here (a plugin that
+  // runs out and gives them back within one interval goes unseen).
   void watch_control() {
-    bool was_full = false;
     for (;;) {
-      if (descriptor_limit_ > 0 && !control_readable_within(descriptor_sample_interval)) {
-        const std::uint64_t in_use = descriptors_in_use();
-        const bool full = in_use >= descriptor_limit_;
-        if (full && !was_full) {
-          std::lock_guard lock(control_mutex_);
-          std::error_code ec;
-          write_message(control_, static_cast<std::uint32_t>(control_type::descriptors_full),
-                        encode_message(descriptors_message{in_use, descriptor_limit_}), std::chrono::seconds(5), ec);
-        }
-        was_full = full;
+      if ((descriptors_.limit > 0 || tasks_.limit > 0) && !control_readable_within(sample_interval)) {
+        if (descriptors_.limit > 0) report_if_full(descriptors_, descriptors_in_use(), control_type::descriptors_full);
+        if (tasks_.limit > 0) report_if_full(tasks_, tasks_in_use(), control_type::tasks_full);
         continue;
       }
       std::error_code ec;
@@ -341,8 +339,26 @@ class worker {
     if (turns_) turns_->stop();
   }
 
-  static constexpr auto descriptor_sample_interval = std::chrono::seconds(1);
+  static constexpr auto sample_interval = std::chrono::seconds(1);
   static constexpr std::uint64_t max_sampled_descriptors = 65536;
+
+  // A limit the worker samples: reported once per stretch at the limit.
+  struct sampled_limit {
+    std::uint64_t limit = 0;  // 0: not sampled
+    bool was_full = false;
+  };
+
+  void report_if_full(sampled_limit& sampled, std::uint64_t in_use, control_type type) {
+    const bool full = in_use >= sampled.limit;
+    if (full && !sampled.was_full) {
+      std::lock_guard lock(control_mutex_);
+      std::error_code ec;
+      write_message(control_, static_cast<std::uint32_t>(type),
+                    encode_message(exhausted_message{std::min(in_use, sampled.limit), sampled.limit}),
+                    std::chrono::seconds(5), ec);
+    }
+    sampled.was_full = full;
+  }
 
   // False when `timeout` passed with nothing to read on the control socket
   // (an error or hang-up counts as readable: the read then says what).
@@ -354,12 +370,41 @@ class worker {
   // How many descriptors the process holds: every one is below the limit
   // (RLIMIT_NOFILE bounds their numbers), and poll marks the closed ones.
   std::uint64_t descriptors_in_use() {
-    descriptor_probe_.resize(descriptor_limit_);
+    descriptor_probe_.resize(descriptors_.limit);
     for (std::size_t fd = 0; fd < descriptor_probe_.size(); ++fd) descriptor_probe_[fd] = {static_cast<int>(fd), 0, 0};
     if (::poll(descriptor_probe_.data(), descriptor_probe_.size(), 0) < 0) return 0;
     std::uint64_t closed = 0;
     for (const auto& probe : descriptor_probe_) closed += (probe.revents & POLLNVAL) != 0 ? 1 : 0;
-    return descriptor_limit_ - closed;
+    return descriptors_.limit - closed;
+  }
+
+  static bool holds(const limits::report& report, std::string_view limit) {
+    for (const auto& entry : report) {
+      if (entry.limit == limit) return entry.in_force;
+    }
+    return false;
+  }
+
+  // Whether /proc is the one of the worker's own PID namespace (mounted
+  // before the worker started): it then lists every task RLIMIT_NPROC counts
+  // (the namespace's user is the worker's alone), and nothing else.
+  static bool proc_is_this_namespaces() { return sandbox::namespace_proc == sandbox::proc_view::own; }
+
+  // The processes and threads of the worker's namespace, from its /proc (0
+  // if it cannot be read: the plugin may hold every descriptor).
+  static std::uint64_t tasks_in_use() {
+    std::uint64_t tasks = 0;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr) return 0;
+    while (const dirent* entry = ::readdir(proc)) {
+      if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+      DIR* threads = ::opendir(fmt::format("/proc/{}/task", entry->d_name).c_str());
+      if (threads == nullptr) continue;  // gone meanwhile
+      while (const dirent* thread = ::readdir(threads)) tasks += thread->d_name[0] != '.' ? 1 : 0;
+      ::closedir(threads);
+    }
+    ::closedir(proc);
+    return tasks;
   }
 
   // One message from the host after the handshake; the host is trusted, but
@@ -607,7 +652,8 @@ class worker {
 
   int control_;
   std::mutex control_mutex_;  // doorbells from several plugin threads
-  std::uint64_t descriptor_limit_ = 0;  // open_files, when set (and small enough to count): sampled
+  sampled_limit descriptors_;  // open_files, when set (and small enough to count)
+  sampled_limit tasks_;        // processes, when RLIMIT_NPROC holds and /proc is the namespace's
   std::vector<pollfd> descriptor_probe_;
   received_buffers buffers_;
   unique_fd plugin_file_;  // the plugin's library when the host passed it open

@@ -747,8 +747,9 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                            self->wake_receiver();
                          } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
                            self->on_synced(message.body);
-                         } else if (message.type == static_cast<std::uint32_t>(control_type::descriptors_full)) {
-                           if (!self->on_descriptors_full(message.body)) return;
+                         } else if (message.type == static_cast<std::uint32_t>(control_type::descriptors_full) ||
+                                    message.type == static_cast<std::uint32_t>(control_type::tasks_full)) {
+                           if (!self->on_exhausted(static_cast<control_type>(message.type), message.body)) return;
                          } else {
                            return self->kill(errc::protocol_error,
                                              fmt::format("the plugin broke the protocol: a control message of type {}",
@@ -758,23 +759,31 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                        });
   }
 
-  // The worker found the plugin holding every descriptor it may open. A
-  // body that does not decode (or claims more than the limit) breaks the
-  // protocol: false, and the worker is killed.
-  bool on_descriptors_full(const std::vector<std::byte>& body) {
-    descriptors_message full;
+  // The worker found the plugin holding every descriptor it may open, or
+  // every task (process or thread) it may run. A body that does not decode
+  // (or claims more than the limit) breaks the protocol: false, and the
+  // worker is killed.
+  bool on_exhausted(control_type type, const std::vector<std::byte>& body) {
+    const bool descriptors = type == control_type::descriptors_full;
+    exhausted_message full;
     try {
-      full = decode_message<descriptors_message>(body);
+      full = decode_message<exhausted_message>(body);
     } catch (const error&) {
       full.in_use = full.limit + 1;
     }
     if (full.in_use > full.limit || full.limit == 0) {
-      kill(errc::protocol_error, "the plugin broke the protocol: a malformed descriptors_full control message");
+      kill(errc::protocol_error, fmt::format("the plugin broke the protocol: a malformed {} control message",
+                                             descriptors ? "descriptors_full" : "tasks_full"));
       return false;
     }
-    if (on_limit_) {
+    if (!on_limit_) return true;
+    if (descriptors) {
       on_limit_(fmt::format("open files: all {} descriptors of its open_files limit in use (RLIMIT_NOFILE): its "
                             "next open fails with EMFILE",
+                            full.limit));
+    } else {
+      on_limit_(fmt::format("processes: all {} tasks of its processes limit in use (RLIMIT_NPROC, processes and "
+                            "threads together): its next fork or new thread fails with EAGAIN",
                             full.limit));
     }
     return true;
