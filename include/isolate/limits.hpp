@@ -87,7 +87,8 @@ struct policy {
   bool protect_host = false;        // namespaces, no capabilities, no_new_privs, own /proc, Landlock scopes
   bool new_processes = true;        // false: fork/vfork/clone of a process fail with EAGAIN (threads work)
   network_isolation network = network_isolation::none;
-  bool restrict_filesystem = false;  // Landlock: nothing but the paths below (and the worker's libraries)
+  bool restrict_filesystem = false;  // Landlock: nothing but the paths below (and the worker's libraries);
+                                     // seccomp: no chmod, chown, utimes or xattr change on any file
   std::vector<std::filesystem::path> read_only;  // readable (and executable) trees or files
   std::vector<std::filesystem::path> writable;   // readable and writable trees or files
   syscall_filter syscalls = syscall_filter::none;

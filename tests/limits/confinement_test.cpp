@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,6 +134,33 @@ TEST_CASE("filesystem: strict reads and writes only what the policy lists" *
   crashes_and_comes_back(p);
   CHECK(p->open_path("/etc/passwd", O_RDONLY) == EACCES);
   CHECK(p->write_file((writable / "after-restart").string(), "again") == 0);
+}
+
+TEST_CASE("filesystem: strict refuses changes to a file's mode, times and owner, which Landlock does not cover" *
+          doctest::test_suite(unprivileged_suite)) {
+  // A private file of the worker's user outside (nobody, for a root host):
+  // changing its mode is that user's right, so only the sandbox can refuse.
+  const temp_dir outside(0777);
+  const auto key = outside / "key";
+  write_text(key, "private", 0600);
+  if (::geteuid() == 0) REQUIRE(::chown(key.c_str(), 65534, 65534) == 0);
+  const auto mode_of = [&] {
+    struct stat st {};
+    REQUIRE(::stat(key.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+  };
+  {
+    // Under standard (no filesystem policy) the change goes through: the user may.
+    auto p = load_hostile(isolate::limits::standard());
+    CHECK(p->change_metadata(key.string()) == std::vector<int>{0, 0, 0});
+    CHECK(mode_of() == 0666);
+    REQUIRE(::chmod(key.c_str(), 0600) == 0);
+  }
+  auto p = load_hostile(restartable(isolate::limits::strict()));
+  CHECK(p->change_metadata(key.string()) == std::vector<int>{EPERM, EPERM, EPERM});
+  CHECK(mode_of() == 0600);
+  crashes_and_comes_back(p);
+  CHECK(p->change_metadata(key.string()) == std::vector<int>{EPERM, EPERM, EPERM});
 }
 
 TEST_CASE("file size: a write past file_size_mb stops the plugin with limit_exceeded naming it" *

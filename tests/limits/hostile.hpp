@@ -25,6 +25,8 @@ ISOLATE_INTERFACE(hostile,
                   (int, read_memory_of, (int)),
                   // open(path, flags, 0644), then close.
                   (int, open_path, (std::string const&, int)),
+                  // chmod(path, 0666), utimensat(path, now), chown(path, -1, -1): each one's errno or 0.
+                  (std::vector<int>, change_metadata, (std::string const&)),
                   // The whole file; throws std::system_error if it cannot be read.
                   (std::string, read_file, (std::string const&)),
                   // Creates or truncates the file and writes `text` into it.

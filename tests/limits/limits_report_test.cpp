@@ -102,8 +102,8 @@ void best_effort_keeps_the_rest() {
     CHECK(!limits[missing].in_force);
   }
   CHECK(limits["processes"].in_force == (::geteuid() != 0));  // RLIMIT_NPROC does not bind a root worker
-  for (const std::string holding : {"memory", "cpu", "filesystem", "network", "syscalls", "new processes",
-                                    "privileges", "signals"}) {
+  for (const std::string holding : {"memory", "cpu", "filesystem", "file metadata", "network", "syscalls",
+                                    "new processes", "privileges", "signals"}) {
     CAPTURE(holding);
     CAPTURE(limits[holding].mechanism);
     CHECK(limits[holding].in_force);
@@ -164,12 +164,13 @@ TEST_CASE("limits_in_force: every limit of each preset is listed, and holds on t
     auto p = load_hostile(isolate::limits::strict().memory_mb(300).cpu_seconds(7));
     all_in_force(p.transport().limits_in_force(),
                  with(with(resources, host_protection),
-                      {"cpu", "file size", "network", "filesystem", "syscalls", "new processes"}));
+                      {"cpu", "file size", "network", "filesystem", "file metadata", "syscalls", "new processes"}));
     auto limits = by_limit(p.transport().limits_in_force());
     CHECK(limits["memory"].mechanism.starts_with("RLIMIT_DATA 300 MiB"));
     CHECK(limits["cpu"].mechanism == "RLIMIT_CPU 7 s");
     CHECK(contains(limits["network"].mechanism, "network namespace"));
     CHECK(contains(limits["filesystem"].mechanism, "Landlock"));
+    CHECK(contains(limits["file metadata"].mechanism, "chmod"));
     CHECK(contains(limits["syscalls"].mechanism, "(compiled by the host)"));
   }
   {
@@ -177,8 +178,8 @@ TEST_CASE("limits_in_force: every limit of each preset is listed, and holds on t
     options.restart = isolate::restart_policy::crash(1);
     auto p = load_hostile(options);
     const auto before = p.transport().limits_in_force();
-    all_in_force(before, with(with(resources, host_protection),
-                              {"cpu", "file size", "network", "filesystem", "syscalls", "new processes"}));
+    all_in_force(before, with(with(resources, host_protection), {"cpu", "file size", "network", "filesystem",
+                                                                 "file metadata", "syscalls", "new processes"}));
     CHECK(by_limit(before)["syscalls"].mechanism == "seccomp allow-list, each refusal reported to the host");
     // A restarted worker reports again, the same.
     CHECK(failure_of([&] { p->crash(); }).code() == isolate::errc::plugin_crashed);

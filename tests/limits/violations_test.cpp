@@ -117,7 +117,8 @@ TEST_CASE("violations: a plugin whose threads fill its processes limit is a reso
   violations_heard heard(options);
   auto p = load_hostile(options);
   const auto report = p.transport().limits_in_force();
-  const auto processes = std::find_if(report.begin(), report.end(), [](const auto& e) { return e.limit == "processes"; });
+  const auto processes =
+      std::find_if(report.begin(), report.end(), [](const auto& e) { return e.limit == "processes"; });
   REQUIRE(processes != report.end());
   REQUIRE_MESSAGE(processes->in_force, processes->mechanism);
   const int held = p->hold_threads(true);
@@ -134,6 +135,23 @@ TEST_CASE("violations: a plugin whose threads fill its processes limit is a reso
   CHECK(p->add(1, 2) == 3);
   // Recorded once for the time it stayed full, not once a second.
   CHECK(p.transport().violations().size() == 1);
+}
+
+TEST_CASE("violations: a refused chmod is a filesystem violation naming the path; the plugin goes on" *
+          doctest::test_suite(unprivileged_suite)) {
+  auto options = options_with(isolate::limits::strict());
+  violations_heard heard(options);
+  auto p = load_hostile(options);
+  REQUIRE(refusals_reported(p));
+  CHECK(p->change_metadata("/tmp") == std::vector<int>{EPERM, EPERM, EPERM});
+  const auto v = heard.wait_for(3);
+  REQUIRE(v.size() == 3);
+  CHECK(v[0].kind == isolate::violation_kind::filesystem);
+  CHECK_MESSAGE(v[0].details == "chmod(/tmp)", v[0].details);
+  CHECK(v[0].action == "refused (EPERM)");
+  CHECK_MESSAGE(contains(v[1].details, "utimensat("), v[1].details);
+  CHECK_MESSAGE(v[2].details == "chown(/tmp)", v[2].details);
+  CHECK(p->add(1, 2) == 3);
 }
 
 TEST_CASE("violations: a refused ptrace and a refused fork are permission violations" *

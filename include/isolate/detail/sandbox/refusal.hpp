@@ -25,9 +25,9 @@ inline violation_kind violation_kind_of(const refused_call& refused) {
   const auto is = [&](const auto& names) {
     return std::find(std::begin(names), std::end(names), refused.syscall) != std::end(names);
   };
-  return is(network_calls) ? violation_kind::network
-         : is(file_calls)  ? violation_kind::filesystem
-                           : violation_kind::permission;
+  if (is(network_calls)) return violation_kind::network;
+  if (is(file_calls) || is(seccomp_detail::metadata_change_names)) return violation_kind::filesystem;
+  return violation_kind::permission;
 }
 
 inline std::string refusal_details(const refused_call& refused) {

@@ -76,6 +76,10 @@ struct seccomp_plan {
   // (and, with notify, reported) at once rather than failing unseen at connect().
   bool deny_ip_sockets = false;
   bool deny_new_processes = false;  // fork, vfork and clone without CLONE_THREAD fail with EAGAIN; threads work
+  // chmod, chown, utimes and the xattr changes fail (refused_errno) on any
+  // file: Landlock has no right for metadata, so under a filesystem policy a
+  // plugin could otherwise make the user's private key world-readable.
+  bool deny_metadata_changes = false;
   int refused_errno = EPERM;        // what a call the policy refuses returns (1 to 4095)
   // Every refusal above but clone3's ENOSYS (a request to fall back, not a
   // violation) goes to a supervisor through a listener, which answers it with
@@ -134,6 +138,14 @@ inline constexpr char const* deny_list_names[] = {
     "mbind", "set_mempolicy", "set_mempolicy_home_node", "migrate_pages", "move_pages",
 };
 
+// Refused by deny_metadata_changes: every call that changes a file's mode,
+// owner, times or extended attributes, by path or by descriptor.
+inline constexpr char const* metadata_change_names[] = {
+    "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat",
+    "utime", "utimes", "futimesat", "utimensat",
+    "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+};
+
 // The allow_list, whatever the arguments. One group per line, with why.
 inline constexpr char const* allow_list_names[] = {
     // Ending.
@@ -168,6 +180,9 @@ struct newer_syscall {
   int number;
 };
 inline constexpr newer_syscall newer_syscalls[] = {
+    {"fchmodat2", 452},       // Linux 6.6
+    {"setxattrat", 463},      // Linux 6.13
+    {"removexattrat", 466},   // Linux 6.13
     {"open_tree_attr", 467},  // Linux 6.15; libseccomp 2.5.4 does not know it
 };
 
@@ -372,6 +387,9 @@ inline void build_plan(filter& f, seccomp_plan const& plan, pid_t self) noexcept
     std::uint32_t const mask = CLONE_THREAD | (plan.policy == syscall_policy::deny_list ? clone_namespace_flags : 0U);
     f.add(again, "clone", {bits_equal(0, mask, 0)});
   }
+  if (plan.deny_metadata_changes && !allow_list) {  // an allow-list names none of them
+    for (char const* name : metadata_change_names) f.add(refuse, name);
+  }
   if (plan.deny_unix_sockets && !plan.deny_sockets) f.add(access, "socket", {equals(0, AF_UNIX)});
   if (plan.deny_ip_sockets && !plan.deny_sockets) {
     f.add(access, "socket", {equals(0, AF_INET)});
@@ -446,7 +464,7 @@ inline int load_plan(seccomp_plan const& plan, int* listener = nullptr) noexcept
 // Whether the plan has a rule to load (a plan of none loads no filter).
 inline bool needs_filter(seccomp_plan const& plan) noexcept {
   return plan.policy != syscall_policy::none || plan.deny_sockets || plan.deny_unix_sockets || plan.deny_ip_sockets ||
-         plan.deny_new_processes || (plan.notify && plan.observe_opens);
+         plan.deny_new_processes || plan.deny_metadata_changes || (plan.notify && plan.observe_opens);
 }
 
 // The program of a plan whose rules name no pid (all but an allow-list,

@@ -79,6 +79,8 @@ inline seccomp_plan seccomp_plan_for(const limits::policy& policy, bool network_
   // refused, it is reported like any other refusal.
   plan.deny_ip_sockets = plan.notify && network_namespace && policy.network != limits::network_isolation::none;
   plan.observe_opens = plan.notify && policy.observe_files && policy.restrict_filesystem;
+  // Landlock judges reads and writes, not a file's mode, owner or times.
+  plan.deny_metadata_changes = policy.restrict_filesystem;
   return plan;
 }
 
@@ -271,6 +273,10 @@ class limits_applier {
       record("observed files", true, "seccomp user notification: each open() is judged by the host too");
     }
     if (!policy_.new_processes) record("new processes", loaded, loaded ? "seccomp: fork and clone fail (EAGAIN)" : ec.message());
+    if (plan.deny_metadata_changes) {
+      record("file metadata", loaded,
+             loaded ? "seccomp: chmod, chown, utimes and xattr changes fail (EPERM); stat is allowed" : ec.message());
+    }
     if (seccomp_network) {
       record("network", loaded, loaded ? "seccomp: socket() fails (EACCES)" : "seccomp refused: " + ec.message());
     }
