@@ -51,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   input in(data, size);
   const auto type = in.take<std::uint8_t>();
   const auto body = in.rest();
-  switch (type % 8) {
+  switch (type % 9) {
     case 0: check<d::hello_message>(body, "hello_message"); break;
     case 1: check<d::ready_message>(body, "ready_message"); break;
     case 2: check<d::failed_message>(body, "failed_message"); break;
@@ -60,6 +60,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 5: check<d::sync_message>(body, "sync_message"); break;
     case 6: check<d::listener_message>(body, "listener_message"); break;
     case 7: check<d::limits_message>(body, "limits_message"); break;
+    case 8: check<d::applied_message>(body, "applied_message"); break;
   }
   return 0;
 }

@@ -258,12 +258,13 @@ void handshake_seeds() {
   hello.limits.policy.read_only = {"/usr/lib", "/etc/ssl"};
   hello.limits.policy.writable = {"/tmp/plugin"};
   hello.limits.memory_cgroup = "cgroup v2 memory.max 64 MiB";
-  d::ready_message ready;
-  ready.limits = {{"memory", "RLIMIT_DATA 256 MiB", true}, {"network", "a network namespace", false}};
+  d::applied_message applied;
+  applied.limits = {{"memory", "RLIMIT_DATA 256 MiB", true}, {"network", "a network namespace", false}};
   // The type byte selects the message (see handshake.cpp).
   auto typed = [](std::uint8_t type, const bytes& body) { return cat({bytes{std::byte{type}}, body}); };
   save("handshake", "hello", typed(0, d::encode_message(hello)));
-  save("handshake", "ready", typed(1, d::encode_message(ready)));
+  save("handshake", "ready", typed(1, d::encode_message(d::ready_message{true, true})));
+  save("handshake", "applied", typed(8, d::encode_message(applied)));
   save("handshake", "failed", typed(2, d::encode_message(d::failed_message{5, "cannot load the plugin"})));
   save("handshake", "buffer", typed(3, d::encode_message(d::buffer_message{7, 4096})));
   save("handshake", "forget", typed(4, d::encode_message(d::forget_message{7, 2})));

@@ -1,6 +1,10 @@
 #include "hardy.hpp"
 
 #include <isolate/error.hpp>
+#ifdef HARDENING_FORGE_LIMITS_REPORT
+#include <isolate/detail/process/control_channel.hpp>
+#include <isolate/detail/process/handshake.hpp>
+#endif
 #include <isolate/export.hpp>
 
 #include <unistd.h>
@@ -63,6 +67,30 @@ class hardy_impl final : public hardy {
  private:
   isolate::plugin_context& host_;
 };
+
+#ifdef HARDENING_FORGE_LIMITS_REPORT
+// Built as isolate_test_forger (case 15): the plugin's first code, a static
+// initialiser run by dlopen, writes a limits report of its own on the
+// worker's control socket (claiming a limit that does not exist holds),
+// then a ready.
+std::string forged_report_sent = [] {
+  using namespace isolate::detail;
+  std::ifstream command_line("/proc/self/cmdline");
+  int control = -1;
+  for (std::string argument; std::getline(command_line, argument, '\0');) {
+    if (argument.starts_with("--isolate-control-fd=")) control = std::atoi(argument.c_str() + 21);
+  }
+  if (control < 0) std::abort();  // no control socket found: the test would test nothing
+  std::error_code ec;
+  applied_message forged;
+  forged.limits = {{"forged", "a limit the plugin says holds", true}};
+  write_message(control, static_cast<std::uint32_t>(control_type::limits_applied), encode_message(forged),
+                std::chrono::seconds(5), ec);
+  write_message(control, static_cast<std::uint32_t>(control_type::ready), encode_message(ready_message{}),
+                std::chrono::seconds(5), ec);
+  return ec ? ec.message() : std::string("sent");
+}();
+#endif
 
 }  // namespace
 }  // namespace hardening_test

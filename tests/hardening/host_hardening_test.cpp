@@ -274,6 +274,22 @@ TEST_CASE("14: a worker that reports more descriptors or tasks in use than its l
   }
 }
 
+TEST_CASE("15: a plugin whose static initialiser forges a limits report and a ready fails its load, the report unbelieved") {
+  // The worker reports its limits before it opens the plugin's library; a
+  // second report can only be the plugin's, written by its own code.
+  for (const isolate::limits::policy& limits :
+       std::vector<isolate::limits::policy>{isolate::limits::minimal(), isolate::limits::strict()}) {
+    isolate::process::options options;
+    options.limits = limits;
+    const auto e = failure_of([&] { isolate::load<hardy, isolate::process>(ISOLATE_TEST_FORGER_PLUGIN, options); });
+    CHECK(e.code() == isolate::errc::protocol_error);
+    CHECK_MESSAGE(contains(e.what(), "a second limits report"), e.what());
+  }
+  // The same plugin without the forgery loads, and its report is the worker's.
+  auto p = load_hardy(isolate::process::options{});
+  CHECK(p->add(1, 2) == 3);
+}
+
 TEST_CASE("5: a reply whose decoding would allocate far more than its size kills the worker") {
   auto p = load_hostile("amplify");
   const int pid = p.transport().link().pid();

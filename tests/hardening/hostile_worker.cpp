@@ -134,6 +134,9 @@ int main(int argc, char** argv) {
   auto fds = receive_with_fds(control, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
   if (ec || fds.empty()) return 3;
   auto channel = attach(hello, std::move(fds.front()));
+  write_message(control, static_cast<std::uint32_t>(control_type::limits_applied), encode_message(applied_message{}),
+                std::chrono::seconds(5), ec);
+  if (ec) return 3;
   write_message(control, static_cast<std::uint32_t>(control_type::ready), encode_message(ready_message{}),
                 std::chrono::seconds(5), ec);
   if (ec) return 3;

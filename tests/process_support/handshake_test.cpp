@@ -59,9 +59,13 @@ TEST_CASE("a hello makes the round trip with its services and limits") {
 }
 
 TEST_CASE("the worker's answers make the round trip") {
-  ready_message ready;
-  ready.limits = {{"memory", "RLIMIT_DATA 64 MiB", true}, {"cpu", "refused", false}};
-  const auto r = decode_message<ready_message>(encode_message(ready));
+  const auto ready = decode_message<ready_message>(encode_message(ready_message{true, false}));
+  CHECK(ready.on_load);
+  CHECK_FALSE(ready.on_stop);
+
+  applied_message applied;
+  applied.limits = {{"memory", "RLIMIT_DATA 64 MiB", true}, {"cpu", "refused", false}};
+  const auto r = decode_message<applied_message>(encode_message(applied));
   REQUIRE(r.limits.size() == 2);
   CHECK(r.limits[0].limit == "memory");
   CHECK(r.limits[0].in_force);

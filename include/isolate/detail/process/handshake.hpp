@@ -59,6 +59,7 @@ enum class control_type : std::uint32_t {
   seccomp_listener = 10,  // worker -> host, before ready, with one fd: its seccomp listener (listener_message)
   descriptors_full = 11,  // worker -> host: the plugin holds every descriptor open_files allows (exhausted_message)
   tasks_full = 12,        // worker -> host: the plugin's processes and threads fill its processes limit (exhausted_message)
+  limits_applied = 13,    // worker -> host, once, before the plugin's code runs: how each limit holds (applied_message)
 };
 
 // The worker found the plugin at a limit the kernel tells no one about:
@@ -150,16 +151,27 @@ struct hello_message {
   }
 };
 
-// The worker's answer when the plugin is loaded: how each limit holds, and
-// whether the plugin has an on_load and an on_stop for the host to run.
+// The worker's answer when the plugin is loaded: whether the plugin has an
+// on_load and an on_stop for the host to run.
 struct ready_message {
-  limits::report limits;
   bool on_load = false;
   bool on_stop = false;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(limits, on_load, on_stop);
+    ar(on_load, on_stop);
+  }
+};
+
+// How each limit holds, as the worker found it once it had applied them,
+// sent before it opens the plugin's library: the host believes this one
+// report only, never one sent after the plugin's code could run.
+struct applied_message {
+  limits::report limits;
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(limits);
   }
 };
 

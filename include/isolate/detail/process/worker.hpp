@@ -211,6 +211,11 @@ class worker {
                              std::span<const int>(&fd, 1), std::chrono::seconds(5), ec);
       if (ec) return worker_exit_failed;
     }
+    // The report goes out now, before any code of the plugin runs: that code
+    // could write on the control socket too, and the host believes only this.
+    write_message(control_, static_cast<std::uint32_t>(control_type::limits_applied),
+                  encode_message(applied_message{limits.report()}), std::chrono::seconds(5), ec);
+    if (ec) return worker_exit_failed;
     if (rlimit nofile{}; hello.limits.policy.open_files > 0 && ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
         nofile.rlim_cur <= max_sampled_descriptors) {
       descriptors_.limit = nofile.rlim_cur;
@@ -242,7 +247,7 @@ class worker {
     // what it holds (a thousand idle plugins are a thousand of these).
     ::malloc_trim(0);
     write_message(control_, static_cast<std::uint32_t>(control_type::ready),
-                  encode_message(ready_message{limits.report(), entry_->start != nullptr, entry_->stop != nullptr}), std::chrono::seconds(5), ec);
+                  encode_message(ready_message{entry_->start != nullptr, entry_->stop != nullptr}), std::chrono::seconds(5), ec);
     if (ec) return worker_exit_failed;
 
     // Several calls at once over the rings: the pool's threads take turns reading.

@@ -152,14 +152,22 @@ inline ready_message read_answer(child_process& child, int control, const launch
   }
 }
 
-// The next message of the loading worker that is not its seccomp listener.
-// The listener (report_refusals) comes first, before the plugin's code runs:
-// from then on the refusals of its static initialisers wait for the host,
-// which answers them here while it waits for the rest.
+// The next message of the loading worker that is neither its seccomp
+// listener nor its limits report. Both come first, before the plugin's code
+// runs: from then on the refusals of its static initialisers wait for the
+// host, which answers them here while it waits for the rest. The report is
+// taken once (a second one is the plugin's forgery), and a `ready` without
+// one is refused: what the host tells of the limits is never the plugin's word.
 inline control_message read_answer_message(child_process& child, int control, const launch_spec& spec,
                                            const hello_message& hello, clock::time_point deadline,
                                            started_worker& started, std::error_code& ec) {
   bool listening = false;
+  bool reported = false;
+  const auto broken = [&](const std::string& what) {
+    child.kill(SIGKILL, ec);
+    throw error(errc::protocol_error,
+                fmt::format("the worker broke the handshake while loading '{}': {}", spec.plugin.string(), what));
+  };
   for (;;) {
     if (listening) {
       pollfd ready[2] = {{control, POLLIN, 0}, {started.refusals->native_handle(), POLLIN, 0}};
@@ -177,10 +185,24 @@ inline control_message read_answer_message(child_process& child, int control, co
     }
     std::vector<unique_fd> fds;
     auto message = read_message_with_fds(control, 64 * 1024, 1, fds, time_left(deadline), ec);
+    if (!ec && message.type == static_cast<std::uint32_t>(control_type::limits_applied)) {
+      if (!fds.empty()) broken("descriptors sent with the limits report");
+      if (reported) broken("a second limits report (sent by the plugin's own code)");
+      try {
+        started.limits = decode_message<applied_message>(message.body).limits;
+      } catch (const error&) {
+        broken("a limits report that does not decode");
+      }
+      reported = true;
+      continue;
+    }
     if (ec || message.type != static_cast<std::uint32_t>(control_type::seccomp_listener)) {
       if (!ec && !fds.empty()) {
         child.kill(SIGKILL, ec);
         throw error(errc::protocol_error, "the worker sent descriptors the handshake does not expect");
+      }
+      if (!ec && message.type == static_cast<std::uint32_t>(control_type::ready) && !reported) {
+        broken("ready before any limits report");
       }
       return message;
     }
@@ -190,7 +212,7 @@ inline control_message read_answer_message(child_process& child, int control, co
     } catch (const error&) {
       fds.clear();
     }
-    if (started.refusals || fds.size() != 1) {
+    if (started.refusals || fds.size() != 1 || reported) {
       child.kill(SIGKILL, ec);
       throw error(errc::protocol_error, fmt::format("the worker sent its seccomp listener wrongly while loading '{}'",
                                                     spec.plugin.string()));
@@ -436,7 +458,6 @@ inline started_worker start_worker(const launch_spec& spec, std::chrono::steady_
   worker_data.reset();
 
   const auto ready = read_answer(started.child, control.get(), spec, hello, deadline, started);
-  started.limits = ready.limits;
   started.plugin_on_load = ready.on_load;
   started.plugin_on_stop = ready.on_stop;
   started.channel = o.shared_memory ? frame_channel::over_rings(std::move(region), o.ring_capacity,
