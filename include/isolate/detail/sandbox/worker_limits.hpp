@@ -284,8 +284,10 @@ class limits_applier {
 
   // The plugin went past its memory limit (operator new failed): the worker
   // stops with the status that says so, and its calls fail with
-  // limit_exceeded. No bad_alloc is thrown, so a plugin cannot swallow the
-  // limit; C code that gets NULL from malloc handles that itself.
+  // limit_exceeded. No bad_alloc is thrown, unless the plugin installed a
+  // new_handler of its own: then it may catch bad_alloc and go on (the cap
+  // holds, the host is not told: threat-model gap G11). C code that gets
+  // NULL from malloc handles that itself.
   [[noreturn]] static void memory_limit_reached() { ::_exit(worker_exit_memory_limit); }
 
 #if defined(__SANITIZE_ADDRESS__)
