@@ -176,6 +176,32 @@ TEST_CASE("10: an oversize control message kills the worker with protocol_error"
   CHECK(e.code() == isolate::errc::protocol_error);
 }
 
+TEST_CASE("10: a control message of a type the protocol does not have kills the worker with protocol_error") {
+  isolate::process::options options;
+  options.call_timeout = 20s;
+  auto p = load_hostile("unknown-control", options);
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->add(1, 2); });  // the worker sends the message instead of an answer
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK_MESSAGE(contains(e.what(), "a control message of type 99"), e.what());
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("10: a worker that rings the doorbell without pause is still answered, and so are the others") {
+  // A doorbell costs the worker a write and the host a read: no
+  // amplification, and the host's shared io threads go on serving.
+  isolate::process::options options;
+  options.call_timeout = 20s;
+  auto flooding = load_hostile("doorbell-flood", options);
+  auto bystander = load_hardy(options);
+  for (int i = 0; i < 50; ++i) {
+    CHECK(flooding->add(i, 1) == i + 1);
+    CHECK(bystander->add(i, 2) == i + 2);
+  }
+  bystander.transport().link().sync_control(20s);  // its control socket is served too (hostile_worker answers no sync)
+  CHECK(flooding.transport().link().up());
+}
+
 TEST_CASE("11: an isolate::error thrown by the plugin arrives as its exception, not as the host's own code") {
   auto p = load_hardy();
   for (const auto code : {isolate::errc::plugin_crashed, isolate::errc::timeout, isolate::errc::quarantined}) {

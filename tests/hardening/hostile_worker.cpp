@@ -33,6 +33,10 @@
 //                   that it holds more descriptors than its limit, and does
 //                   not answer
 //   tasks-lie       the same, of its tasks (processes and threads)
+//   unknown-control on the first call, sends a control message of a type
+//                   the protocol does not have, and does not answer
+//   doorbell-flood  rings the host's doorbell on its control socket without
+//                   pause for as long as it lives, and answers every call
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
@@ -154,9 +158,22 @@ int main(int argc, char** argv) {
     }).detach();
   }
 
+  if (mode == "doorbell-flood") {
+    std::thread([control] {
+      for (std::error_code flood_error; !flood_error;) {
+        write_message(control, static_cast<std::uint32_t>(control_type::doorbell), {}, std::chrono::seconds(5),
+                      flood_error);
+      }
+    }).detach();
+  }
+
   const auto forever = clock_type::time_point::max();
   wire::buffer call;
   while (channel.receive(call, forever) == channel_status::ok) {
+    if (mode == "unknown-control") {
+      write_message(control, 99, {}, std::chrono::seconds(5), ec);
+      sleep_forever();
+    }
     if (mode == "exit-zero") std::_Exit(0);
     if (mode == "close-channel") {
       channel.close();
