@@ -54,7 +54,8 @@ void all_in_force(const isolate::limits::report& report, const std::set<std::str
   CHECK(listed == expected);
 }
 
-const std::set<std::string> host_protection{"host processes", "host /proc", "user", "signals", "privileges"};
+const std::set<std::string> host_protection{"host processes", "host /proc", "user", "signals", "abstract sockets",
+                                             "privileges"};
 
 std::set<std::string> with(std::set<std::string> names, const std::set<std::string>& more) {
   names.insert(more.begin(), more.end());
@@ -156,6 +157,8 @@ TEST_CASE("limits_in_force: every limit of each preset is listed, and holds on t
     auto limits = by_limit(p.transport().limits_in_force());
     CHECK(limits["memory"].mechanism.starts_with("RLIMIT_DATA 1024 MiB"));
     CHECK(limits["processes"].mechanism.starts_with("RLIMIT_NPROC 64"));
+    CHECK_MESSAGE(limits["abstract sockets"].mechanism.starts_with("Landlock scope"),
+                  limits["abstract sockets"].mechanism);  // no network namespace under standard
     // A deny-list names no pid: the host compiles it once for every worker of the plan.
     CHECK(limits["syscalls"].mechanism ==
           "seccomp deny-list (compiled by the host), each refusal reported to the host");

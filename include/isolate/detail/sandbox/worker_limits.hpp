@@ -115,6 +115,11 @@ class limits_applier {
       first_failure_ = fmt::format("{}: {}", limit, report_.back().mechanism);
     }
   }
+  // A protection the preset gives where the kernel can, and only reports
+  // where it cannot (the load goes on).
+  void record_where_possible(const char* limit, bool in_force, std::string how) {
+    report_.push_back({limit, std::move(how), in_force});
+  }
 
   // A resource limit; `value` 0 is no limit (and is not recorded).
   void set_rlimit(const char* limit, int resource, std::uint64_t value, std::uint64_t hard, const char* name,
@@ -232,6 +237,15 @@ class limits_applier {
       record("signals", start_.namespaces || (!ec && result.signals),
              !ec && result.signals ? fmt::format("PID namespace and Landlock scope (ABI {})", result.abi)
                                    : "PID namespace only (Landlock ABI < 6)");
+    }
+    if (plan.scope_abstract_unix) {
+      // Abstract sockets belong to a network namespace: the worker's own has none of the host's.
+      const bool scoped = !ec && result.abstract_unix;
+      record_where_possible("abstract sockets", scoped || start_.network_namespace,
+                            scoped                      ? fmt::format("Landlock scope (ABI {})", result.abi)
+                            : start_.network_namespace ? std::string("network namespace only (Landlock ABI < 6)")
+                                                       : std::string("the host's are reachable (Landlock ABI < 6 "
+                                                                     "has no scope for them, and no network namespace)"));
     }
   }
 
