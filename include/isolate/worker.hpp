@@ -77,8 +77,20 @@ inline int worker_main(int argc, char** argv) {
 #define ISOLATE_DETAIL_SANITIZER_HOOKS()
 #endif
 
+// The worker's global operator new (worker_limits.hpp, allocate_or_count):
+// it counts allocations that fail, so that a plugin which catches bad_alloc
+// at its memory limit is still reported. new[] and the nothrow forms of the
+// C++ runtime call this one. Not under a sanitizer, whose runtime has its own.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define ISOLATE_DETAIL_OPERATOR_NEW()
+#else
+#define ISOLATE_DETAIL_OPERATOR_NEW() \
+  void* operator new(std::size_t size) { return ::isolate::detail::sandbox::allocate_or_count(size); }
+#endif
+
 #define ISOLATE_WORKER_MAIN() \
   ISOLATE_DETAIL_SANITIZER_HOOKS() \
+  ISOLATE_DETAIL_OPERATOR_NEW() \
   int main(int argc, char** argv) { return ::isolate::worker_main(argc, argv); } \
   static_assert(true, "")
 

@@ -289,14 +289,14 @@ TEST_CASE("13: a plugin that sends a capability as a pointer into the host is ki
   CHECK(dies_within(pid, 10s));
 }
 
-TEST_CASE("14: a worker that reports more descriptors or tasks in use than its limit is killed") {
-  for (const std::string what : {"descriptors", "tasks"}) {
+TEST_CASE("14: a worker that reports more descriptors or tasks in use than its limit, or a memory limit it has not, is killed") {
+  for (const std::string what : {"descriptors", "tasks", "memory"}) {
     CAPTURE(what);
     auto p = load_hostile(what + "-lie");
     const int pid = p.transport().link().pid();
     const auto e = failure_of([&] { p->add(1, 2); });
     CHECK(e.code() == isolate::errc::protocol_error);
-    CHECK_MESSAGE(contains(e.what(), what + "_full"), e.what());
+    CHECK_MESSAGE(contains(e.what(), what + (what == "memory" ? "_refused" : "_full")), e.what());
     CHECK(dies_within(pid, 10s));
   }
 }

@@ -33,6 +33,8 @@
 //                   that it holds more descriptors than its limit, and does
 //                   not answer
 //   tasks-lie       the same, of its tasks (processes and threads)
+//   memory-lie      the same: allocations refused at a memory limit the
+//                   host never set
 //   unknown-control on the first call, sends a control message of a type
 //                   the protocol does not have, and does not answer
 //   doorbell-flood  rings the host's doorbell on its control socket without
@@ -226,8 +228,10 @@ int main(int argc, char** argv) {
       channel.send(event.bytes(), forever);
       sleep_forever();
     }
-    if (mode == "descriptors-lie" || mode == "tasks-lie") {
-      const auto type = mode == "tasks-lie" ? control_type::tasks_full : control_type::descriptors_full;
+    if (mode == "descriptors-lie" || mode == "tasks-lie" || mode == "memory-lie") {
+      const auto type = mode == "tasks-lie"    ? control_type::tasks_full
+                        : mode == "memory-lie" ? control_type::memory_refused
+                                               : control_type::descriptors_full;
       write_message(control, static_cast<std::uint32_t>(type), encode_message(exhausted_message{1000, 10}),
                     std::chrono::seconds(5), ec);
       sleep_forever();

@@ -41,6 +41,10 @@ ISOLATE_INTERFACE(hostile,
                   (int, connect_abstract, (std::string const&)),
                   // Allocates `mib` MiB with new, 1 MiB at a time, touching every page; returns the MiB it got.
                   (std::uint64_t, allocate_mib, (std::uint64_t)),
+                  // As allocate_mib, under a new_handler of its own that throws
+                  // bad_alloc, which it catches: stops at the first refusal, lets
+                  // it all go and returns the MiB it got (threat-model gap G11).
+                  (std::uint64_t, allocate_until_refused, (std::uint64_t)),
                   // Opens /dev/null up to `count` times, then closes them all:
                   // {descriptors it got, errno of the first open that failed or 0}.
                   (std::vector<int>, open_many, (int)),

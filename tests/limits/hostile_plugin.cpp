@@ -28,6 +28,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <sstream>
 #include <system_error>
 #include <thread>
@@ -159,6 +160,19 @@ class hostile_impl final : public hostile {
       hoard_.push_back(std::move(block));
     }
     return mib;
+  }
+
+  std::uint64_t allocate_until_refused(std::uint64_t mib) override {
+    constexpr std::size_t one_mib = std::size_t{1} << 20;
+    const std::new_handler before = std::set_new_handler([] { throw std::bad_alloc(); });
+    std::vector<std::unique_ptr<char[]>> held;
+    held.reserve(mib);
+    try {
+      while (held.size() < mib) held.push_back(std::make_unique<char[]>(one_mib));
+    } catch (const std::bad_alloc&) {
+    }
+    std::set_new_handler(before);
+    return held.size();
   }
 
   std::vector<int> open_many(int count) override {

@@ -38,7 +38,7 @@ inline constexpr int worker_exit_memory_limit = 71;    // the plugin reached lim
 
 // Bumped whenever a message below or the ring layout changes.
 // 7: object_call and release frames (capabilities); 8: the host's compiled seccomp program in the hello
-inline constexpr std::uint32_t process_protocol_version = 9;
+inline constexpr std::uint32_t process_protocol_version = 10;
 
 // The largest configuration a process plugin is given (in the hello message).
 inline constexpr std::size_t max_configuration_size = 512 * 1024;
@@ -60,11 +60,14 @@ enum class control_type : std::uint32_t {
   descriptors_full = 11,  // worker -> host: the plugin holds every descriptor open_files allows (exhausted_message)
   tasks_full = 12,        // worker -> host: the plugin's processes and threads fill its processes limit (exhausted_message)
   limits_applied = 13,    // worker -> host, once, before the plugin's code runs: how each limit holds (applied_message)
+  memory_refused = 14,    // worker -> host: allocations failed at the memory limit and the plugin went on
+                          // (exhausted_message: in_use = how many failed, limit = memory_mb)
 };
 
 // The worker found the plugin at a limit the kernel tells no one about:
 // open_files (its next open fails with EMFILE) or processes (its next fork
-// or thread fails with EAGAIN). Sampled: see worker::watch_control.
+// or thread fails with EAGAIN), or allocations refused at its memory limit
+// that the plugin caught. Sampled: see worker::watch_control.
 struct exhausted_message {
   std::uint64_t in_use = 0;
   std::uint64_t limit = 0;

@@ -224,6 +224,9 @@ class worker {
         ::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && proc_is_this_namespaces()) {
       tasks_.limit = nproc.rlim_cur;
     }
+    if (sandbox::allocations_counted && hello.limits.policy.memory_mb > 0 && holds(limits.report(), "memory")) {
+      memory_limit_mib_ = hello.limits.policy.memory_mb;
+    }
     context_ = std::make_unique<worker_context>(*this, hello.services, hello.configuration);
     if (const int status = load(hello, plugin); status != 0) return status;
 
@@ -325,12 +328,16 @@ class worker {
   // plugin holds is counted every sample_interval: the kernel tells no one
   // when an open fails with EMFILE or a fork or a thread with EAGAIN, so the
   // host learns that the plugin holds all it may from here (a plugin that
-  // runs out and gives them back within one interval goes unseen).
+  // runs out and gives them back within one interval goes unseen). Under a
+  // memory limit, allocations refused since the last look are reported
+  // (those the worker's operator new counted: the plugin caught bad_alloc).
   void watch_control() {
     for (;;) {
-      if ((descriptors_.limit > 0 || tasks_.limit > 0) && !control_readable_within(sample_interval)) {
+      if ((descriptors_.limit > 0 || tasks_.limit > 0 || memory_limit_mib_ > 0) &&
+          !control_readable_within(sample_interval)) {
         if (descriptors_.limit > 0) report_if_full(descriptors_, descriptors_in_use(), control_type::descriptors_full);
         if (tasks_.limit > 0) report_if_full(tasks_, tasks_in_use(), control_type::tasks_full);
+        if (memory_limit_mib_ > 0) report_refused_allocations();
         continue;
       }
       std::error_code ec;
@@ -363,6 +370,25 @@ class worker {
                     std::chrono::seconds(5), ec);
     }
     sampled.was_full = full;
+  }
+
+  // Allocations refused at the memory limit since the last look: reported
+  // once per stretch of intervals that have some, with how many.
+  void report_refused_allocations() {
+    const std::uint64_t refused = sandbox::refused_allocations.load(std::memory_order_relaxed);
+    const std::uint64_t fresh = refused - allocations_refused_seen_;
+    if (fresh > 0 && !allocations_were_refused_) {
+      try {
+        std::lock_guard lock(control_mutex_);
+        std::error_code ec;
+        write_message(control_, static_cast<std::uint32_t>(control_type::memory_refused),
+                      encode_message(exhausted_message{fresh, memory_limit_mib_}), std::chrono::seconds(5), ec);
+      } catch (const std::bad_alloc&) {
+        return;  // the plugin still holds all it may (its own new_handler throws): the next look tries again
+      }
+    }
+    allocations_were_refused_ = fresh > 0;
+    allocations_refused_seen_ = refused;
   }
 
   // False when `timeout` passed with nothing to read on the control socket
@@ -659,6 +685,9 @@ class worker {
   std::mutex control_mutex_;  // doorbells from several plugin threads
   sampled_limit descriptors_;  // open_files, when set (and small enough to count)
   sampled_limit tasks_;        // processes, when RLIMIT_NPROC holds and /proc is the namespace's
+  std::uint64_t memory_limit_mib_ = 0;  // memory_mb, when RLIMIT_DATA holds and operator new counts
+  std::uint64_t allocations_refused_seen_ = 0;
+  bool allocations_were_refused_ = false;
   std::vector<pollfd> descriptor_probe_;
   received_buffers buffers_;
   unique_fd plugin_file_;  // the plugin's library when the host passed it open

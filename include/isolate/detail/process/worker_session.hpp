@@ -748,7 +748,8 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
                          } else if (message.type == static_cast<std::uint32_t>(control_type::synced)) {
                            self->on_synced(message.body);
                          } else if (message.type == static_cast<std::uint32_t>(control_type::descriptors_full) ||
-                                    message.type == static_cast<std::uint32_t>(control_type::tasks_full)) {
+                                    message.type == static_cast<std::uint32_t>(control_type::tasks_full) ||
+                                    message.type == static_cast<std::uint32_t>(control_type::memory_refused)) {
                            if (!self->on_exhausted(static_cast<control_type>(message.type), message.body)) return;
                          } else {
                            return self->kill(errc::protocol_error,
@@ -760,31 +761,39 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   }
 
   // The worker found the plugin holding every descriptor it may open, or
-  // every task (process or thread) it may run. A body that does not decode
-  // (or claims more than the limit) breaks the protocol: false, and the
-  // worker is killed.
+  // every task (process or thread) it may run, or allocations refused at its
+  // memory limit that the plugin caught. A body that does not decode (or
+  // claims more than the limit, or a limit the policy has not) breaks the
+  // protocol: false, and the worker is killed.
   bool on_exhausted(control_type type, const std::vector<std::byte>& body) {
-    const bool descriptors = type == control_type::descriptors_full;
-    exhausted_message full;
+    std::optional<exhausted_message> full;
     try {
       full = decode_message<exhausted_message>(body);
     } catch (const error&) {
-      full.in_use = full.limit + 1;
     }
-    if (full.in_use > full.limit || full.limit == 0) {
-      kill(errc::protocol_error, fmt::format("the plugin broke the protocol: a malformed {} control message",
-                                             descriptors ? "descriptors_full" : "tasks_full"));
+    const bool memory = type == control_type::memory_refused;
+    const bool believable = full && full->limit != 0 &&
+                            (memory ? full->in_use > 0 && full->limit == spec_.options.limits.memory_mb
+                                    : full->in_use <= full->limit);
+    if (!believable) {
+      kill(errc::protocol_error,
+           fmt::format("the plugin broke the protocol: a malformed {} control message",
+                       memory ? "memory_refused" : type == control_type::descriptors_full ? "descriptors_full" : "tasks_full"));
       return false;
     }
     if (!on_limit_) return true;
-    if (descriptors) {
+    if (memory) {
+      on_limit_(fmt::format("memory: {} allocation{} failed at its memory limit of {} MiB (RLIMIT_DATA), and the "
+                            "plugin caught std::bad_alloc",
+                            full->in_use, full->in_use == 1 ? "" : "s", full->limit));
+    } else if (type == control_type::descriptors_full) {
       on_limit_(fmt::format("open files: all {} descriptors of its open_files limit in use (RLIMIT_NOFILE): its "
                             "next open fails with EMFILE",
-                            full.limit));
+                            full->limit));
     } else {
       on_limit_(fmt::format("processes: all {} tasks of its processes limit in use (RLIMIT_NPROC, processes and "
                             "threads together): its next fork or new thread fails with EAGAIN",
-                            full.limit));
+                            full->limit));
     }
     return true;
   }

@@ -28,8 +28,11 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -299,9 +302,10 @@ class limits_applier {
   // The plugin went past its memory limit (operator new failed): the worker
   // stops with the status that says so, and its calls fail with
   // limit_exceeded. No bad_alloc is thrown, unless the plugin installed a
-  // new_handler of its own: then it may catch bad_alloc and go on (the cap
-  // holds, the host is not told: threat-model gap G11). C code that gets
-  // NULL from malloc handles that itself.
+  // new_handler of its own: then it may catch bad_alloc and go on; the cap
+  // holds, and the worker's operator new counted the failure
+  // (refused_allocations), which the host hears about as a violation. C code
+  // that gets NULL from malloc handles that itself, untold.
   [[noreturn]] static void memory_limit_reached() { ::_exit(worker_exit_memory_limit); }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -354,6 +358,35 @@ inline void room_for_sanitizer_report() noexcept {
   if (::getrlimit(RLIMIT_DATA, &data) == 0 && data.rlim_cur != data.rlim_max) {
     data.rlim_cur = data.rlim_max;
     ::setrlimit(RLIMIT_DATA, &data);
+  }
+}
+
+// How many times the worker's operator new found no memory (ISOLATE_WORKER_MAIN
+// replaces it; allocation_refused below). Under a memory limit that is the
+// cap; the worker's control thread tells the host (worker::watch_control),
+// so a plugin that catches bad_alloc is not at its cap unseen.
+inline std::atomic<std::uint64_t> refused_allocations{0};
+
+// Whether the worker's operator new counts (not under a sanitizer, whose
+// runtime owns operator new and dies at the cap with its own report).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool allocations_counted = false;
+#else
+inline constexpr bool allocations_counted = true;
+#endif
+
+// The worker's replacement of the global operator new (the plugin's and the
+// C++ runtime's calls reach it: the executable's definition comes first).
+// As the standard's: malloc, and on failure the new_handler (the worker's
+// ends the worker at its memory limit) or bad_alloc; the failure counted first.
+inline void* allocate_or_count(std::size_t size) {
+  if (size == 0) size = 1;
+  for (;;) {
+    if (void* memory = std::malloc(size)) return memory;
+    refused_allocations.fetch_add(1, std::memory_order_relaxed);
+    const std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
   }
 }
 
