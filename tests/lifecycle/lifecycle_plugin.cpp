@@ -1,6 +1,7 @@
 // Configuration words (any order): "refuse-early" refuses in the
 // constructor, "refuse-late" in on_load (after calling the host); "hang"
-// makes on_stop outlast any deadline; "greeting=<word>" sets the greeting.
+// makes on_stop outlast any deadline; "endless-destructor" makes the
+// destructor (after on_stop) never return; "greeting=<word>" sets the greeting.
 #include "lifecycle.hpp"
 
 #include <isolate/error.hpp>
@@ -28,6 +29,13 @@ class greeter_impl final : public greeter {
   void on_load() {
     journal_.write("loaded with '" + configuration_ + "'");
     if (has("refuse-late")) isolate::refuse_load("on_load found 'refuse-late'");
+  }
+
+  ~greeter_impl() override {
+    // The host's services are gone by now (the worker is stopping).
+    if (has("endless-destructor")) {
+      for (;;) std::this_thread::sleep_for(std::chrono::minutes(5));
+    }
   }
 
   std::string greet(const std::string& who) override { return greeting_ + ", " + who; }

@@ -105,6 +105,25 @@ TEST_CASE("a process plugin's on_stop past its deadline: the worker is killed an
   CHECK(::kill(worker, 0) == -1);  // gone and reaped
 }
 
+TEST_CASE("a process plugin whose destructor never returns: the unload kills the worker and goes on") {
+  host_journal journal;
+  pid_t worker = 0;
+  std::chrono::steady_clock::time_point unloading;
+  {
+    auto plugin = load_greeter<isolate::process>(journal, "endless-destructor");
+    worker = plugin.transport().pid();
+    REQUIRE(worker > 0);
+    CHECK(plugin->greet("you") == "hello, you");
+    unloading = std::chrono::steady_clock::now();
+  }
+  // on_stop finished, then the destructor never returned: the host waited
+  // the stop's grace (2 s; a plugin without the endless destructor unloads
+  // in milliseconds), killed the worker and reaped it.
+  CHECK(journal.read() == std::vector<std::string>{"loaded with 'endless-destructor'", "stopping", "stopped"});
+  CHECK(std::chrono::steady_clock::now() - unloading >= 1900ms);
+  CHECK(::kill(worker, 0) == -1);  // gone and reaped
+}
+
 TEST_CASE("a process plugin's configuration has a size limit, with a clear error") {
   host_journal journal;
   try {
