@@ -143,25 +143,29 @@ TEST_CASE("violations: a plugin that catches bad_alloc at its memory limit is a 
   // and the worker dies (resource_limits_test covers that path).
   if (isolate_test::under_asan || isolate_test::under_tsan) return;
   constexpr std::uint64_t cap = 64;
-  auto options = options_with(isolate::limits::standard().memory_mb(cap));
-  violations_heard heard(options);
-  auto p = load_hostile(options);
-  // Its own new_handler throws bad_alloc, which it catches: the worker's
-  // handler (which ends the worker at the cap) never runs.
-  const std::uint64_t got = p->allocate_until_refused(4 * cap);
-  CHECK(got > 0);
-  CHECK(got < cap);
-  // The worker looks once a second: the host hears within about that.
-  const auto v = heard.wait_for(1);
-  REQUIRE(v.size() == 1);
-  CHECK(v[0].kind == isolate::violation_kind::resource);
-  CHECK_MESSAGE(contains(v[0].details, "memory: 1 allocation failed at its memory limit of 64 MiB"), v[0].details);
-  CHECK_MESSAGE(contains(v[0].details, "caught std::bad_alloc"), v[0].details);
-  CHECK(v[0].action == "recorded; the plugin runs on");
-  // Still the same worker, with its whole cap again.
-  CHECK(p->add(1, 2) == 3);
-  CHECK(p->allocate_mib(16) == 16);
-  CHECK(p.transport().violations().size() == 1);
+  for (const isolate::limits::policy& limits : {isolate::limits::policy(isolate::limits::standard().memory_mb(cap)),
+                                                isolate::limits::policy(isolate::limits::minimal().memory_mb(cap))}) {
+    CAPTURE(limits.protect_host);
+    auto options = options_with(limits);
+    violations_heard heard(options);
+    auto p = load_hostile(options);
+    // Its own new_handler throws bad_alloc, which it catches: the worker's
+    // handler (which ends the worker at the cap) never runs.
+    const std::uint64_t got = p->allocate_until_refused(4 * cap);
+    CHECK(got > 0);
+    CHECK(got < cap);
+    // The worker looks once a second: the host hears within about that.
+    const auto v = heard.wait_for(1);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].kind == isolate::violation_kind::resource);
+    CHECK_MESSAGE(contains(v[0].details, "memory: 1 allocation failed at its memory limit of 64 MiB"), v[0].details);
+    CHECK_MESSAGE(contains(v[0].details, "caught std::bad_alloc"), v[0].details);
+    CHECK(v[0].action == "recorded; the plugin runs on");
+    // Still the same worker, with its whole cap again.
+    CHECK(p->add(1, 2) == 3);
+    CHECK(p->allocate_mib(16) == 16);
+    CHECK(p.transport().violations().size() == 1);
+  }
 }
 
 TEST_CASE("violations: a refused chmod is a filesystem violation naming the path; the plugin goes on" *
