@@ -61,6 +61,18 @@ bool refusals_reported(hostile_plugin& p) {
   return false;
 }
 
+// What a sampled limit gives (the worker looks once a second: the host
+// hears within about that): one resource violation whose details say
+// `what` and `why`, and the plugin runs on.
+void check_one_resource_violation(violations_heard& heard, const std::string& what, const std::string& why) {
+  const auto v = heard.wait_for(1);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == isolate::violation_kind::resource);
+  CHECK_MESSAGE(contains(v[0].details, what), v[0].details);
+  CHECK_MESSAGE(contains(v[0].details, why), v[0].details);
+  CHECK(v[0].action == "recorded; the plugin runs on");
+}
+
 }  // namespace
 
 TEST_CASE("violations: a refused socket() is a network violation naming the family; the plugin goes on" *
@@ -95,13 +107,7 @@ TEST_CASE("violations: a plugin that holds every descriptor open_files allows is
   const int held = p->hold_open_files(true);
   CHECK(held > 0);
   CHECK(held < cap);  // the worker's own descriptors count too
-  // The worker counts its descriptors once a second: the host hears within about that.
-  const auto v = heard.wait_for(1);
-  REQUIRE(v.size() == 1);
-  CHECK(v[0].kind == isolate::violation_kind::resource);
-  CHECK_MESSAGE(contains(v[0].details, "all 32 descriptors of its open_files limit in use"), v[0].details);
-  CHECK_MESSAGE(contains(v[0].details, "EMFILE"), v[0].details);
-  CHECK(v[0].action == "recorded; the plugin runs on");
+  check_one_resource_violation(heard, "all 32 descriptors of its open_files limit in use", "EMFILE");
   CHECK(p->hold_open_files(false) == held);
   CHECK(p->add(1, 2) == 3);
   // Recorded once for the time it stayed full, not once a second.
@@ -124,13 +130,7 @@ TEST_CASE("violations: a plugin whose threads fill its processes limit is a reso
   const int held = p->hold_threads(true);
   CHECK(held > 0);
   CHECK(held < cap);  // the worker's own threads and isolate-init count too
-  // The worker counts the tasks of its namespace once a second: the host hears within about that.
-  const auto v = heard.wait_for(1);
-  REQUIRE(v.size() == 1);
-  CHECK(v[0].kind == isolate::violation_kind::resource);
-  CHECK_MESSAGE(contains(v[0].details, "all 16 tasks of its processes limit in use"), v[0].details);
-  CHECK_MESSAGE(contains(v[0].details, "EAGAIN"), v[0].details);
-  CHECK(v[0].action == "recorded; the plugin runs on");
+  check_one_resource_violation(heard, "all 16 tasks of its processes limit in use", "EAGAIN");
   CHECK(p->hold_threads(false) == held);
   CHECK(p->add(1, 2) == 3);
   // Recorded once for the time it stayed full, not once a second.
@@ -154,13 +154,8 @@ TEST_CASE("violations: a plugin that catches bad_alloc at its memory limit is a 
     const std::uint64_t got = p->allocate_until_refused(4 * cap);
     CHECK(got > 0);
     CHECK(got < cap);
-    // The worker looks once a second: the host hears within about that.
-    const auto v = heard.wait_for(1);
-    REQUIRE(v.size() == 1);
-    CHECK(v[0].kind == isolate::violation_kind::resource);
-    CHECK_MESSAGE(contains(v[0].details, "memory: 1 allocation failed at its memory limit of 64 MiB"), v[0].details);
-    CHECK_MESSAGE(contains(v[0].details, "caught std::bad_alloc"), v[0].details);
-    CHECK(v[0].action == "recorded; the plugin runs on");
+    check_one_resource_violation(heard, "memory: 1 allocation failed at its memory limit of 64 MiB",
+                                 "caught std::bad_alloc");
     // Still the same worker, with its whole cap again.
     CHECK(p->add(1, 2) == 3);
     CHECK(p->allocate_mib(16) == 16);

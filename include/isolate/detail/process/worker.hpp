@@ -220,9 +220,9 @@ class worker {
         nofile.rlim_cur <= max_sampled_descriptors) {
       descriptors_.limit = nofile.rlim_cur;
     }
-    if (rlimit nproc{}; hello.limits.policy.processes > 0 && holds(limits.report(), "processes") &&
-        ::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && proc_is_this_namespaces()) {
-      tasks_.limit = nproc.rlim_cur;
+    // "processes" in force: RLIMIT_NPROC is the policy's value.
+    if (hello.limits.policy.processes > 0 && holds(limits.report(), "processes") && proc_is_this_namespaces()) {
+      tasks_.limit = hello.limits.policy.processes;
     }
     if (sandbox::allocations_counted && hello.limits.policy.memory_mb > 0 && holds(limits.report(), "memory")) {
       memory_limit_mib_ = hello.limits.policy.memory_mb;
