@@ -303,11 +303,9 @@ TEST_CASE("14: a worker that reports more descriptors or tasks in use than its l
 
 TEST_CASE("15: a plugin whose static initialiser forges a limits report and a ready fails its load, the report unbelieved") {
   // The worker reports its limits before it opens the plugin's library; a
-  // second report can only be the plugin's, written by its own code. Under
-  // TSan without a sandbox: TSan cannot follow a sandboxed spawn (gap G3).
-  std::vector<isolate::limits::policy> presets{isolate::limits::minimal()};
-  if (!isolate_test::under_tsan) presets.push_back(isolate::limits::strict());
-  for (const isolate::limits::policy& limits : presets) {
+  // second report can only be the plugin's, written by its own code.
+  for (const isolate::limits::policy& limits : {isolate::limits::policy(isolate::limits::minimal()),
+                                                isolate::limits::policy(isolate::limits::strict())}) {
     isolate::process::options options;
     options.limits = limits;
     const auto e = failure_of([&] { isolate::load<hardy, isolate::process>(ISOLATE_TEST_FORGER_PLUGIN, options); });

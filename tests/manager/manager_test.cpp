@@ -64,9 +64,8 @@ TEST_CASE("manager: plugins of two interfaces under ids, each at a level read fr
   isolate::manager plugins;
   auto in_host = plugins.load<calculator>("calc-in-host", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("in_process"));
   auto threaded = plugins.load<calculator>("calc-thread", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("thread"));
-  // A sandboxed worker cannot start under TSan (its runtime in a child of clone): minimal there.
-  const std::string sandboxed = isolate_test::under_tsan ? "process:minimal" : "process:standard";
-  auto isolated = plugins.load<calculator>("calc-process", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse(sandboxed));
+  auto isolated =
+      plugins.load<calculator>("calc-process", ISOLATE_TEST_CALCULATOR_PLUGIN, isolate::level::parse("process:standard"));
   auto other = plugins.load<faulty>("faulty", ISOLATE_TEST_FAULTY_PLUGIN, isolate::level::parse("process"));
 
   for (auto* calc : {&in_host, &threaded, &isolated}) {
@@ -94,7 +93,7 @@ TEST_CASE("manager: plugins of two interfaces under ids, each at a level read fr
   }
   CHECK(lines.count(fmt::format("calc-in-host (calculator, in_process, running): {}", ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
   CHECK(lines.count(fmt::format("calc-thread (calculator, thread, running): {}", ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
-  CHECK(lines.count(fmt::format("calc-process (calculator, {}, running): {}", sandboxed,
+  CHECK(lines.count(fmt::format("calc-process (calculator, process:standard, running): {}",
                                 ISOLATE_TEST_CALCULATOR_PLUGIN)) == 1);
   CHECK(lines.count(fmt::format("faulty (faulty, process:minimal, running): {}", ISOLATE_TEST_FAULTY_PLUGIN)) == 1);
 

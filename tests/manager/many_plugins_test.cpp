@@ -49,8 +49,7 @@ int threads_settle_to(int most, std::chrono::seconds bound) {
 TEST_CASE("many sandboxed plugins: loaded side by side, all answer, and the host's threads stay few") {
   isolate::raise_open_files_limit();
   const long count = reliability_test::count_from_environment("ISOLATE_MANY_PLUGINS", 48);
-  // A sandboxed worker cannot start under TSan (its runtime in a child of clone): minimal there.
-  const auto level = isolate::level::parse(isolate_test::under_tsan ? "process:minimal" : "process:strict");
+  const auto level = isolate::level::parse("process:strict");
   isolate::manager plugins;
   {
     // Threads that live from their first use on, whatever the plugins:

@@ -35,19 +35,9 @@
 #include <thread>
 #include <vector>
 
-// Under TSan, `minimal` only. A sandboxed spawn takes long enough that the
-// caller always sleeps in the launcher's std::future (libstdc++'s futex wait,
-// which TSan does not see), so TSan reports every access the launcher thread
-// made as a race with the caller's later ones; no other TSan test spawns a
-// sandboxed worker either.
-#if defined(__SANITIZE_THREAD__)
-#define ISOLATE_TEST_PRESETS isolate::limits::minimal
-#define ISOLATE_TEST_EVERY_PRESET isolate::limits::minimal
-#else
 #define ISOLATE_TEST_PRESETS isolate::limits::minimal, isolate::limits::strict
 #define ISOLATE_TEST_EVERY_PRESET \
   isolate::limits::minimal, isolate::limits::standard, isolate::limits::strict, isolate::limits::maximum
-#endif
 
 using namespace std::chrono_literals;
 using isolate::errc;
@@ -332,7 +322,6 @@ TEST_CASE_TEMPLATE("a callback that throws loses its line, not the host nor the 
 }
 
 TEST_CASE("captured output overrides limits::output::discard") {
-  if (under_tsan) return;  // a sandboxed worker (see ISOLATE_TEST_PRESETS)
   received got;
   auto options = options_for<isolate::limits::strict>(got);
   options.limits = isolate::limits::strict().worker_output(isolate::limits::output::discard);

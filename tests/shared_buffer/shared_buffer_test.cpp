@@ -370,8 +370,6 @@ TEST_CASE("process: a buffer lent for one call is gone from the plugin when the 
 }
 
 TEST_CASE("process, sandboxed: a plugin cannot keep a second mapping of a buffer lent for one call") {
-  // A sandboxed worker cannot start under TSan (its runtime in a child of clone).
-  if (isolate_test::under_tsan) return;
   isolate::process::options options;
   options.limits = isolate::limits::standard();
   process_fixture f(options);

@@ -92,7 +92,7 @@ TEST_CASE("violations: each kind of death is recorded with its details and the a
   CHECK(p.transport().telemetry().violations == 3);
 }
 
-TEST_CASE("violations: a memory limit reached is a resource violation" * doctest::skip(sandbox_unsupported)) {
+TEST_CASE("violations: a memory limit reached is a resource violation" * doctest::skip(memory_cap_unsupported)) {
   auto options = watched_options();
   options.restart = isolate::restart_policy::crash(1, 1ms);
   options.limits = isolate::limits::standard().memory_mb(64);
@@ -179,7 +179,7 @@ TEST_CASE("quarantine: a callback that throws does not stop the supervision") {
 }
 
 TEST_CASE("quarantine: repeated denied network attempts are violations that quarantine the plugin; release brings "
-          "it back" * doctest::skip(sandbox_unsupported)) {
+          "it back") {
   heard events;
   std::promise<void> quarantined;
   auto options = watched_options();
