@@ -81,11 +81,11 @@ inline int worker_main(int argc, char** argv) {
 // it counts allocations that fail, so that a plugin which catches bad_alloc
 // at its memory limit is still reported. new[] and the nothrow forms of the
 // C++ runtime call this one. Not under a sanitizer, whose runtime has its own.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ISOLATE_DETAIL_OPERATOR_NEW()
-#else
+#if ISOLATE_DETAIL_COUNTS_ALLOCATIONS
 #define ISOLATE_DETAIL_OPERATOR_NEW() \
   void* operator new(std::size_t size) { return ::isolate::detail::sandbox::allocate_or_count(size); }
+#else
+#define ISOLATE_DETAIL_OPERATOR_NEW()
 #endif
 
 #define ISOLATE_WORKER_MAIN() \

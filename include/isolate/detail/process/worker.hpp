@@ -225,7 +225,7 @@ class worker {
       tasks_.limit = hello.limits.policy.processes;
     }
     if (sandbox::allocations_counted && hello.limits.policy.memory_mb > 0 && holds(limits.report(), "memory")) {
-      memory_limit_mib_ = hello.limits.policy.memory_mb;
+      memory_.limit = hello.limits.policy.memory_mb;
     }
     context_ = std::make_unique<worker_context>(*this, hello.services, hello.configuration);
     if (const int status = load(hello, plugin); status != 0) return status;
@@ -333,11 +333,11 @@ class worker {
   // (those the worker's operator new counted: the plugin caught bad_alloc).
   void watch_control() {
     for (;;) {
-      if ((descriptors_.limit > 0 || tasks_.limit > 0 || memory_limit_mib_ > 0) &&
+      if ((descriptors_.limit > 0 || tasks_.limit > 0 || memory_.limit > 0) &&
           !control_readable_within(sample_interval)) {
         if (descriptors_.limit > 0) report_if_full(descriptors_, descriptors_in_use(), control_type::descriptors_full);
         if (tasks_.limit > 0) report_if_full(tasks_, tasks_in_use(), control_type::tasks_full);
-        if (memory_limit_mib_ > 0) report_refused_allocations();
+        if (memory_.limit > 0) report_refused_allocations();
         continue;
       }
       std::error_code ec;
@@ -362,33 +362,33 @@ class worker {
 
   void report_if_full(sampled_limit& sampled, std::uint64_t in_use, control_type type) {
     const bool full = in_use >= sampled.limit;
-    if (full && !sampled.was_full) {
-      std::lock_guard lock(control_mutex_);
-      std::error_code ec;
-      write_message(control_, static_cast<std::uint32_t>(type),
-                    encode_message(exhausted_message{std::min(in_use, sampled.limit), sampled.limit}),
-                    std::chrono::seconds(5), ec);
-    }
+    if (full && !sampled.was_full && !send_exhausted(type, {std::min(in_use, sampled.limit), sampled.limit})) return;
     sampled.was_full = full;
   }
 
-  // Allocations refused at the memory limit since the last look: reported
-  // once per stretch of intervals that have some, with how many.
+  // Allocations refused at the memory limit since the last look (memory_.limit
+  // is memory_mb): reported once per stretch of intervals that have some,
+  // with how many.
   void report_refused_allocations() {
     const std::uint64_t refused = sandbox::refused_allocations.load(std::memory_order_relaxed);
     const std::uint64_t fresh = refused - allocations_refused_seen_;
-    if (fresh > 0 && !allocations_were_refused_) {
-      try {
-        std::lock_guard lock(control_mutex_);
-        std::error_code ec;
-        write_message(control_, static_cast<std::uint32_t>(control_type::memory_refused),
-                      encode_message(exhausted_message{fresh, memory_limit_mib_}), std::chrono::seconds(5), ec);
-      } catch (const std::bad_alloc&) {
-        return;  // the plugin still holds all it may (its own new_handler throws): the next look tries again
-      }
-    }
-    allocations_were_refused_ = fresh > 0;
+    if (fresh > 0 && !memory_.was_full && !send_exhausted(control_type::memory_refused, {fresh, memory_.limit})) return;
+    memory_.was_full = fresh > 0;
     allocations_refused_seen_ = refused;
+  }
+
+  // One report to the host. False when there was no memory to write it (the
+  // plugin holds all its memory limit allows, and its own new_handler
+  // throws): the next look tries again.
+  bool send_exhausted(control_type type, exhausted_message message) {
+    try {
+      std::lock_guard lock(control_mutex_);
+      std::error_code ec;
+      write_message(control_, static_cast<std::uint32_t>(type), encode_message(message), std::chrono::seconds(5), ec);
+      return true;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
   }
 
   // False when `timeout` passed with nothing to read on the control socket
@@ -685,9 +685,8 @@ class worker {
   std::mutex control_mutex_;  // doorbells from several plugin threads
   sampled_limit descriptors_;  // open_files, when set (and small enough to count)
   sampled_limit tasks_;        // processes, when RLIMIT_NPROC holds and /proc is the namespace's
-  std::uint64_t memory_limit_mib_ = 0;  // memory_mb, when RLIMIT_DATA holds and operator new counts
+  sampled_limit memory_;       // memory_mb, when RLIMIT_DATA holds and operator new counts
   std::uint64_t allocations_refused_seen_ = 0;
-  bool allocations_were_refused_ = false;
   std::vector<pollfd> descriptor_probe_;
   received_buffers buffers_;
   unique_fd plugin_file_;  // the plugin's library when the host passed it open

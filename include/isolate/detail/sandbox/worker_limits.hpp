@@ -362,7 +362,7 @@ inline void room_for_sanitizer_report() noexcept {
 }
 
 // How many times the worker's operator new found no memory (ISOLATE_WORKER_MAIN
-// replaces it; allocation_refused below). Under a memory limit that is the
+// replaces it with allocate_or_count below). Under a memory limit that is the
 // cap; the worker's control thread tells the host (worker::watch_control),
 // so a plugin that catches bad_alloc is not at its cap unseen.
 inline std::atomic<std::uint64_t> refused_allocations{0};
@@ -370,10 +370,11 @@ inline std::atomic<std::uint64_t> refused_allocations{0};
 // Whether the worker's operator new counts (not under a sanitizer, whose
 // runtime owns operator new and dies at the cap with its own report).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-inline constexpr bool allocations_counted = false;
+#define ISOLATE_DETAIL_COUNTS_ALLOCATIONS 0
 #else
-inline constexpr bool allocations_counted = true;
+#define ISOLATE_DETAIL_COUNTS_ALLOCATIONS 1
 #endif
+inline constexpr bool allocations_counted = ISOLATE_DETAIL_COUNTS_ALLOCATIONS;
 
 // The worker's replacement of the global operator new (the plugin's and the
 // C++ runtime's calls reach it: the executable's definition comes first).
