@@ -14,6 +14,8 @@
 #include <asio/use_future.hpp>
 #include <doctest/doctest.h>
 
+#include <time.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -43,6 +45,12 @@ struct host_notes final : notes {
   std::atomic<int> count{0};
   std::atomic<std::uint64_t> bytes{0};
 };
+
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
 
 bool expected_bytes(const std::vector<std::uint8_t>& bytes) {
   for (std::size_t i = 0; i < bytes.size(); ++i) {
@@ -200,6 +208,26 @@ TEST_CASE("10: a worker that rings the doorbell without pause is still answered,
   }
   bystander.transport().link().sync_control(20s);  // its control socket is served too (hostile_worker answers no sync)
   CHECK(flooding.transport().link().up());
+}
+
+TEST_CASE("10: a worker that storms the host's futex words keeps no caller busy, nor past its deadline") {
+  // Threat model G6 and G12: the worker wakes the bells the host sleeps on
+  // without pause, resets them between the host's store and its sleep, and
+  // scribbles the side_state words, while it takes 400 ms for each answer.
+  isolate::process::options options;
+  options.call_timeout = 20s;
+  auto p = load_hostile("bell-storm", options);
+  const auto cpu_before = thread_cpu_time();
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(p->add(2, 3) == 5);
+  const auto wall = std::chrono::steady_clock::now() - start;
+  const auto cpu = thread_cpu_time() - cpu_before;
+  // Unpaced, the caller looks after every wake-up: about half its wait on
+  // this 2-vCPU guest; paced, ~2%.
+  CHECK_MESSAGE(cpu < wall / 4, "the caller's CPU time ", cpu.count(), " ns in ",
+                std::chrono::nanoseconds(wall).count(), " ns");
+  const auto e = failure_of([&] { p.with_timeout(100ms)->add(1, 1); });
+  CHECK(e.code() == isolate::errc::timeout);  // and the worker is killed for it
 }
 
 TEST_CASE("11: an isolate::error thrown by the plugin arrives as its exception, not as the host's own code") {

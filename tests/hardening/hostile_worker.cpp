@@ -39,12 +39,18 @@
 //                   the protocol does not have, and does not answer
 //   doorbell-flood  rings the host's doorbell on its control socket without
 //                   pause for as long as it lives, and answers every call
+//   bell-storm      from the first call on, wakes the host's futex words in
+//                   the rings without pause (resetting them between the
+//                   host's store and its sleep) and scribbles both sides'
+//                   side_state words; answers every call after 400 ms of it
 //   (serve, too, answers an accounted call without the cost it asked for)
 #include <isolate/detail/process/control_channel.hpp>
 #include <isolate/detail/process/fd_passing.hpp>
 #include <isolate/detail/process/frame_channel.hpp>
 #include <isolate/detail/process/handshake.hpp>
+#include <isolate/shm/futex.hpp>
 #include <isolate/shm/region.hpp>
+#include <isolate/shm/ring.hpp>
 #include <isolate/wire/frame.hpp>
 
 #include "hardy.hpp"
@@ -84,6 +90,31 @@ frame_channel attach(const hello_message& hello, unique_fd fd) {
   eager.adaptive = false;
   return frame_channel::over_rings(std::move(region), hello.ring_capacity, shm::duplex_side::worker, eager,
                                    hello.max_message_size);
+}
+
+// The futex words and side_state lines of the rings in `region`, woken and
+// scribbled over without pause, for as long as the worker lives.
+void storm_bells(const shm::region& region, std::size_t capacity) {
+  std::thread([&region, capacity] {
+    std::byte* const base = region.data();
+    auto* const sides = reinterpret_cast<shm::side_state*>(base);  // host's, then the worker's
+    auto control = [&](int ring) {
+      return reinterpret_cast<shm::detail::ring_control*>(base + 2 * sizeof(shm::side_state) +
+                                                         ring * shm::ring::bytes_needed(capacity));
+    };
+    auto& reply_bell = control(1)->data_bell;  // the host sleeps here for a reply
+    auto& room_bell = control(0)->space_bell;  // and here for room in its calls' ring
+    for (std::uint32_t i = 0;; ++i) {
+      for (auto* bell : {&reply_bell, &room_bell}) {
+        bell->store(i % 2, std::memory_order_relaxed);
+        shm::futex_wake(*bell);
+      }
+      for (int side = 0; side < 2; ++side) {
+        sides[side].sleeping.store(i % 3 == 0 ? 1 : 0, std::memory_order_relaxed);
+        sides[side].cpu.store(i, std::memory_order_relaxed);
+      }
+    }
+  }).detach();
 }
 
 // A frame of `kind` answering `call`, with `payload`.
@@ -139,6 +170,10 @@ int main(int argc, char** argv) {
   std::byte mark{};
   auto fds = receive_with_fds(control, std::span<std::byte>(&mark, 1), 1, std::chrono::seconds(30), ec);
   if (ec || fds.empty()) return 3;
+  shm::region spare_view;  // a second mapping of the rings, for bell-storm
+  if (mode == "bell-storm" && hello.shared_memory) {
+    spare_view = shm::region::attach(fds.front().get(), shm::duplex_layout::bytes_needed(hello.ring_capacity));
+  }
   auto channel = attach(hello, std::move(fds.front()));
   write_message(control, static_cast<std::uint32_t>(control_type::limits_applied), encode_message(applied_message{}),
                 std::chrono::seconds(5), ec);
@@ -258,6 +293,11 @@ int main(int argc, char** argv) {
       payload.append(&fingerprint, sizeof fingerprint);
       channel.send(frame_of(wire::frame_kind::reply, view.header, payload.bytes()).bytes(), forever);
       continue;
+    }
+    if (mode == "bell-storm") {
+      static const bool storming = (storm_bells(spare_view, hello.ring_capacity), true);
+      (void)storming;
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
     }
     if (mode == "flood-events") {
       const auto event = note_event();

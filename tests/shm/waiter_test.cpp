@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <sched.h>
+#include <time.h>
 
 using namespace std::chrono_literals;
 using isolate::shm::side_state;
@@ -191,4 +192,81 @@ TEST_CASE("without adaptation the budget stays at max_spin") {
     wt.wait([] { return false; }, w.bell, w.self, w.peer, w.closed, clock_type::now() + 1ms);
   }
   CHECK(wt.spin_budget() == 100us);
+}
+
+TEST_CASE("fruitless wake-ups are paced past a burst, and the pace refills with time") {
+  using isolate::shm::detail::wake_pacer;
+  wake_pacer pacer;
+  auto const t0 = clock_type::now();
+  for (int i = 0; i < wake_pacer::burst; ++i) CHECK(pacer.fruitless(t0) == 0ns);
+  CHECK(pacer.fruitless(t0) == wake_pacer::period);       // the burst is spent: one look a period
+  CHECK(pacer.fruitless(t0) == 2 * wake_pacer::period);  // and they queue up
+  // After a quiet stretch as long as the whole burst, the burst is back.
+  auto const later = t0 + (wake_pacer::burst + 2) * wake_pacer::period;
+  for (int i = 0; i < wake_pacer::burst; ++i) CHECK(pacer.fruitless(later) == 0ns);
+  CHECK(pacer.fruitless(later) > 0ns);
+}
+
+namespace {
+
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+// A hostile peer's wake storm (threat model G6): it wakes the sleeper
+// without pause and resets its bell between the sleeper's store and its
+// futex_wait, and scribbles the side_state words (G12), until `stop`.
+std::thread wake_storm(words& w, std::atomic<bool>& stop) {
+  return std::thread([&w, &stop] {
+    for (std::uint32_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      w.bell.store(i % 2, std::memory_order_relaxed);
+      isolate::shm::futex_wake(w.bell);
+      w.peer.sleeping.store(i % 3 == 0 ? 1 : 0, std::memory_order_relaxed);
+      w.peer.cpu.store(i, std::memory_order_relaxed);
+      w.self.sleeping.store(i % 2, std::memory_order_relaxed);
+    }
+  });
+}
+
+}  // namespace
+
+TEST_CASE("a peer's wake storm keeps a waiter neither busy nor past its deadline, nor from its data") {
+  words w;
+  std::atomic<bool> stop{false};
+  auto storm = wake_storm(w, stop);
+  waiter wt;
+  SUBCASE("nothing comes: the wait ends at its deadline, having used little of the CPU") {
+    auto const cpu_before = thread_cpu_time();
+    auto const start = clock_type::now();
+    CHECK(wt.wait([] { return false; }, w.bell, w.self, w.peer, w.closed, start + 400ms) == wait_result::timed_out);
+    auto const wall = clock_type::now() - start;
+    auto const cpu = thread_cpu_time() - cpu_before;
+    // Unpaced, the waiter looks after every one of the storm's wake-ups:
+    // its CPU time is close to the whole wait.
+    CHECK_MESSAGE(cpu < wall / 4, "cpu ", cpu.count(), " ns of ", std::chrono::nanoseconds(wall).count(), " ns");
+    CHECK(wall < 10s);
+  }
+  SUBCASE("the data comes during the storm: the wait returns ready") {
+    std::thread answer([&] {
+      std::this_thread::sleep_for(50ms);  // into the storm's pacing
+      w.flag.store(true, std::memory_order_release);
+      waiter::notify(w.bell, w.self);
+    });
+    CHECK(wt.wait([&] { return w.flag.load(std::memory_order_acquire); }, w.bell, w.self, w.peer, w.closed,
+                  clock_type::now() + 30s) == wait_result::ready);
+    answer.join();
+  }
+  SUBCASE("close during the storm ends the wait") {
+    std::thread closer([&] {
+      std::this_thread::sleep_for(50ms);
+      waiter::interrupt(w.closed, w.bell);
+    });
+    CHECK(wt.wait([] { return false; }, w.bell, w.self, w.peer, w.closed, clock_type::time_point::max()) ==
+          wait_result::closed);
+    closer.join();
+  }
+  stop.store(true);
+  storm.join();
 }

@@ -93,17 +93,51 @@ inline std::uint32_t publish_cpu(side_state& self) noexcept {
   return cpu;
 }
 
+// Sleeps for `d` on a word nobody wakes: a futex, which every sandbox
+// allows, rather than nanosleep, which maximum's allow-list may not.
+inline void pause_for(std::chrono::nanoseconds d) noexcept {
+  std::atomic<std::uint32_t> quiet{0};
+  futex_wait(quiet, 0, d);
+}
+
+// Paces the looks that fruitless wake-ups cause, so that a peer which wakes
+// us without pause (or keeps resetting the bell we sleep on) cannot keep a
+// waiting thread busy: `burst` such wake-ups go unpaced, then one per
+// `period` (a generic cell rate: `due_` runs ahead by `period` a wake-up).
+// An honest peer wakes us only after it published, so it is never paced; a
+// storm costs the waiting thread at most one look every `period`, and its
+// wait still ends at its deadline.
+class wake_pacer {
+ public:
+  using clock = std::chrono::steady_clock;
+  static constexpr std::chrono::nanoseconds period{std::chrono::milliseconds{1}};
+  static constexpr int burst = 64;
+
+  // After a wake-up that found nothing, at `now`: how long to pause before
+  // looking again (zero: look at once).
+  std::chrono::nanoseconds fruitless(clock::time_point now) noexcept {
+    due_ = std::max(due_, now) + period;
+    auto const ahead = due_ - now - burst * period;
+    return ahead.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(ahead)
+                             : std::chrono::nanoseconds::zero();
+  }
+
+ private:
+  clock::time_point due_{};
+};
+
 }  // namespace detail
 
 // The waiting state of one endpoint. The words it waits on live in shared
-// memory; its spin budget is private.
+// memory; its spin budget and wake-up pace are private.
 //
 // Thread safety: one thread at a time may wait() on a waiter (its spin budget
 // is unsynchronised); notify() and interrupt() are static and may be called
 // from any thread (interrupt() from another thread than the waiting one is
 // its purpose). A peer that scribbles over the shared words can make a wait
-// spin or sleep longer than needed, never return early with wrong data:
-// ready() decides.
+// spin longer than needed (at most max_spin a wait) or look more often than
+// needed (at most once a wake_pacer::period past a burst), never return
+// early with wrong data: ready() decides.
 class waiter {
  public:
   using clock = std::chrono::steady_clock;
@@ -151,7 +185,7 @@ class waiter {
 
     auto const sleep_start = clock::now();
     wait_result result = wait_result::timed_out;
-    for (;;) {
+    for (bool woke = false;;) {
       self.sleeping.store(1, std::memory_order_relaxed);
       bell.store(1, std::memory_order_relaxed);
       detail::full_fence();  // SYNC POINT "no lost wake-up" (and "endpoint closed"): the bell before the looks
@@ -165,12 +199,22 @@ class waiter {
       }
       auto const now = clock::now();
       if (now >= deadline) break;
+      if (woke) {
+        // A wake-up that found nothing: rare from an honest peer, a storm
+        // from a hostile one (G6). Past a burst, look again only at a pace.
+        woke = false;
+        if (auto const pause = wakes_.fruitless(now); pause.count() > 0) {
+          detail::pause_for(std::min<clock::duration>(pause, deadline - now));
+          continue;
+        }
+      }
       // Every outcome (wake, EAGAIN, EINTR, timeout) loops back to recheck.
       if (deadline == clock::time_point::max()) {
         futex_wait(bell, 1);
       } else {
         futex_wait(bell, 1, deadline - now);
       }
+      woke = true;
     }
     bell.store(0, std::memory_order_relaxed);
     self.sleeping.store(0, std::memory_order_relaxed);
@@ -227,6 +271,7 @@ class waiter {
 
   wait_policy policy_;
   std::chrono::nanoseconds budget_;
+  detail::wake_pacer wakes_;
 };
 
 }  // namespace isolate::shm
