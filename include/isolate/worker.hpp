@@ -77,13 +77,17 @@ inline int worker_main(int argc, char** argv) {
 #define ISOLATE_DETAIL_SANITIZER_HOOKS()
 #endif
 
-// The worker's global operator new (worker_limits.hpp, allocate_or_count):
-// it counts allocations that fail, so that a plugin which catches bad_alloc
-// at its memory limit is still reported. new[] and the nothrow forms of the
-// C++ runtime call this one. Not under a sanitizer, whose runtime has its own.
+// The worker's global operator new, plain and aligned (worker_limits.hpp,
+// allocate_or_count): it counts allocations that fail, so that a plugin which
+// catches bad_alloc at its memory limit is still reported. new[] and the
+// nothrow forms of the C++ runtime call these two. Not under a sanitizer,
+// whose runtime has its own.
 #if ISOLATE_DETAIL_COUNTS_ALLOCATIONS
 #define ISOLATE_DETAIL_OPERATOR_NEW() \
-  void* operator new(std::size_t size) { return ::isolate::detail::sandbox::allocate_or_count(size); }
+  void* operator new(std::size_t size) { return ::isolate::detail::sandbox::allocate_or_count(size); } \
+  void* operator new(std::size_t size, std::align_val_t alignment) { \
+    return ::isolate::detail::sandbox::allocate_aligned_or_count(size, alignment); \
+  }
 #else
 #define ISOLATE_DETAIL_OPERATOR_NEW()
 #endif

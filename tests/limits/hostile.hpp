@@ -44,7 +44,8 @@ ISOLATE_INTERFACE(hostile,
                   // As allocate_mib, under a new_handler of its own that throws
                   // bad_alloc, which it catches: stops at the first refusal, lets
                   // it all go and returns the MiB it got (threat-model gap G11).
-                  (std::uint64_t, allocate_until_refused, (std::uint64_t)),
+                  // `aligned`: in blocks of an over-aligned type (aligned new).
+                  (std::uint64_t, allocate_until_refused, (std::uint64_t, bool)),
                   // Opens /dev/null up to `count` times, then closes them all:
                   // {descriptors it got, errno of the first open that failed or 0}.
                   (std::vector<int>, open_many, (int)),

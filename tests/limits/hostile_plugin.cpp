@@ -162,17 +162,28 @@ class hostile_impl final : public hostile {
     return mib;
   }
 
-  std::uint64_t allocate_until_refused(std::uint64_t mib) override {
+  std::uint64_t allocate_until_refused(std::uint64_t mib, bool aligned) override {
     constexpr std::size_t one_mib = std::size_t{1} << 20;
+    struct alignas(4096) page {
+      std::byte bytes[4096];
+    };
     const std::new_handler before = std::set_new_handler([] { throw std::bad_alloc(); });
     std::vector<std::unique_ptr<char[]>> held;
+    std::vector<std::unique_ptr<page[]>> held_aligned;
     held.reserve(mib);
+    held_aligned.reserve(mib);
     try {
-      while (held.size() < mib) held.push_back(std::make_unique<char[]>(one_mib));
+      while (held.size() + held_aligned.size() < mib) {
+        if (aligned) {
+          held_aligned.push_back(std::make_unique<page[]>(one_mib / sizeof(page)));  // new[] with align_val_t
+        } else {
+          held.push_back(std::make_unique<char[]>(one_mib));
+        }
+      }
     } catch (const std::bad_alloc&) {
     }
     std::set_new_handler(before);
-    return held.size();
+    return held.size() + held_aligned.size();
   }
 
   std::vector<int> open_many(int count) override {

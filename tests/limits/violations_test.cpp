@@ -145,21 +145,24 @@ TEST_CASE("violations: a plugin that catches bad_alloc at its memory limit is a 
   constexpr std::uint64_t cap = 64;
   for (const isolate::limits::policy& limits : {isolate::limits::policy(isolate::limits::standard().memory_mb(cap)),
                                                 isolate::limits::policy(isolate::limits::minimal().memory_mb(cap))}) {
-    CAPTURE(limits.protect_host);
-    auto options = options_with(limits);
-    violations_heard heard(options);
-    auto p = load_hostile(options);
-    // Its own new_handler throws bad_alloc, which it catches: the worker's
-    // handler (which ends the worker at the cap) never runs.
-    const std::uint64_t got = p->allocate_until_refused(4 * cap);
-    CHECK(got > 0);
-    CHECK(got < cap);
-    check_one_resource_violation(heard, "memory: 1 allocation failed at its memory limit of 64 MiB",
-                                 "caught std::bad_alloc");
-    // Still the same worker, with its whole cap again.
-    CHECK(p->add(1, 2) == 3);
-    CHECK(p->allocate_mib(16) == 16);
-    CHECK(p.transport().violations().size() == 1);
+    for (const bool aligned : {false, true}) {
+      CAPTURE(limits.protect_host);
+      CAPTURE(aligned);  // plain new, or new of an over-aligned type (its own operator new)
+      auto options = options_with(limits);
+      violations_heard heard(options);
+      auto p = load_hostile(options);
+      // Its own new_handler throws bad_alloc, which it catches: the worker's
+      // handler (which ends the worker at the cap) never runs.
+      const std::uint64_t got = p->allocate_until_refused(4 * cap, aligned);
+      CHECK(got > 0);
+      CHECK(got < cap);
+      check_one_resource_violation(heard, "memory: 1 allocation failed at its memory limit of 64 MiB",
+                                   "caught std::bad_alloc");
+      // Still the same worker, with its whole cap again.
+      CHECK(p->add(1, 2) == 3);
+      CHECK(p->allocate_mib(16) == 16);
+      CHECK(p.transport().violations().size() == 1);
+    }
   }
 }
 

@@ -36,6 +36,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <new>
 #include <optional>
 #include <string>
@@ -384,6 +385,24 @@ inline void* allocate_or_count(std::size_t size) {
   if (size == 0) size = 1;
   for (;;) {
     if (void* memory = std::malloc(size)) return memory;
+    refused_allocations.fetch_add(1, std::memory_order_relaxed);
+    const std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+// The same for over-aligned types (`new` of an alignas(64) type): as
+// libstdc++'s own, aligned_alloc of a size rounded up to the alignment,
+// which its aligned operator delete gives back with free.
+inline void* allocate_aligned_or_count(std::size_t size, std::align_val_t alignment) {
+  std::size_t align = static_cast<std::size_t>(alignment);
+  if (align < sizeof(void*)) align = sizeof(void*);
+  if (size == 0) size = 1;
+  const bool representable = size <= std::numeric_limits<std::size_t>::max() - align;
+  size = (size + align - 1) & ~(align - 1);
+  for (;;) {
+    if (void* memory = representable ? std::aligned_alloc(align, size) : nullptr) return memory;
     refused_allocations.fetch_add(1, std::memory_order_relaxed);
     const std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
