@@ -7,14 +7,13 @@
 
 #include "../support/failure.hpp"
 #include "../support/sanitizers.hpp"
+#include "../support/thread_cpu_time.hpp"
 
 #include <isolate/capability.hpp>
 #include <isolate/plugin_library.hpp>
 
 #include <asio/use_future.hpp>
 #include <doctest/doctest.h>
-
-#include <time.h>
 
 #include <atomic>
 #include <chrono>
@@ -28,6 +27,7 @@ using namespace hardening_test;
 using namespace std::chrono_literals;
 using isolate_test::contains;
 using isolate_test::failure_of;
+using isolate_test::thread_cpu_time;
 
 namespace {
 
@@ -45,12 +45,6 @@ struct host_notes final : notes {
   std::atomic<int> count{0};
   std::atomic<std::uint64_t> bytes{0};
 };
-
-std::chrono::nanoseconds thread_cpu_time() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
 
 bool expected_bytes(const std::vector<std::uint8_t>& bytes) {
   for (std::size_t i = 0; i < bytes.size(); ++i) {

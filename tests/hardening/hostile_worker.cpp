@@ -67,6 +67,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <thread>
 #include <vector>
 
@@ -205,6 +206,7 @@ int main(int argc, char** argv) {
   }
 
   const auto forever = clock_type::time_point::max();
+  bool storming = false;  // bell-storm: started at the first call
   wire::buffer call;
   while (channel.receive(call, forever) == channel_status::ok) {
     if (mode == "unknown-control") {
@@ -295,8 +297,7 @@ int main(int argc, char** argv) {
       continue;
     }
     if (mode == "bell-storm") {
-      static const bool storming = (storm_bells(spare_view, hello.ring_capacity), true);
-      (void)storming;
+      if (!std::exchange(storming, true)) storm_bells(spare_view, hello.ring_capacity);
       std::this_thread::sleep_for(std::chrono::milliseconds(400));
     }
     if (mode == "flood-events") {

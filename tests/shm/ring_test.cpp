@@ -6,6 +6,8 @@
 
 #include "isolate/shm/region.hpp"
 
+#include "../support/thread_cpu_time.hpp"
+
 #include <array>
 #include <atomic>
 #include <cstdio>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -28,6 +29,7 @@ using shm::ring;
 using shm::ring_reader;
 using shm::ring_writer;
 using clock_type = std::chrono::steady_clock;
+using isolate_test::thread_cpu_time;
 
 #if defined(__SANITIZE_THREAD__)
 #define ISOLATE_TEST_TSAN 1
@@ -90,12 +92,6 @@ bool record_matches(std::span<std::byte const> in, std::uint64_t seq) {
     if (in[i] != pattern(seq, i)) return false;
   }
   return true;
-}
-
-std::chrono::nanoseconds thread_cpu_time() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec};
 }
 
 }  // namespace

@@ -4,12 +4,13 @@
 
 #include <ostream>  // doctest prints std::error_code through it
 
+#include "../support/thread_cpu_time.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <thread>
 
 #include <sched.h>
-#include <time.h>
 
 using namespace std::chrono_literals;
 using isolate::shm::side_state;
@@ -17,6 +18,7 @@ using isolate::shm::wait_policy;
 using isolate::shm::wait_result;
 using isolate::shm::waiter;
 using clock_type = std::chrono::steady_clock;
+using isolate_test::thread_cpu_time;
 
 namespace {
 
@@ -208,12 +210,6 @@ TEST_CASE("fruitless wake-ups are paced past a burst, and the pace refills with 
 }
 
 namespace {
-
-std::chrono::nanoseconds thread_cpu_time() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
-}
 
 // A hostile peer's wake storm (threat model G6): it wakes the sleeper
 // without pause and resets its bell between the sleeper's store and its

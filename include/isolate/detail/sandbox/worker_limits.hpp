@@ -377,19 +377,25 @@ inline std::atomic<std::uint64_t> refused_allocations{0};
 #endif
 inline constexpr bool allocations_counted = ISOLATE_DETAIL_COUNTS_ALLOCATIONS;
 
-// The worker's replacement of the global operator new (the plugin's and the
-// C++ runtime's calls reach it: the executable's definition comes first).
-// As the standard's: malloc, and on failure the new_handler (the worker's
-// ends the worker at its memory limit) or bad_alloc; the failure counted first.
-inline void* allocate_or_count(std::size_t size) {
-  if (size == 0) size = 1;
+// As the standard's operator new, around one allocation attempt: on failure
+// the new_handler (the worker's ends the worker at its memory limit) or
+// bad_alloc, the failure counted first.
+template <class TryAllocate>
+void* allocate_counting_refusals(TryAllocate try_allocate) {
   for (;;) {
-    if (void* memory = std::malloc(size)) return memory;
+    if (void* memory = try_allocate()) return memory;
     refused_allocations.fetch_add(1, std::memory_order_relaxed);
     const std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
   }
+}
+
+// The worker's replacement of the global operator new (the plugin's and the
+// C++ runtime's calls reach it: the executable's definition comes first): malloc.
+inline void* allocate_or_count(std::size_t size) {
+  if (size == 0) size = 1;
+  return allocate_counting_refusals([size] { return std::malloc(size); });
 }
 
 // The same for over-aligned types (`new` of an alignas(64) type): as
@@ -401,13 +407,8 @@ inline void* allocate_aligned_or_count(std::size_t size, std::align_val_t alignm
   if (size == 0) size = 1;
   const bool representable = size <= std::numeric_limits<std::size_t>::max() - align;
   size = (size + align - 1) & ~(align - 1);
-  for (;;) {
-    if (void* memory = representable ? std::aligned_alloc(align, size) : nullptr) return memory;
-    refused_allocations.fetch_add(1, std::memory_order_relaxed);
-    const std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
-    handler();
-  }
+  return allocate_counting_refusals(
+      [=]() -> void* { return representable ? std::aligned_alloc(align, size) : nullptr; });
 }
 
 }  // namespace isolate::detail::sandbox
