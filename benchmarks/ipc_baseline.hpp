@@ -88,12 +88,20 @@ struct alignas(64) mailbox {
   alignas(64) unsigned char payload[max_payload];
 };
 
-// Publishes message number `value`. The seq_cst store/load pair against the
-// reader's seq_cst sleeping/seq pair means one of the two sees the other, so
-// FUTEX_WAKE is skipped only when the reader is certainly not asleep.
+// Publishes message number `value`. A spinning reader only needs a release
+// store (a plain mov on x86). A reader that may sleep needs more: the seq_cst
+// store/load pair against its seq_cst sleeping/seq pair means one of the two
+// sees the other, so FUTEX_WAKE is skipped only when the reader is certainly
+// not asleep. On x86 that store is an xchg, which costs ~300 ns a round trip
+// between processes on the AMD guest (benchmarks/README.md, "Toward the
+// floor"), so the spin rows do not pay it.
 inline void post(mailbox& box, std::uint32_t value, waiting how) {
+  if (how == waiting::spin) {
+    box.seq.store(value, std::memory_order_release);
+    return;
+  }
   box.seq.store(value, std::memory_order_seq_cst);
-  if (how != waiting::spin && box.sleeping.load(std::memory_order_seq_cst) != 0) futex_wake(&box.seq);
+  if (box.sleeping.load(std::memory_order_seq_cst) != 0) futex_wake(&box.seq);
 }
 
 // Waits until message number `value` has been posted.
