@@ -131,6 +131,27 @@ TEST_CASE("7: a worker that keeps the ring busy cannot hold a caller past its de
   CHECK(sink.count.load() > 0);  // the flood did reach the host
 }
 
+// A large reply is decoded by its caller straight from the ring: a worker
+// that stops half-way, or whose records do not add up, is found out there.
+TEST_CASE("7: a large reply that stops after its header holds its caller no longer than the call's timeout") {
+  auto p = load_hostile("huge-reply");
+  const int pid = p.transport().link().pid();
+  const auto began = std::chrono::steady_clock::now();
+  const auto e = failure_of([&] { p.with_timeout(300ms)->bytes_of_size(1); });
+  CHECK(e.code() == isolate::errc::timeout);
+  CHECK(std::chrono::steady_clock::now() - began < 10s);
+  CHECK(dies_within(pid, 10s));
+}
+
+TEST_CASE("11: a large reply whose ring records run past its announced size kills the worker") {
+  auto p = load_hostile("torn-reply");
+  const int pid = p.transport().link().pid();
+  const auto e = failure_of([&] { p->bytes_of_size(1); });
+  CHECK(e.code() == isolate::errc::protocol_error);
+  CHECK(contains(e.what(), "past the end of its frame"));
+  CHECK(dies_within(pid, 10s));
+}
+
 TEST_CASE("9: a caller with a short timeout is not held up by one blocked in the send") {
   isolate::process::options options;
   options.ring_capacity = 64 * 1024;

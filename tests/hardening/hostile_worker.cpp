@@ -12,6 +12,8 @@
 //   garbage-reply   answers every call with a reply that does not decode
 //   huge-reply      answers the first call with a frame header announcing
 //                   the largest payload allowed, then nothing
+//   torn-reply      answers the first call with a large reply whose second
+//                   ring record runs past the size its header announced
 //   big-control     on the first call, sends a control message larger than
 //                   any the host reads, and does not answer
 //   deaf-control    serves calls but never reads its control socket
@@ -251,6 +253,16 @@ int main(int argc, char** argv) {
       header.size = static_cast<std::uint32_t>(hello.max_message_size);
       header.kind = wire::frame_kind::reply;
       channel.send(std::as_bytes(std::span(&header, 1)), forever);
+      sleep_forever();
+    }
+    if (mode == "torn-reply") {
+      wire::frame_header header{};
+      std::memcpy(&header, call.data(), wire::header_size);
+      header.kind = wire::frame_kind::reply;
+      header.size = static_cast<std::uint32_t>(2 * wire::large_payload);
+      channel.send(std::as_bytes(std::span(&header, 1)), forever);  // a record of the header alone
+      const std::vector<std::byte> more(4 * wire::large_payload);    // then one of twice what is left
+      channel.send(more, forever);
       sleep_forever();
     }
     if (mode == "account-host") {

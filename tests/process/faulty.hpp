@@ -5,6 +5,7 @@
 #include <isolate/interface.hpp>
 
 #include <cstdint>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,6 +17,14 @@ inline std::uint64_t checksum_of(const std::vector<std::uint8_t>& bytes) {
   std::uint64_t hash = 14695981039346656037ull;
   for (std::uint8_t b : bytes) hash = (hash ^ b) * 1099511628211ull;
   return hash;
+}
+
+// Bytes that differ from place to place, the same for the same size.
+inline std::vector<std::uint8_t> pattern_of(std::size_t size) {
+  std::vector<std::uint8_t> bytes(size);
+  std::mt19937 random(static_cast<unsigned>(size));
+  for (auto& b : bytes) b = static_cast<std::uint8_t>(random());
+  return bytes;
 }
 
 // A large payload whose serialisation changes its mind on the second run (a
@@ -54,6 +63,7 @@ ISOLATE_INTERFACE(faulty,
                   (std::string, text_of_size, (std::uint64_t)),
                   (std::uint64_t, size_of, (std::string const&)),
                   (std::uint64_t, checksum, (std::vector<std::uint8_t> const&)),
+                  (std::vector<std::uint8_t>, pattern_of_size, (std::uint64_t)),
                   (std::uint64_t, size_of_fickle, (fickle const&)),
                   (void, scribble_over_shared_memory, ()),
                   (int, meet, (int)));

@@ -37,6 +37,7 @@ struct faulty_impl final : faulty {
   std::string text_of_size(std::uint64_t size) override { return std::string(size, 'z'); }
   std::uint64_t size_of(const std::string& text) override { return text.size(); }
   std::uint64_t checksum(const std::vector<std::uint8_t>& bytes) override { return checksum_of(bytes); }
+  std::vector<std::uint8_t> pattern_of_size(std::uint64_t size) override { return pattern_of(size); }
   std::uint64_t size_of_fickle(const fickle& payload) override { return payload.bytes.size(); }
 
   // Returns once `group` calls are inside meet() at once (a barrier), with

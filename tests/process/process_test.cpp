@@ -188,12 +188,7 @@ TEST_CASE("messages larger than the ring are streamed; larger than the maximum a
   CHECK(p->add(1, 1) == 2);  // neither broke the channel
 }
 
-std::vector<std::uint8_t> pattern(std::size_t size) {
-  std::vector<std::uint8_t> bytes(size);
-  std::mt19937 random(static_cast<unsigned>(size));
-  for (auto& b : bytes) b = static_cast<std::uint8_t>(random());
-  return bytes;
-}
+std::vector<std::uint8_t> pattern(std::size_t size) { return process_test::pattern_of(size); }
 
 TEST_CASE("large calls decoded straight from the ring arrive intact at every size around the limits") {
   isolate::process::options options;
@@ -207,6 +202,27 @@ TEST_CASE("large calls decoded straight from the ring arrive intact at every siz
     CHECK(p->checksum(bytes) == process_test::checksum_of(bytes));
   }
   CHECK(p->add(1, 2) == 3);
+}
+
+TEST_CASE("large results decoded straight from the ring arrive intact at every size around the limits") {
+  isolate::process::options options;
+  options.ring_capacity = 64 * 1024;  // records of at most 32 KiB: a large reply spans many
+  auto p = load_faulty(options);
+  const std::size_t large = isolate::wire::large_payload;
+  for (std::size_t size : {large - 9, large - 8, large - 7, large, std::size_t{32} << 10, std::size_t{64} << 10,
+                           (std::size_t{64} << 10) + 1, (std::size_t{3} << 20) + 5}) {
+    CAPTURE(size);
+    CHECK(p->pattern_of_size(size) == pattern(size));
+    CHECK(p->add(1, 2) == 3);  // the ring is in step after each
+  }
+  // Read by another thread than the caller (an asynchronous call), and by a
+  // caller while another call is outstanding: gathered, as before.
+  CHECK(p.async(&faulty::pattern_of_size, 1 << 20, asio::use_future).get() == pattern(1 << 20));
+  std::vector<std::future<std::vector<std::uint8_t>>> answers;
+  for (int i = 0; i < 3; ++i) {
+    answers.push_back(std::async(std::launch::async, [&] { return p->pattern_of_size(std::size_t{2} << 20); }));
+  }
+  for (auto& answer : answers) CHECK(answer.get() == pattern(std::size_t{2} << 20));
 }
 
 TEST_CASE("with several worker threads, large calls are copied out of the ring and still arrive intact") {

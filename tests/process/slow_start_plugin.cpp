@@ -21,6 +21,7 @@ struct slow_start final : faulty {
   std::string text_of_size(std::uint64_t) override { return {}; }
   std::uint64_t size_of(const std::string&) override { return 0; }
   std::uint64_t checksum(const std::vector<std::uint8_t>&) override { return 0; }
+  std::vector<std::uint8_t> pattern_of_size(std::uint64_t) override { return {}; }
   std::uint64_t size_of_fickle(const fickle&) override { return 0; }
   void scribble_over_shared_memory() override {}
   int meet(int) override { return -1; }

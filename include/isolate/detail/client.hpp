@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace isolate::detail {
 
@@ -38,14 +39,13 @@ class client {
       // A large payload goes straight into the transport: measured first, never gathered.
       if (const std::size_t size = payload_size(args...); size >= wire::large_payload) {
         check_payload_size(size, link_.max_message_size());
-        link_.call_streamed(streamed_arguments<Args...>(method, size, args...), reply);
-        return decode<result>(reply);
+        const streamed_arguments<Args...> request(method, size, args...);
+        return exchange<result>(request, reply);
       }
     }
     wire::buffer request;
     encode_call(request, method, link_.max_message_size(), args...);
-    link_.call(request, reply);
-    return decode<result>(reply);
+    return exchange<result>(request, reply);
   }
 
  private:
@@ -67,6 +67,59 @@ class client {
     }
     return decode<Result>(reply);
   }
+
+  // Sends the call and returns its decoded result. A result that is not a
+  // plain number may be large: the transport may then decode it where it
+  // arrives (link::call_decoding), which leaves `reply` empty.
+  template <class Result, class Request>
+  Result exchange(Request& request, wire::buffer& reply) {
+    if constexpr (std::is_void_v<Result> || is_raw_value<Result>) {
+      send(request, reply);
+    } else {
+      decoded_in_place<Result> in_place(link_.shared_buffers());
+      try {
+        send(request, reply, &in_place);
+      } catch (const error& e) {
+        if (in_place.threw() && e.code() == errc::protocol_error) link_.reply_undecodable(e.what());
+        throw;
+      }
+      if (in_place.value) return std::move(*in_place.value);
+    }
+    return decode<Result>(reply);
+  }
+
+  void send(wire::buffer& request, wire::buffer& reply, reply_decoder* decoder = nullptr) {
+    decoder != nullptr ? link_.call_decoding(request, reply, *decoder) : link_.call(request, reply);
+  }
+  void send(const streamed_call& request, wire::buffer& reply, reply_decoder* decoder = nullptr) {
+    decoder != nullptr ? link_.call_streamed_decoding(request, reply, *decoder) : link_.call_streamed(request, reply);
+  }
+
+  // A result decoded by the transport, straight from where it arrived.
+  template <class Result>
+  class decoded_in_place final : public reply_decoder {
+   public:
+    explicit decoded_in_place(buffer_resolver* buffers) noexcept : buffers_(buffers) {}
+    void decode(const wire::inbound_payload& payload) override {
+      resolution_scope resolving(buffers_);
+      try {
+        value.emplace();
+        decode_values(payload, *value);
+      } catch (...) {
+        value.reset();
+        threw_ = true;
+        throw;
+      }
+    }
+    // Whether decoding failed (rather than the call).
+    bool threw() const noexcept { return threw_; }
+
+    std::optional<Result> value;
+
+   private:
+    buffer_resolver* buffers_;
+    bool threw_ = false;
+  };
 
   // Decodes a reply; the shared_buffers it names are looked up where the
   // link says. One that does not decode is the peer's fault: the link is told.

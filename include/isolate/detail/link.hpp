@@ -62,6 +62,19 @@ class streamed_call {
   std::size_t size_;
 };
 
+// Decodes a large reply where the transport receives it (the process
+// transport's ring) instead of the transport gathering it into a buffer
+// first: one pass over its bytes fewer, and no fresh buffer to fault in.
+class reply_decoder {
+ public:
+  // Reads the reply's payload (it may arrive in pieces). May throw what
+  // decoding throws; the transport then skips the rest of the frame.
+  virtual void decode(const wire::inbound_payload& payload) = 0;
+
+ protected:
+  ~reply_decoder() = default;
+};
+
 class link {
  public:
   virtual ~link() = default;
@@ -73,6 +86,16 @@ class link {
     wire::buffer frame;
     request.encode(frame);
     call(frame, reply);
+  }
+  // As call() and call_streamed(), with a way to decode the reply where it
+  // arrives: a transport may call `decoder` (once, on this thread, before it
+  // returns) instead of filling `reply`, which is then left empty. By
+  // default the reply is gathered into `reply`.
+  virtual void call_decoding(wire::buffer& request, wire::buffer& reply, reply_decoder& /*decoder*/) {
+    call(request, reply);
+  }
+  virtual void call_streamed_decoding(const streamed_call& request, wire::buffer& reply, reply_decoder& /*decoder*/) {
+    call_streamed(request, reply);
   }
   virtual void call_async(wire::buffer request, std::unique_ptr<completion> done) = 0;
   // Largest payload the link carries, in either direction.

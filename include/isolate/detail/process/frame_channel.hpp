@@ -2,9 +2,10 @@
 // rings (the fast path) or over a socket (no shared memory). A frame bigger
 // than one ring record is streamed as consecutive records. The receiver
 // copies every frame out of shared memory before anything parses it, so a
-// peer cannot change bytes after they were checked; except that a worker may
-// decode a large call straight from the ring (ring_payload), with an archive
-// that copies each value out before checking it.
+// peer cannot change bytes after they were checked; except that a large
+// call (in the worker) or a large reply (in the host's calling thread) may be
+// decoded straight from the ring (ring_payload), with an archive that copies
+// each value out before checking it.
 #ifndef ISOLATE_DETAIL_PROCESS_FRAME_CHANNEL_HPP
 #define ISOLATE_DETAIL_PROCESS_FRAME_CHANNEL_HPP
 
@@ -37,24 +38,50 @@ namespace isolate::detail {
 
 enum class channel_status { ok, closed, timed_out, corrupted };
 
-// A large call frame still in the ring, read record by record while its
-// arguments are decoded (frame_channel::receive). The first record, which
-// starts with the frame header, is held until the decoding moves past it.
+// A large frame still in the ring, read record by record while its payload
+// is decoded (frame_channel::receive): a call's arguments in the worker, or
+// in the host the reply to the call its reading thread made itself. The
+// first record, which starts with the frame header, is held until the
+// decoding moves past it.
 class ring_payload final : public wire::chunk_source {
  public:
+  using clock = std::chrono::steady_clock;
+
+  // Takes large call frames (the worker's use).
+  ring_payload() = default;
+  // Takes the large reply to call `call_id` only (the host's use); the
+  // records after the first must arrive before `deadline`.
+  ring_payload(std::uint64_t call_id, clock::time_point deadline) noexcept
+      : kind_(wire::frame_kind::reply), reply_to_(call_id), deadline_(deadline) {}
+
+  // Whether this frame is one to stream.
+  bool wants(const wire::frame_header& header) const noexcept {
+    if (header.kind != kind_ || header.size < wire::large_payload) return false;
+    return kind_ == wire::frame_kind::call || (header.call_id == reply_to_ && header.service == 0);
+  }
+
   bool active() const noexcept { return reader_ != nullptr; }
   // The header and the first bytes of the payload, in shared memory.
   std::span<const std::byte> first() const noexcept { return first_; }
+  // Why the frame could not be read to its end (after end() returned false).
+  channel_status failure() const noexcept { return failure_; }
 
   std::span<const std::byte> next() override {
     finish();
     if (left_ == 0) return {};
     std::error_code ec;
-    auto record = reader_->read(std::chrono::steady_clock::time_point::max(), ec);
-    if (ec) throw error(errc::plugin_closed, "the channel closed while a call's arguments were arriving");
+    auto record = reader_->read(deadline_, ec);
+    if (ec == shm::errc::timed_out) {
+      broken(channel_status::timed_out);
+      throw error(errc::timeout, "the rest of a large frame did not arrive in time");
+    }
+    if (ec) {
+      broken(ec == shm::errc::closed ? channel_status::closed : channel_status::corrupted);
+      throw error(errc::plugin_closed, "the channel closed while a large frame was arriving");
+    }
     holding_ = true;
     if (record.size() > left_) {
-      broken_ = true;
+      broken(channel_status::corrupted);
       throw error(errc::protocol_error, "a ring record runs past the end of its frame");
     }
     left_ -= record.size();
@@ -65,17 +92,16 @@ class ring_payload final : public wire::chunk_source {
     holding_ = false;
   }
   // Skips the records nobody read (when decoding failed) and lets go of the
-  // ring. False when the frame cannot be skipped: the channel is unusable.
+  // ring. False when the frame cannot be skipped: the channel is unusable
+  // (failure() says how).
   bool end() noexcept {
-    bool ok = !broken_;
     try {
-      while (ok && left_ > 0) next();
+      while (failure_ == channel_status::ok && left_ > 0) next();
     } catch (const error&) {
-      ok = false;
     }
     finish();
     reader_ = nullptr;
-    return ok;
+    return failure_ == channel_status::ok;
   }
 
  private:
@@ -85,14 +111,20 @@ class ring_payload final : public wire::chunk_source {
     first_ = first;
     left_ = left;
     holding_ = true;
-    broken_ = false;
+    failure_ = channel_status::ok;
+  }
+  void broken(channel_status why) noexcept {
+    if (failure_ == channel_status::ok) failure_ = why;
   }
 
+  wire::frame_kind kind_ = wire::frame_kind::call;
+  std::uint64_t reply_to_ = 0;
+  clock::time_point deadline_ = clock::time_point::max();
   shm::ring_reader* reader_ = nullptr;
   std::span<const std::byte> first_;
   std::size_t left_ = 0;  // payload bytes in records not read yet
   bool holding_ = false;  // a record is read and not released
-  bool broken_ = false;
+  channel_status failure_ = channel_status::ok;
 };
 
 class frame_channel {
@@ -212,9 +244,10 @@ class frame_channel {
   // Receives the next frame into `out`. One thread receives at a time.
   // A frame that breaks the format is `corrupted` (the peer is not trusted again).
   // A frame cut short by the deadline is kept: the next receive goes on with it.
-  // With `large`, a call frame whose payload is large is not copied: `large`
-  // becomes active and streams it from the ring (`out` is left empty); the
-  // caller must end() it before receiving again.
+  // With `large`, a frame it wants (ring_payload::wants: a large call, or a
+  // large reply to one call) is not copied: `large` becomes active and
+  // streams it from the ring (`out` is left empty); the caller must end() it
+  // before receiving again.
   channel_status receive(wire::buffer& out, clock::time_point deadline, ring_payload* large = nullptr) {
     if (!region_) return receive_socket(out, deadline);
     for (;;) {
@@ -227,7 +260,7 @@ class frame_channel {
         std::memcpy(&header, record.data(), wire::header_size);
         const std::size_t expected = wire::header_size + header.size;
         if (expected > max_frame_ || record.size() > expected) return channel_status::corrupted;
-        if (large != nullptr && header.kind == wire::frame_kind::call && header.size >= wire::large_payload) {
+        if (large != nullptr && large->wants(header)) {
           out.clear();
           large->begin(reader_, record, expected - record.size());
           add(bytes_received_, expected);

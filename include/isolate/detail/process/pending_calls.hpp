@@ -85,7 +85,10 @@ struct pending_call {
 struct led_call {
   std::uint64_t id = 0;
   wire::buffer* reply = nullptr;
+  // Decodes a large reply straight from the ring, when the caller gave one.
+  reply_decoder* decoder = nullptr;
   bool done = false;
+  std::exception_ptr undecodable;  // what the decoder threw
 };
 
 

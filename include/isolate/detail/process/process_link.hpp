@@ -101,8 +101,14 @@ class process_link final : public link {
     close_output();
   }
 
-  void call(wire::buffer& request, wire::buffer& reply) override { call_now(request, reply); }
-  void call_streamed(const streamed_call& request, wire::buffer& reply) override { call_now(request, reply); }
+  void call(wire::buffer& request, wire::buffer& reply) override { call_now(request, reply, nullptr); }
+  void call_streamed(const streamed_call& request, wire::buffer& reply) override { call_now(request, reply, nullptr); }
+  void call_decoding(wire::buffer& request, wire::buffer& reply, reply_decoder& decoder) override {
+    call_now(request, reply, &decoder);
+  }
+  void call_streamed_decoding(const streamed_call& request, wire::buffer& reply, reply_decoder& decoder) override {
+    call_now(request, reply, &decoder);
+  }
 
   void call_async(wire::buffer request, std::unique_ptr<completion> done) override {
     const auto* attachments = take_attachments();
@@ -329,7 +335,7 @@ class process_link final : public link {
   static constexpr std::uint32_t latency_sample_every = 17;
 
   template <class Request>
-  void call_now(Request& request, wire::buffer& reply) {
+  void call_now(Request& request, wire::buffer& reply, reply_decoder* decoder) {
     refuse_after_fork();
     const auto* attachments = take_attachments();
     const auto timeout = call_timeout();
@@ -338,7 +344,7 @@ class process_link final : public link {
     const bool sampled = ISOLATE_TELEMETRY && ++tick % latency_sample_every == 0;
     const auto began = sampled ? clock::now() : clock::time_point{};
     try {
-      share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout);
+      share_then(acquire(deadline), attachments, deadline)->call(request, reply, deadline, timeout, decoder);
     } catch (...) {
       failed_calls_.fetch_add(1, std::memory_order_relaxed);
       throw;

@@ -222,20 +222,23 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // How many buffers were sent to this worker.
   std::size_t buffers_shared() const noexcept { return control_writer_ ? control_writer_->buffers_shared() : 0; }
 
-  void call(wire::buffer& request, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+  // With `decoder`, a large reply may be decoded straight from the ring
+  // (link::call_decoding) when this thread reads its own reply.
+  void call(wire::buffer& request, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout,
+            reply_decoder* decoder = nullptr) {
     call_sending(
         [&](std::uint64_t id, std::exception_ptr&) {
           wire::set_call_id(request, id);
           return channel_.send(request.bytes(), deadline);
         },
-        reply, deadline, timeout);
+        reply, deadline, timeout, decoder);
   }
 
   // A call with a large payload, written straight into the channel.
   void call(const streamed_call& request, wire::buffer& reply, clock::time_point deadline,
-            std::chrono::milliseconds timeout) {
+            std::chrono::milliseconds timeout, reply_decoder* decoder = nullptr) {
     call_sending([&](std::uint64_t id, std::exception_ptr& thrown) { return channel_.send(request, id, deadline, thrown); },
-                 reply, deadline, timeout);
+                 reply, deadline, timeout, decoder);
   }
 
   void call_async(wire::buffer request, std::unique_ptr<completion> done, clock::time_point deadline,
@@ -404,9 +407,10 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // A synchronous call: `send(id, thrown)` puts it in the channel (setting
   // `thrown` if the arguments' serialisation threw meanwhile).
   template <class Send>
-  void call_sending(Send&& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
+  void call_sending(Send&& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout,
+                    reply_decoder* decoder) {
     if (leader_thread_.load(std::memory_order_acquire) != std::this_thread::get_id() && reader_mutex_.try_lock()) {
-      call_leading(send, reply, deadline, timeout);
+      call_leading(send, reply, deadline, timeout, decoder);
       return;
     }
     pending_call call;
@@ -427,19 +431,28 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // read the reply, so the call needs no entry in `pending_` and no lock on
   // the way back; on_exit does not know it, so the caller finds out about a
   // death itself (the channel closes). Called holding reader_mutex_.
+  // A large reply goes to `decoder`, when given, straight from the ring.
   template <class Send>
-  void call_leading(Send& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout) {
-    led_call own{last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1, &reply};
+  void call_leading(Send& send, wire::buffer& reply, clock::time_point deadline, std::chrono::milliseconds timeout,
+                    reply_decoder* decoder) {
+    led_call own;
+    own.id = last_call_id_.fetch_add(1, std::memory_order_relaxed) + 1;
+    own.reply = &reply;
+    own.decoder = decoder;
+    ring_payload own_reply(own.id, deadline);
     std::exception_ptr thrown;
     channel_status sent = channel_status::closed;
     channel_status status = channel_status::closed;
     {
       const reading held(*this, &own);
       if (!dead_.load(std::memory_order_acquire)) sent = status = send(own.id, thrown);
-      if (sent == channel_status::ok) status = pump([&] { return own.done; }, deadline);
+      if (sent == channel_status::ok) {
+        status = pump([&] { return own.done; }, deadline, deadline, decoder != nullptr ? &own_reply : nullptr);
+      }
     }
     if (!own.done) fail_led(sent, status, timeout);
     if (thrown) std::rethrow_exception(thrown);  // rather than the plugin's complaint about the zeros
+    if (own.undecodable) std::rethrow_exception(own.undecodable);
   }
 
   // A led call got no reply: the channel timed out, closed or broke.
@@ -589,15 +602,20 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   // the worker keeps the channel busy. Throws nothing: whatever goes wrong
   // while reading (the worker's bytes, or the host running out of memory for
   // them) kills the worker, and its pending calls fail with the reason.
+  // With `own_reply`, the leader's own large reply is decoded from the ring.
   template <class Enough>
-  channel_status pump(Enough&& enough, clock::time_point deadline, clock::time_point stop_at) noexcept {
+  channel_status pump(Enough&& enough, clock::time_point deadline, clock::time_point stop_at,
+                      ring_payload* own_reply = nullptr) noexcept {
     channel_status status = channel_status::ok;
     try {
       wire::buffer frame;
       while (!enough()) {
-        status = channel_.receive(frame, deadline);
+        status = channel_.receive(frame, deadline, own_reply);
         if (status != channel_status::ok) break;
-        if (!dispatch(frame)) {
+        if (own_reply != nullptr && own_reply->active()) {
+          status = decode_own_reply(*own_reply);
+          if (status != channel_status::ok) break;
+        } else if (!dispatch(frame)) {
           status = channel_status::corrupted;
           break;
         }
@@ -628,6 +646,29 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
   template <class Enough>
   channel_status pump(Enough&& enough, clock::time_point deadline) noexcept {
     return pump(enough, deadline, deadline);
+  }
+
+  // The leader's own large reply, decoded where it lies in the ring by the
+  // caller's reply_decoder. What decoding throws is the call's to rethrow
+  // (the proxy tells the link when the reply was malformed); a frame that
+  // cannot be read to its end leaves the channel unusable.
+  channel_status decode_own_reply(ring_payload& large) noexcept {
+    wire::frame_header header;
+    std::memcpy(&header, large.first().data(), wire::header_size);
+    try {
+      led_->decoder->decode(wire::inbound_payload{large.first().subspan(wire::header_size), header.size, &large});
+    } catch (...) {
+      led_->undecodable = std::current_exception();
+    }
+    if (!large.end()) {
+      led_->undecodable = nullptr;
+      if (large.failure() == channel_status::corrupted) {
+        note_violation("it broke the protocol", "a ring record runs past the end of its frame");
+      }
+      return large.failure();
+    }
+    led_->done = true;
+    return channel_status::ok;
   }
 
   // Why the reader gave up, for the kill that follows. Never throws.
