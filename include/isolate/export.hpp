@@ -94,7 +94,7 @@ struct exported_plugin {
   }
 
   static void handle(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
-                     wire::buffer& reply, std::size_t max_payload) noexcept {
+                     wire::buffer& reply, wire::reply_stream* stream, std::size_t max_payload) noexcept {
     const std::span<const std::byte> bytes(frame, frame_size);
     capability_scope objects(plugin_capabilities.get());
     if (frame_size >= wire::header_size) {
@@ -107,11 +107,12 @@ struct exported_plugin {
     }
     try {
       if (rest == nullptr) {
-        stub<Interface>::handle(*static_cast<Interface*>(object), wire::parse(bytes, max_payload), reply, max_payload);
+        stub<Interface>::handle(*static_cast<Interface*>(object), wire::parse(bytes, max_payload), reply, max_payload,
+                                nullptr, stream);
       } else {
         const wire::frame_header header = wire::parse_header(bytes, max_payload);
         const wire::inbound_payload payload{bytes.subspan(wire::header_size), header.size, rest};
-        stub<Interface>::handle(*static_cast<Interface*>(object), header, payload, reply, max_payload);
+        stub<Interface>::handle(*static_cast<Interface*>(object), header, payload, reply, max_payload, nullptr, stream);
       }
     } catch (...) {
       // A frame that does not parse (or a reply that cannot be built) still

@@ -235,3 +235,77 @@ TEST_CASE("the reply carries the call's id, method and service") {
   CHECK(header.method == 0);
   CHECK(header.service == 3);
 }
+
+namespace {
+
+// Keeps what a stub streams, as the worker's ring would carry it.
+struct recording_stream final : wire::reply_stream {
+  bool send(const wire::frame_header& header, void (*write)(wire::output_archive&, const void*),
+            const void* value) override {
+    ++frames;
+    frame.clear();
+    frame.append(&header, wire::header_size);
+    wire::output_archive archive(frame);
+    write(archive, value);
+    return true;
+  }
+  int frames = 0;
+  wire::buffer frame;
+};
+
+}  // namespace
+
+TEST_CASE("a large result that cannot fail part-way is streamed; others, and those too large, are gathered") {
+  codec_test::probe impl;
+  recording_stream stream;
+  const std::string name(wire::large_payload, 'n');
+  auto handle = [&](wire::buffer& request, wire::buffer& reply, std::size_t max) {
+    wire::set_call_id(request, 41);
+    detail::stub<codec_probe>::handle(impl, wire::parse(request.bytes(), max_payload), reply, max, nullptr, &stream);
+  };
+
+  SUBCASE("a large string: streamed, the reply buffer left empty") {
+    wire::buffer request, reply;
+    detail::encode_call(request, 2, max_payload, name, true);
+    handle(request, reply, max_payload);
+    CHECK(reply.size() == 0);
+    REQUIRE(stream.frames == 1);
+    const auto header = wire::parse(stream.frame.bytes(), max_payload).header;
+    CHECK(header.kind == wire::frame_kind::reply);
+    CHECK(header.call_id == 41);
+    CHECK(header.method == 2);
+    CHECK(detail::decode_reply<std::string>(stream.frame, max_payload) == "HELLO " + name);
+  }
+  SUBCASE("a small string: gathered") {
+    wire::buffer request, reply;
+    detail::encode_call(request, 2, max_payload, std::string("ada"), false);
+    handle(request, reply, max_payload);
+    CHECK(stream.frames == 0);
+    CHECK(detail::decode_reply<std::string>(reply, max_payload) == "hello ada");
+  }
+  SUBCASE("a large string over the maximum: an error reply, gathered") {
+    wire::buffer request, reply;
+    detail::encode_call(request, 2, max_payload, name, true);
+    handle(request, reply, wire::large_payload);
+    CHECK(stream.frames == 0);
+    CHECK(thrown_by_peer(remote_failure_of([&] { detail::decode_reply<std::string>(reply, max_payload); }),
+                         "message_too_large"));
+  }
+  SUBCASE("a large map (its elements are written one by one): gathered") {
+    std::vector<std::string> words;
+    for (int i = 0; i < 4000; ++i) words.push_back("word" + std::to_string(i));
+    wire::buffer request, reply;
+    detail::encode_call(request, 4, max_payload, words);
+    handle(request, reply, max_payload);
+    CHECK(stream.frames == 0);
+    CHECK(detail::decode_reply<std::map<std::string, int>>(reply, max_payload).size() == 4000);
+  }
+  SUBCASE("an accounted call: gathered, its cost after the result") {
+    wire::buffer request, reply;
+    detail::encode_call(request, 2, max_payload, name, true);
+    request.data()[offsetof(wire::frame_header, kind)] = static_cast<std::byte>(wire::frame_kind::accounted_call);
+    handle(request, reply, max_payload);
+    CHECK(stream.frames == 0);
+    CHECK(reply.size() > name.size());
+  }
+}

@@ -37,7 +37,7 @@ TEST_CASE("the exported entry names the interface and serves its calls") {
   isolate::wire::buffer request, reply;
   isolate::detail::encode_call(request, 0, 1024, 2, 3);
   isolate::wire::set_call_id(request, 7);
-  entry->handle(object, request.data(), request.size(), nullptr, reply, 1024);
+  entry->handle(object, request.data(), request.size(), nullptr, reply, nullptr, 1024);
   const auto view = isolate::wire::parse(reply.bytes(), 1024);
   CHECK(view.header.kind == isolate::wire::frame_kind::reply);
   CHECK(view.header.call_id == 7);
@@ -45,7 +45,7 @@ TEST_CASE("the exported entry names the interface and serves its calls") {
 
   SUBCASE("a frame that does not parse still gets an error reply") {
     const std::byte garbage[3]{};
-    entry->handle(object, garbage, sizeof garbage, nullptr, reply, 1024);
+    entry->handle(object, garbage, sizeof garbage, nullptr, reply, nullptr, 1024);
     CHECK(isolate::wire::parse(reply.bytes(), 1024).header.kind == isolate::wire::frame_kind::error);
   }
   entry->destroy(object);

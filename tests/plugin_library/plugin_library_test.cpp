@@ -186,7 +186,7 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 0, max, 40, 2);
     isolate::wire::set_call_id(request, 77);
-    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, nullptr, max);
     const auto frame = isolate::wire::parse(reply.bytes(), max);
     CHECK(frame.header.call_id == 77);
     CHECK(isolate::detail::decode_reply<int>(reply, max) == 42);
@@ -208,14 +208,14 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
     } rest;
     const std::size_t first = isolate::wire::header_size + 10;
     rest.left = request.bytes().subspan(first);
-    entry.handle(object, request.data(), first, &rest, reply, max);
+    entry.handle(object, request.data(), first, &rest, reply, nullptr, max);
     CHECK(isolate::detail::decode_reply<std::string>(reply, max) == "hello, " + name);
     CHECK(rest.finished == 1);
   }
   SUBCASE("a call whose method throws") {
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 5, max, std::string("nope"));
-    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, nullptr, max);
     CHECK_THROWS_WITH_AS(isolate::detail::decode_reply<void>(reply, max), "nope", std::invalid_argument);
   }
   SUBCASE("a frame that does not parse gets an error reply addressed to its call") {
@@ -223,7 +223,7 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
     isolate::detail::encode_call(request, 0, max, 40, 2);
     isolate::wire::set_call_id(request, 9);
     request.resize(request.size() - 1);  // shorter than its header says
-    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, nullptr, max);
     const auto frame = isolate::wire::parse(reply.bytes(), max);
     CHECK(frame.header.kind == isolate::wire::frame_kind::error);
     CHECK(frame.header.call_id == 9);
@@ -232,13 +232,13 @@ TEST_CASE("the entry serves frames for a caller that does not know the interface
   SUBCASE("a frame shorter than a header gets an error reply too") {
     const std::byte scrap[3]{};
     isolate::wire::buffer reply;
-    entry.handle(object, scrap, sizeof scrap, nullptr, reply, max);
+    entry.handle(object, scrap, sizeof scrap, nullptr, reply, nullptr, max);
     CHECK(refused_with_protocol_error(reply, max));
   }
   SUBCASE("an unknown method") {
     isolate::wire::buffer request, reply;
     isolate::detail::encode_call(request, 200, max);
-    entry.handle(object, request.data(), request.size(), nullptr, reply, max);
+    entry.handle(object, request.data(), request.size(), nullptr, reply, nullptr, max);
     CHECK(refused_with_protocol_error(reply, max));
   }
   entry.destroy(object);

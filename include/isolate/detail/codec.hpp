@@ -20,6 +20,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace isolate::detail {
 
@@ -158,6 +159,16 @@ Result decode_reply(const wire::buffer& reply, std::size_t max_payload) {
   }
 }
 
+// Results whose serialisation cannot fail part-way (a count, then raw
+// numbers or characters), so that they may be written straight into the
+// channel: a frame once begun cannot be taken back.
+template <class T>
+inline constexpr bool streams_safely = false;
+template <class T, class A>
+inline constexpr bool streams_safely<std::vector<T, A>> = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+template <class C, class Traits, class A>
+inline constexpr bool streams_safely<std::basic_string<C, Traits, A>> = true;
+
 // The receiving side of an interface: decodes a call, runs it on the
 // implementation and encodes what it returned or threw. Dispatch is a table
 // of functions indexed by method id, built at compile time.
@@ -169,22 +180,26 @@ class stub {
   // Writes the reply (or error) frame for `call` into `reply`; never throws:
   // a bad method id or undecodable arguments become a protocol_error reply,
   // and set `*malformed` when given (the caller may stop trusting the sender).
+  // With `stream`, a large result of a plain call that streams_safely is sent
+  // straight into the channel, and `reply` is left empty.
   static void handle(Interface& impl, const wire::frame_view& call, wire::buffer& reply, std::size_t max_payload,
-                     bool* malformed = nullptr) {
+                     bool* malformed = nullptr, wire::reply_stream* stream = nullptr) {
     handle(impl, call.header, wire::inbound_payload{call.payload, call.payload.size(), nullptr}, reply, max_payload,
-           malformed);
+           malformed, stream);
   }
 
   // As above, for a call whose payload may still be arriving (wire/stream.hpp).
   static void handle(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
-                     wire::buffer& reply, std::size_t max_payload, bool* malformed = nullptr) {
+                     wire::buffer& reply, std::size_t max_payload, bool* malformed = nullptr,
+                     wire::reply_stream* stream = nullptr) {
     if (header.kind == wire::frame_kind::accounted_call) [[unlikely]] {
-      const cost_meter meter;
-      run(impl, header, payload, reply, max_payload - std::min(max_payload, sizeof(cost_trailer)), malformed);
+      const cost_meter meter;  // its cost follows the reply: always gathered
+      run(impl, header, payload, {reply, nullptr, max_payload - std::min(max_payload, sizeof(cost_trailer))}, malformed);
       append_cost(reply, meter.finish());
       return;
     }
-    run(impl, header, payload, reply, max_payload, malformed);
+    run(impl, header, payload, {reply, header.kind == wire::frame_kind::call ? stream : nullptr, max_payload},
+        malformed);
   }
 
   static void encode_failure(wire::buffer& reply, std::exception_ptr failure, std::uint16_t method,
@@ -195,8 +210,15 @@ class stub {
   }
 
  private:
+  // Where the answer to one call goes.
+  struct answer {
+    wire::buffer& reply;
+    wire::reply_stream* stream;  // null: gathered into `reply`
+    std::size_t max_payload;
+  };
+
   static void run(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload,
-                  wire::buffer& reply, std::size_t max_payload, bool* malformed) {
+                  answer to, bool* malformed) {
     const auto method = header.method;
     try {
       if (method >= meta::method_count) {
@@ -204,15 +226,32 @@ class stub {
         throw error(errc::protocol_error, "unknown method id " + std::to_string(method) + " for interface " +
                                               std::string(meta::interface_name));
       }
-      table()[method](impl, payload, reply, malformed);
-      check_size(reply, max_payload);
-      wire::finish_frame(reply, wire::frame_kind::reply, method, header.call_id, header.service);
+      table()[method](impl, header, payload, to, malformed);
+      if (to.reply.size() == 0) return;  // streamed
+      check_size(to.reply, to.max_payload);
+      wire::finish_frame(to.reply, wire::frame_kind::reply, method, header.call_id, header.service);
     } catch (...) {
-      encode_failure(reply, std::current_exception(), method, header.call_id, header.service);
+      encode_failure(to.reply, std::current_exception(), method, header.call_id, header.service);
     }
   }
 
-  using entry = void (*)(Interface&, const wire::inbound_payload&, wire::buffer&, bool* malformed);
+  // Sends `result` straight into the channel when it is large enough to be
+  // worth it and small enough to be allowed; false: gather it.
+  template <class Result>
+  static bool stream_result(const wire::frame_header& call, const Result& result, answer to) {
+    if (to.stream == nullptr) return false;
+    const std::size_t size = payload_size(result);
+    if (size < wire::large_payload || size > to.max_payload) return false;
+    const wire::frame_header header{static_cast<std::uint32_t>(size), wire::frame_kind::reply, call.service,
+                                    call.method, call.call_id};
+    to.reply.clear();
+    to.stream->send(
+        header, [](wire::output_archive& archive, const void* value) { archive(*static_cast<const Result*>(value)); },
+        &result);
+    return true;
+  }
+
+  using entry = void (*)(Interface&, const wire::frame_header&, const wire::inbound_payload&, answer, bool* malformed);
 
   static constexpr auto table() {
     return []<std::size_t... K>(std::index_sequence<K...>) {
@@ -221,7 +260,8 @@ class stub {
   }
 
   template <std::size_t K>
-  static void invoke(Interface& impl, const wire::inbound_payload& payload, wire::buffer& reply, bool* malformed) {
+  static void invoke(Interface& impl, const wire::frame_header& header, const wire::inbound_payload& payload, answer to,
+                     bool* malformed) {
     constexpr auto pointer = std::get<K>(meta::pointers);
     using traits = method_traits<std::remove_const_t<decltype(pointer)>>;
     using params = typename traits::params;
@@ -232,7 +272,7 @@ class stub {
       if (malformed != nullptr) *malformed = true;
       throw;
     }
-    wire::begin_frame(reply);
+    wire::begin_frame(to.reply);
     auto run = [&]<std::size_t... I>(std::index_sequence<I...>) -> decltype(auto) {
       return (impl.*pointer)(static_cast<std::tuple_element_t<I, params>&&>(std::get<I>(args))...);
     };
@@ -241,7 +281,11 @@ class stub {
       run(indices);
     } else {
       const auto& result = run(indices);
-      encode_values(reply, result);
+      using result_type = std::remove_cvref_t<decltype(result)>;
+      if constexpr (streams_safely<result_type>) {
+        if (stream_result(header, result, to)) return;
+      }
+      encode_values(to.reply, result);
     }
   }
 };

@@ -19,7 +19,7 @@ class plugin_context;
 namespace isolate::detail {
 
 // Bumped whenever plugin_entry or the frame format changes.
-inline constexpr std::uint32_t plugin_abi_version = 6;  // 6: plugin_context carries the links to host objects
+inline constexpr std::uint32_t plugin_abi_version = 7;  // 7: handle() may stream a large result (reply_stream)
 
 // The exported symbol's name (extern "C"): one plugin per shared library.
 inline constexpr const char* plugin_entry_symbol = "isolate_plugin_entry";
@@ -36,9 +36,10 @@ struct plugin_entry {
   // Runs one call frame on the object and writes the reply frame: used by the
   // worker, which does not know the interface. `frame` holds the header and
   // the payload, or only its first bytes when `rest` streams the others
-  // (wire/stream.hpp). Never throws.
+  // (wire/stream.hpp). With `stream`, a large result may be sent straight
+  // into the channel instead: `reply` is then left empty. Never throws.
   void (*handle)(void* object, const std::byte* frame, std::size_t frame_size, wire::chunk_source* rest,
-                 wire::buffer& reply, std::size_t max_payload) noexcept;
+                 wire::buffer& reply, wire::reply_stream* stream, std::size_t max_payload) noexcept;
   // Makes the plugin use the loader's isolate error category (see error.hpp),
   // so error codes compare equal on both sides. Called before create().
   void (*share_error_category)(const std::error_category* category) noexcept;

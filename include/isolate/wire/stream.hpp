@@ -12,6 +12,9 @@
 
 namespace isolate::wire {
 
+struct frame_header;   // wire/frame.hpp
+class output_archive;  // wire/archive.hpp
+
 // Payloads of at least this many bytes go straight into (and out of) the
 // channel; smaller ones are cheaper to gather into a buffer first.
 inline constexpr std::size_t large_payload = std::size_t{16} << 10;
@@ -49,6 +52,20 @@ class chunk_source {
 
  protected:
   ~chunk_source() = default;
+};
+
+// Where a plugin's stub may send a large result straight into the channel
+// instead of gathering it into its reply buffer (the worker's ring). Called
+// at most once per call, on the thread that runs it.
+class reply_stream {
+ public:
+  // Sends one frame: `header`, then the header.size payload bytes that
+  // `write(archive, value)` writes. False when the channel failed.
+  virtual bool send(const frame_header& header, void (*write)(output_archive& archive, const void* value),
+                    const void* value) = 0;
+
+ protected:
+  ~reply_stream() = default;
 };
 
 // A payload being received: `first` holds its first bytes; when `rest` is set,

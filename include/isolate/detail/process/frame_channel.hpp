@@ -223,16 +223,26 @@ class frame_channel {
       wire::set_call_id(frame, call_id);
       return send(frame.bytes(), deadline);
     }
+    const wire::frame_header header{static_cast<std::uint32_t>(call.payload_size()), wire::frame_kind::call, 0,
+                                    call.method(), call_id};
+    return send_streamed(header, deadline, [&](wire::output_archive& archive) { call.write_payload(archive); }, thrown);
+  }
+
+  // Sends one frame over the rings, its payload written straight into them
+  // by `write(archive)` (header.size bytes). If `write` throws, the frame is
+  // still completed (with zeros), so the ring stays in step, and `thrown`
+  // gets the exception.
+  template <class Write>
+  channel_status send_streamed(const wire::frame_header& header, clock::time_point deadline, Write&& write,
+                               std::exception_ptr& thrown) {
     std::unique_lock lock(send_mutex_, std::defer_lock);
     if (!lock_until(lock, deadline)) return channel_status::timed_out;
     const sending_mark marked(sending_);
-    const wire::frame_header header{static_cast<std::uint32_t>(call.payload_size()), wire::frame_kind::call, 0,
-                                    call.method(), call_id};
     ring_sink sink(writer_, wire::header_size + header.size, deadline);
     try {
       sink.write(&header, wire::header_size);
       wire::output_archive archive(sink);
-      call.write_payload(archive);
+      write(archive);
     } catch (const ring_sink::failed&) {
       return status_of(sink.failure());
     } catch (...) {

@@ -606,7 +606,7 @@ class worker {
       // A large call, decoded straight from the ring.
       wire::buffer reply;
       ++host_calls_running_on_this_thread;
-      entry_->handle(object_, large.first().data(), large.first().size(), &large, reply, max_message_);
+      entry_->handle(object_, large.first().data(), large.first().size(), &large, reply, reply_stream(), max_message_);
       --host_calls_running_on_this_thread;
       revoke_lends();
       if (!large.end() || !send(reply)) channel_.close();
@@ -662,15 +662,39 @@ class worker {
   channel_status receive(wire::buffer& frame, ring_payload& large) {
     return channel_.receive(frame, std::chrono::steady_clock::time_point::max(), concurrency_ == 1 ? &large : nullptr);
   }
+  // Sends a reply, unless the plugin's stub streamed it already (`reply` is empty).
   bool send(const wire::buffer& reply) {
+    if (reply.size() == 0) return true;
     return channel_.send(reply.bytes(), std::chrono::steady_clock::time_point::max()) == channel_status::ok;
   }
   void handle(const wire::buffer& frame, wire::buffer& reply) {
     ++host_calls_running_on_this_thread;
-    entry_->handle(object_, frame.data(), frame.size(), nullptr, reply, max_message_);
+    entry_->handle(object_, frame.data(), frame.size(), nullptr, reply, reply_stream(), max_message_);
     --host_calls_running_on_this_thread;
     revoke_lends();
   }
+
+  // A large result goes straight into the ring (over a socket it is gathered).
+  wire::reply_stream* reply_stream() noexcept { return channel_.uses_shared_memory() ? &ring_reply_ : nullptr; }
+
+  class ring_reply final : public wire::reply_stream {
+   public:
+    explicit ring_reply(worker& owner) noexcept : owner_(owner) {}
+    bool send(const wire::frame_header& header, void (*write)(wire::output_archive&, const void*),
+              const void* value) override {
+      owner_.revoke_lends();  // before the reply goes, as for a gathered one
+      std::exception_ptr thrown;
+      const auto status = owner_.channel_.send_streamed(
+          header, std::chrono::steady_clock::time_point::max(),
+          [&](wire::output_archive& archive) { write(archive, value); }, thrown);
+      if (status == channel_status::ok && !thrown) return true;
+      owner_.channel_.close();  // a frame cut short: the host is out of step
+      return false;
+    }
+
+   private:
+    worker& owner_;
+  };
 
   // Before the reply goes: the buffers lent for this call only are taken
   // from the plugin. If the kernel would not, the lend's promise cannot be
@@ -695,6 +719,7 @@ class worker {
   std::unique_ptr<worker_context> context_;
   void* object_ = nullptr;
   frame_channel channel_;
+  ring_reply ring_reply_{*this};
   std::size_t max_message_ = 0;
   std::size_t concurrency_ = 1;
   std::thread::id reading_thread_;
