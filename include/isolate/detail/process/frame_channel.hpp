@@ -65,6 +65,7 @@ class ring_payload final : public wire::chunk_source {
   std::span<const std::byte> first() const noexcept { return first_; }
   // Why the frame could not be read to its end (after end() returned false).
   channel_status failure() const noexcept { return failure_; }
+  const char* failure_reason() const noexcept { return failure_reason_; }
 
   std::span<const std::byte> next() override {
     finish();
@@ -72,17 +73,21 @@ class ring_payload final : public wire::chunk_source {
     std::error_code ec;
     auto record = reader_->read(deadline_, ec);
     if (ec == shm::errc::timed_out) {
-      broken(channel_status::timed_out);
-      throw error(errc::timeout, "the rest of a large frame did not arrive in time");
+      broken(channel_status::timed_out, "the rest of a large frame did not arrive in time");
+      throw error(errc::timeout, failure_reason_);
+    }
+    if (ec == shm::errc::closed) {
+      broken(channel_status::closed, "the channel closed while a large frame was arriving");
+      throw error(errc::plugin_closed, failure_reason_);
     }
     if (ec) {
-      broken(ec == shm::errc::closed ? channel_status::closed : channel_status::corrupted);
-      throw error(errc::plugin_closed, "the channel closed while a large frame was arriving");
+      broken(channel_status::corrupted, "the shared-memory ring holds invalid data in the middle of a large frame");
+      throw error(errc::protocol_error, failure_reason_);
     }
     holding_ = true;
     if (record.size() > left_) {
-      broken(channel_status::corrupted);
-      throw error(errc::protocol_error, "a ring record runs past the end of its frame");
+      broken(channel_status::corrupted, "a ring record runs past the end of its frame");
+      throw error(errc::protocol_error, failure_reason_);
     }
     left_ -= record.size();
     return record;
@@ -112,9 +117,12 @@ class ring_payload final : public wire::chunk_source {
     left_ = left;
     holding_ = true;
     failure_ = channel_status::ok;
+    failure_reason_ = "";
   }
-  void broken(channel_status why) noexcept {
-    if (failure_ == channel_status::ok) failure_ = why;
+  void broken(channel_status status, const char* reason) noexcept {
+    if (failure_ != channel_status::ok) return;
+    failure_ = status;
+    failure_reason_ = reason;
   }
 
   wire::frame_kind kind_ = wire::frame_kind::call;
@@ -125,6 +133,7 @@ class ring_payload final : public wire::chunk_source {
   std::size_t left_ = 0;  // payload bytes in records not read yet
   bool holding_ = false;  // a record is read and not released
   channel_status failure_ = channel_status::ok;
+  const char* failure_reason_ = "";
 };
 
 class frame_channel {

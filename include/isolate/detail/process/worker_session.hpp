@@ -663,7 +663,7 @@ class worker_session : public std::enable_shared_from_this<worker_session> {
     if (!large.end()) {
       led_->undecodable = nullptr;
       if (large.failure() == channel_status::corrupted) {
-        note_violation("it broke the protocol", "a ring record runs past the end of its frame");
+        note_violation("it broke the protocol", large.failure_reason());
       }
       return large.failure();
     }
