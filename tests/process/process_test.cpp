@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -190,13 +191,21 @@ TEST_CASE("messages larger than the ring are streamed; larger than the maximum a
 
 std::vector<std::uint8_t> pattern(std::size_t size) { return process_test::pattern_of(size); }
 
-TEST_CASE("large calls decoded straight from the ring arrive intact at every size around the limits") {
+// Payload sizes around the one from which payloads are streamed, and around
+// the records of a 64 KiB ring (at most 32 KiB each).
+isolate::process::options small_ring() {
   isolate::process::options options;
-  options.ring_capacity = 64 * 1024;  // records of at most 32 KiB: a large call spans many
-  auto p = load_faulty(options);
-  const std::size_t large = isolate::wire::large_payload;
-  for (std::size_t size : {large - 9, large - 8, large - 7, large, std::size_t{32} << 10, std::size_t{64} << 10,
-                           (std::size_t{64} << 10) + 1, (std::size_t{3} << 20) + 5}) {
+  options.ring_capacity = 64 * 1024;
+  return options;
+}
+constexpr std::size_t large = isolate::wire::large_payload;
+constexpr std::array<std::size_t, 8> sizes_around_the_limits{
+    large - 9, large - 8, large - 7, large, std::size_t{32} << 10, std::size_t{64} << 10, (std::size_t{64} << 10) + 1,
+    (std::size_t{3} << 20) + 5};
+
+TEST_CASE("large calls decoded straight from the ring arrive intact at every size around the limits") {
+  auto p = load_faulty(small_ring());
+  for (std::size_t size : sizes_around_the_limits) {
     CAPTURE(size);
     const auto bytes = pattern(size);
     CHECK(p->checksum(bytes) == process_test::checksum_of(bytes));
@@ -205,12 +214,8 @@ TEST_CASE("large calls decoded straight from the ring arrive intact at every siz
 }
 
 TEST_CASE("large results decoded straight from the ring arrive intact at every size around the limits") {
-  isolate::process::options options;
-  options.ring_capacity = 64 * 1024;  // records of at most 32 KiB: a large reply spans many
-  auto p = load_faulty(options);
-  const std::size_t large = isolate::wire::large_payload;
-  for (std::size_t size : {large - 9, large - 8, large - 7, large, std::size_t{32} << 10, std::size_t{64} << 10,
-                           (std::size_t{64} << 10) + 1, (std::size_t{3} << 20) + 5}) {
+  auto p = load_faulty(small_ring());
+  for (std::size_t size : sizes_around_the_limits) {
     CAPTURE(size);
     CHECK(p->pattern_of_size(size) == pattern(size));
     CHECK(p->add(1, 2) == 3);  // the ring is in step after each
